@@ -1,0 +1,3 @@
+package engine
+
+func platformBackends() []Backend { return []Backend{NewMmsgBackend(nil)} }

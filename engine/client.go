@@ -1,0 +1,479 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/engarde-project/engarde/engine/internal/sys"
+	"github.com/engarde-project/engarde/ring"
+)
+
+// ClientConfig configures the client role.
+type ClientConfig struct {
+	Options
+	// ListenAddr is where local WireGuard sends (host:port).
+	ListenAddr string
+	// DstAddr is the server (host:port, the host may be a name).
+	DstAddr string
+	// DstOverrides maps an interface name to another server address.
+	DstOverrides map[string]string
+	// Excluded interfaces never carry a link.
+	Excluded []string
+	// Labels name interfaces for people (logs, status).
+	Labels map[string]string
+	// FwMark, when nonzero, marks link packets (SO_MARK).
+	FwMark uint32
+	// NoBindDevice skips SO_BINDTODEVICE; only the tests use it, to run
+	// several links over loopback.
+	NoBindDevice bool
+	// Interfaces lists interfaces; nil means the system's.
+	Interfaces func() ([]Iface, error)
+	// Watch returns a source of change notifications; nil means netlink
+	// where the OS has it, and rescans only otherwise.
+	Watch func() (Watcher, error)
+	// Rescan is the safety-net rescan period (1 s when 0).
+	Rescan time.Duration
+}
+
+// Watcher reports that interfaces or addresses may have changed.
+type Watcher interface {
+	// Wait blocks until a change; it returns an error after Close.
+	Wait() error
+	Close() error
+}
+
+// Client is the client role: it receives from local WireGuard and sends
+// every datagram over every usable interface; it hands whatever comes back
+// on any link to WireGuard.
+type Client struct {
+	cfg  ClientConfig
+	log  *Logger
+	pool *ring.Pool
+
+	wg     Conn
+	wgAddr atomic.Pointer[netip.AddrPort] // where WireGuard last sent from
+	wgTx   *sender
+	// WireGuardStats counts traffic between the client and WireGuard:
+	// Rx is what WireGuard sent, Tx what was handed back to it.
+	WireGuardStats Stats
+	// NoLink counts datagrams from WireGuard dropped because no link was
+	// up.
+	NoLink atomic.Uint64
+
+	active atomic.Pointer[[]*link] // links that carry traffic now
+
+	mu       sync.Mutex // guards links, plans and the planner
+	links    map[string]*link
+	plans    []Plan
+	planner  planner
+	resolver resolver
+	failLog  map[string]string // last error logged per interface
+
+	kick chan struct{}
+}
+
+// link is one interface's socket to the server.
+type link struct {
+	name  string
+	label string
+	index int
+	local netip.Addr
+	dst   netip.AddrPort
+	conn  Conn
+	tx    *sender
+	rx    *pump
+	stats Stats
+	up    bool // in the active set; guarded by Client.mu
+}
+
+// NewClient checks the configuration and opens the WireGuard-side socket.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if cfg.Interfaces == nil {
+		cfg.Interfaces = SystemInterfaces
+	}
+	if cfg.Rescan <= 0 {
+		cfg.Rescan = time.Second
+	}
+	laddr, err := resolveListen(cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen address: %w", err)
+	}
+	if _, _, err := net.SplitHostPort(cfg.DstAddr); err != nil {
+		return nil, fmt.Errorf("destination address: %w", err)
+	}
+	c := &Client{
+		cfg:     cfg,
+		log:     cfg.Log,
+		links:   map[string]*link{},
+		failLog: map[string]string{},
+		kick:    make(chan struct{}, 1),
+	}
+	c.planner = planner{
+		dst:       cfg.DstAddr,
+		overrides: cfg.DstOverrides,
+		excluded:  map[string]bool{},
+		labels:    cfg.Labels,
+		resolve:   c.resolver.resolve,
+	}
+	for _, x := range cfg.Excluded {
+		c.planner.excluded[x] = true
+	}
+	c.active.Store(&[]*link{})
+	c.pool, err = cfg.newPool(4)
+	if err != nil {
+		return nil, err
+	}
+	o := cfg.socket()
+	c.wg, err = cfg.Backend.Listen(laddr, o)
+	if err != nil {
+		c.pool.Close()
+		return nil, fmt.Errorf("listening on %s: %w", cfg.ListenAddr, err)
+	}
+	return c, nil
+}
+
+// resolveListen parses a listen address; an empty host means all
+// addresses, a name is resolved.
+func resolveListen(s string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap, nil
+	}
+	ua, err := net.ResolveUDPAddr("udp", s)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	ap := ua.AddrPort()
+	if !ap.Addr().IsValid() {
+		// ":port": every address, IPv4 and IPv6.
+		ap = netip.AddrPortFrom(netip.IPv6Unspecified(), ap.Port())
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+// ListenAddr returns the address WireGuard should send to.
+func (c *Client) ListenAddr() netip.AddrPort { return c.wg.LocalAddr() }
+
+// Backend returns the name of the backend in use.
+func (c *Client) Backend() string { return c.cfg.Backend.Name() }
+
+// Run forwards until ctx ends, then closes everything it opened.
+func (c *Client) Run(ctx context.Context) error {
+	o := c.cfg
+	c.wgTx = newSender("wireguard", c.wg, false, &c.wgAddr, o.QueueLength, o.BatchSize, o.timeout(), &c.WireGuardStats, c.log)
+	wgRx := newPump("wireguard", c.wg, c.pool, o.BatchSize, &c.WireGuardStats, c.log, c.fanout).start()
+
+	var wg sync.WaitGroup
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	wg.Add(2)
+	go func() { defer wg.Done(); c.watch(watchCtx) }()
+	go func() { defer wg.Done(); c.scanLoop(watchCtx) }()
+
+	<-ctx.Done()
+	stopWatch()
+	wg.Wait()
+
+	c.mu.Lock()
+	c.active.Store(&[]*link{})
+	for name, l := range c.links {
+		c.closeLink(l)
+		delete(c.links, name)
+	}
+	c.mu.Unlock()
+	wgRx.stop()
+	c.wgTx.close()
+	return c.pool.Close()
+}
+
+// fanout is the handler for datagrams from WireGuard: each goes to every
+// active link.
+func (c *Client) fanout(bufs []*ring.Buf, msgs []Message) {
+	// Replies go to wherever WireGuard sent from last.
+	if a := msgs[len(msgs)-1].Addr; c.wgAddr.Load() == nil || *c.wgAddr.Load() != a {
+		c.setWireGuardAddr(a)
+	}
+	links := *c.active.Load()
+	if len(links) == 0 {
+		c.NoLink.Add(uint64(len(bufs)))
+		return
+	}
+	for _, b := range bufs {
+		b.Ref(len(links))
+	}
+	for _, l := range links {
+		l.tx.send(bufs, msgs)
+	}
+}
+
+func (c *Client) setWireGuardAddr(a netip.AddrPort) {
+	p := new(netip.AddrPort)
+	*p = a
+	if old := c.wgAddr.Swap(p); old != nil {
+		c.log.infof("WireGuard now sends from %v (was %v)", a, *old)
+	} else {
+		c.log.infof("WireGuard peer at %v", a)
+	}
+}
+
+// reply is the handler for datagrams arriving on a link: they go to
+// WireGuard.
+func (c *Client) reply(bufs []*ring.Buf, msgs []Message) {
+	for _, b := range bufs {
+		b.Ref(1)
+	}
+	c.wgTx.send(bufs, msgs)
+}
+
+// watch turns kernel notifications into rescans.
+func (c *Client) watch(ctx context.Context) {
+	newWatcher := c.cfg.Watch
+	if newWatcher == nil {
+		newWatcher = systemWatcher
+	}
+	w, err := newWatcher()
+	if err != nil {
+		c.log.warnf("cannot watch interfaces (%v); rescanning every %v", err, c.cfg.Rescan)
+		return
+	}
+	go func() {
+		<-ctx.Done()
+		w.Close()
+	}()
+	for {
+		if err := w.Wait(); err != nil {
+			if ctx.Err() == nil {
+				c.log.warnf("interface watcher stopped (%v); rescanning every %v", err, c.cfg.Rescan)
+			}
+			return
+		}
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func systemWatcher() (Watcher, error) {
+	if !sys.Supported {
+		return nil, errors.ErrUnsupported
+	}
+	return sys.NewLinkWatcher()
+}
+
+// scanLoop rescans on every notification (coalescing bursts) and
+// periodically.
+func (c *Client) scanLoop(ctx context.Context) {
+	t := time.NewTicker(c.cfg.Rescan)
+	defer t.Stop()
+	c.scan()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-c.kick:
+			// A change usually comes as several messages (link, then
+			// addresses); let them land before looking.
+			time.Sleep(5 * time.Millisecond)
+			select {
+			case <-c.kick:
+			default:
+			}
+		}
+		c.scan()
+	}
+}
+
+// Rescan looks at the interfaces now instead of at the next event or tick.
+func (c *Client) Rescan() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// scan compares the interfaces with the links and makes them agree.
+func (c *Client) scan() {
+	ifs, err := c.cfg.Interfaces()
+	if err != nil {
+		c.log.warnf("%v", err)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	plans := c.planner.plan(ifs)
+	c.plans = plans
+	seen := map[string]bool{}
+	changed := false
+	for _, p := range plans {
+		seen[p.Iface.Name] = true
+		l := c.links[p.Iface.Name]
+		if l != nil && (l.index != p.Iface.Index || (p.Use && (l.local != p.Local || l.dst != p.Dst)) || c.planner.excluded[l.name] || !hasAddr(p.Iface, l.local)) {
+			// The interface was recreated, readdressed or excluded:
+			// the socket is bound to what is gone.
+			c.log.infof("link %s: %s changed, closing its socket", c.linkName(l), describeChange(l, p))
+			c.closeLink(l)
+			delete(c.links, l.name)
+			l = nil
+			changed = true
+		}
+		switch {
+		case l == nil && p.Use:
+			nl, err := c.openLink(p)
+			if err != nil {
+				if c.failLog[p.Iface.Name] != err.Error() {
+					c.failLog[p.Iface.Name] = err.Error()
+					c.log.warnf("link %s: %v (retrying)", p.Iface.Name, err)
+				}
+				continue
+			}
+			delete(c.failLog, p.Iface.Name)
+			c.links[p.Iface.Name] = nl
+			nl.up = true
+			changed = true
+			c.log.infof("link %s up: %v -> %v", c.linkName(nl), nl.local, nl.dst)
+		case l != nil && p.Use != l.up:
+			// Down and back up with the same address: the socket and
+			// its source port stay, so the server sees the same peer.
+			l.up = p.Use
+			changed = true
+			if p.Use {
+				c.log.infof("link %s up again", c.linkName(l))
+			} else {
+				c.log.infof("link %s down: %s", c.linkName(l), p.Reason)
+			}
+		}
+	}
+	for name, l := range c.links {
+		if !seen[name] {
+			c.log.infof("link %s: interface gone", c.linkName(l))
+			c.closeLink(l)
+			delete(c.links, name)
+			changed = true
+		}
+	}
+	if changed {
+		c.publishLocked()
+	}
+}
+
+func hasAddr(ifi Iface, a netip.Addr) bool { return slices.Contains(ifi.Addrs, a) }
+
+func describeChange(l *link, p Plan) string {
+	switch {
+	case l.index != p.Iface.Index:
+		return "interface index"
+	case !hasAddr(p.Iface, l.local):
+		return fmt.Sprintf("address %v removed", l.local)
+	case p.Reason == "excluded":
+		return "exclusion"
+	}
+	return "destination or address"
+}
+
+func (c *Client) linkName(l *link) string {
+	if l.label != "" {
+		return l.name + " (" + l.label + ")"
+	}
+	return l.name
+}
+
+// publishLocked makes the links that are up the active set.
+func (c *Client) publishLocked() {
+	act := make([]*link, 0, len(c.links))
+	for _, l := range c.links {
+		if l.up {
+			act = append(act, l)
+		}
+	}
+	slices.SortFunc(act, func(a, b *link) int { return a.index - b.index })
+	c.active.Store(&act)
+}
+
+func (c *Client) openLink(p Plan) (*link, error) {
+	o := c.cfg.socket()
+	o.Mark = c.cfg.FwMark
+	if !c.cfg.NoBindDevice {
+		o.Device = p.Iface.Name
+	}
+	conn, err := c.cfg.Backend.Dial(netip.AddrPortFrom(p.Local, 0), p.Dst, o)
+	if err != nil {
+		return nil, err
+	}
+	l := &link{
+		name:  p.Iface.Name,
+		label: p.Label,
+		index: p.Iface.Index,
+		local: p.Local,
+		dst:   p.Dst,
+		conn:  conn,
+	}
+	l.tx = newSender("link "+l.name, conn, true, nil, c.cfg.QueueLength, c.cfg.BatchSize, c.cfg.timeout(), &l.stats, c.log)
+	l.rx = newPump("link "+l.name, conn, c.pool, c.cfg.BatchSize, &l.stats, c.log, c.reply).start()
+	return l, nil
+}
+
+// closeLink takes l out of service. The active set must no longer hold it
+// or be republished right after.
+func (c *Client) closeLink(l *link) {
+	if l.up {
+		l.up = false
+		c.publishLocked()
+	}
+	l.rx.stop()
+	l.tx.close()
+}
+
+// LinkInfo describes one link for status displays.
+type LinkInfo struct {
+	Name, Label string
+	// Status is "active", "idle" (an interface that carries no link now:
+	// down, no address) or "excluded".
+	Status string
+	Reason string
+	Local  netip.Addr
+	Dst    netip.AddrPort
+	Stats  *Stats // nil when no socket is open
+}
+
+// Links describes every interface the last scan saw.
+func (c *Client) Links() []LinkInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]LinkInfo, 0, len(c.plans))
+	for _, p := range c.plans {
+		li := LinkInfo{Name: p.Iface.Name, Label: p.Label, Status: "idle", Reason: p.Reason, Local: p.Local, Dst: p.Dst}
+		if p.Reason == "excluded" {
+			li.Status = "excluded"
+		}
+		if l := c.links[p.Iface.Name]; l != nil {
+			li.Stats = &l.stats
+			li.Local, li.Dst = l.local, l.dst
+			if l.up {
+				li.Status = "active"
+			}
+		}
+		out = append(out, li)
+	}
+	return out
+}
+
+// PlanInterfaces returns what a client with cfg would do with each of ifs,
+// for `engarde-client list-interfaces`.
+func PlanInterfaces(cfg ClientConfig, ifs []Iface) []Plan {
+	var r resolver
+	p := planner{dst: cfg.DstAddr, overrides: cfg.DstOverrides, excluded: map[string]bool{}, labels: cfg.Labels, resolve: r.resolve}
+	for _, x := range cfg.Excluded {
+		p.excluded[x] = true
+	}
+	return p.plan(ifs)
+}

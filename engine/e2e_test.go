@@ -1,0 +1,319 @@
+package engine
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// testIfaces is a mutable interface list for a client under test.
+type testIfaces struct {
+	mu  sync.Mutex
+	ifs []Iface
+	ch  chan struct{}
+}
+
+func (t *testIfaces) list() ([]Iface, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]Iface(nil), t.ifs...), nil
+}
+
+func (t *testIfaces) set(name string, f func(*Iface)) {
+	t.mu.Lock()
+	for i := range t.ifs {
+		if t.ifs[i].Name == name {
+			f(&t.ifs[i])
+		}
+	}
+	t.mu.Unlock()
+	select {
+	case t.ch <- struct{}{}:
+	default:
+	}
+}
+
+func (t *testIfaces) watcher() (Watcher, error) { return &chanWatcher{ch: t.ch, done: make(chan struct{})}, nil }
+
+type chanWatcher struct {
+	ch   chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+func (w *chanWatcher) Wait() error {
+	select {
+	case <-w.ch:
+		return nil
+	case <-w.done:
+		return net.ErrClosed
+	}
+}
+
+func (w *chanWatcher) Close() error { w.once.Do(func() { close(w.done) }); return nil }
+
+// testNet abstracts where an end-to-end test runs: real loopback sockets
+// or the fake network.
+type testNet struct {
+	backend Backend
+	// addrs are the addresses of links a and b, the server, and the
+	// WireGuard stand-ins on each side.
+	linkA, linkB, server, wg netip.Addr
+	// openUDP opens a plain socket for the WireGuard stand-ins.
+	open func(t *testing.T, laddr netip.AddrPort) Conn
+}
+
+func loopbackNet(t *testing.T, be Backend) *testNet {
+	return &testNet{
+		backend: be,
+		linkA:   netip.MustParseAddr("127.0.0.2"),
+		linkB:   netip.MustParseAddr("127.0.0.3"),
+		server:  netip.MustParseAddr("127.0.0.1"),
+		wg:      netip.MustParseAddr("127.0.0.1"),
+		open: func(t *testing.T, laddr netip.AddrPort) Conn {
+			c, err := be.Listen(laddr, SocketOptions{BatchSize: 64})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		},
+	}
+}
+
+// tunnel is a client and a server joined by links a and b, with a
+// WireGuard stand-in behind the server that echoes the first copy of each
+// sequence number, as WireGuard drops replays.
+type tunnel struct {
+	t      *testing.T
+	ifs    *testIfaces
+	client *Client
+	server *Server
+	wgApp  Conn // the client-side WireGuard stand-in
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	echoed atomic.Uint64
+	base   uint64 // first sequence number of the next stream
+}
+
+func startTunnel(t *testing.T, n *testNet, opts Options) *tunnel {
+	tu := &tunnel{t: t}
+	ctx, cancel := context.WithCancel(context.Background())
+	tu.cancel = cancel
+
+	echo := n.open(t, netip.AddrPortFrom(n.wg, 0))
+	opts.Backend = n.backend
+	opts.Log = testLogger(t)
+	srv, err := NewServer(ServerConfig{
+		Options:       opts,
+		ListenAddr:    netip.AddrPortFrom(n.server, 0).String(),
+		DstAddr:       echo.LocalAddr().String(),
+		ClientTimeout: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tu.server = srv
+	tu.ifs = &testIfaces{ch: make(chan struct{}, 1), ifs: []Iface{
+		{Name: "a", Index: 101, Up: true, Running: true, Addrs: []netip.Addr{n.linkA}},
+		{Name: "b", Index: 102, Up: true, Running: true, Addrs: []netip.Addr{n.linkB}},
+	}}
+	cl, err := NewClient(ClientConfig{
+		Options:      opts,
+		ListenAddr:   netip.AddrPortFrom(n.wg, 0).String(),
+		DstAddr:      srv.ListenAddr().String(),
+		NoBindDevice: true,
+		Interfaces:   tu.ifs.list,
+		Watch:        tu.ifs.watcher,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tu.client = cl
+	tu.wgApp = n.open(t, netip.AddrPortFrom(n.wg, 0))
+
+	tu.wg.Add(3)
+	go func() { defer tu.wg.Done(); srv.Run(ctx) }()
+	go func() { defer tu.wg.Done(); cl.Run(ctx) }()
+	go func() { defer tu.wg.Done(); tu.echoFirst(echo) }()
+	t.Cleanup(func() {
+		cancel()
+		echo.Close()
+		tu.wgApp.Close()
+		tu.wg.Wait()
+	})
+	tu.waitLinks(2)
+	return tu
+}
+
+func (tu *tunnel) waitLinks(n int) {
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if len(*tu.client.active.Load()) == n {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	tu.t.Fatalf("client has %d active links, want %d", len(*tu.client.active.Load()), n)
+}
+
+// echoFirst answers the first copy of each sequence number.
+func (tu *tunnel) echoFirst(c Conn) {
+	seen := map[uint64]bool{}
+	msgs := make([]Message, 64)
+	for i := range msgs {
+		msgs[i].Buf = make([]byte, 2048)
+	}
+	out := make([]Message, 0, 64)
+	for {
+		n, err := c.ReadBatch(msgs)
+		if err != nil {
+			return
+		}
+		out = out[:0]
+		for _, m := range msgs[:n] {
+			if m.N < 8 {
+				continue
+			}
+			seq := binary.BigEndian.Uint64(m.Buf)
+			if seen[seq] {
+				continue
+			}
+			seen[seq] = true
+			out = append(out, m)
+		}
+		k, _ := c.WriteBatch(out)
+		tu.echoed.Add(uint64(k))
+	}
+}
+
+// stream sends count datagrams of size bytes at rate per second from the
+// client-side WireGuard stand-in, and returns how many distinct sequence
+// numbers came back (the client passes duplicates on; they are counted
+// separately). during is called once, halfway.
+func (tu *tunnel) stream(count, size, rate int, during func()) (got, dups int) {
+	base := tu.base
+	tu.base += uint64(count)
+	var mu sync.Mutex
+	seen := make([]bool, count)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		msgs := make([]Message, 64)
+		for i := range msgs {
+			msgs[i].Buf = make([]byte, 2048)
+		}
+		for {
+			n, err := tu.wgApp.ReadBatch(msgs)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			for _, m := range msgs[:n] {
+				seq := binary.BigEndian.Uint64(m.Buf) - base
+				if seq < uint64(count) {
+					if seen[seq] {
+						dups++
+					} else {
+						seen[seq] = true
+						got++
+					}
+				}
+			}
+			full := got == count
+			mu.Unlock()
+			if full {
+				return
+			}
+		}
+	}()
+	dst := tu.client.ListenAddr()
+	buf := make([]byte, size)
+	start := time.Now()
+	for i := range count {
+		if i == count/2 && during != nil {
+			during()
+		}
+		binary.BigEndian.PutUint64(buf, base+uint64(i))
+		if _, err := tu.wgApp.WriteBatch([]Message{{Buf: buf, N: size, Addr: dst}}); err != nil {
+			tu.t.Fatal(err)
+		}
+		if due := start.Add(time.Duration(i+1) * time.Second / time.Duration(rate)); time.Until(due) > 0 {
+			time.Sleep(time.Until(due))
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return got, dups
+}
+
+func e2eBody(t *testing.T, n *testNet) {
+	t.Run("all arrive", func(t *testing.T) {
+		tu := startTunnel(t, n, Options{GSO: true})
+		got, dups := tu.stream(2000, 1200, 20000, nil)
+		if got != 2000 {
+			t.Fatalf("%d of 2000 came back", got)
+		}
+		// Two links out, two client addresses back: each reply arrives
+		// twice, and the client hands both to WireGuard.
+		if dups == 0 {
+			t.Errorf("no duplicate came back: did both links carry traffic?")
+		}
+		if p := tu.server.Peers(); len(p) != 2 {
+			t.Errorf("server knows %d client addresses, want 2", len(p))
+		}
+	})
+	t.Run("link down loses nothing", func(t *testing.T) {
+		tu := startTunnel(t, n, Options{GSO: true})
+		got, _ := tu.stream(4000, 1200, 20000, func() {
+			tu.ifs.set("a", func(i *Iface) { i.Up = false })
+		})
+		if got != 4000 {
+			t.Fatalf("%d of 4000 came back with link a going down", got)
+		}
+		tu.waitLinks(1)
+		// And back: the same socket, so the server sees no new address.
+		before := tu.server.Peers()
+		tu.ifs.set("a", func(i *Iface) { i.Up = true })
+		tu.waitLinks(2)
+		if got, _ := tu.stream(1000, 1200, 20000, nil); got != 1000 {
+			t.Fatalf("%d of 1000 came back after link a returned", got)
+		}
+		if after := tu.server.Peers(); len(after) != len(before) {
+			t.Errorf("server addresses went from %d to %d after link a returned", len(before), len(after))
+		}
+	})
+	t.Run("interface gone", func(t *testing.T) {
+		tu := startTunnel(t, n, Options{})
+		tu.ifs.mu.Lock()
+		tu.ifs.ifs = tu.ifs.ifs[1:]
+		tu.ifs.mu.Unlock()
+		tu.client.Rescan()
+		tu.waitLinks(1)
+		if got, _ := tu.stream(1000, 500, 20000, nil); got != 1000 {
+			t.Fatalf("%d of 1000 came back on one link", got)
+		}
+	})
+}
+
+func TestEndToEndLoopback(t *testing.T) {
+	for _, be := range backendsForTest(t) {
+		t.Run(be.Name(), func(t *testing.T) { e2eBody(t, loopbackNet(t, be)) })
+	}
+}
+
+var _ = errors.Is
+
+func testLogger(t *testing.T) *Logger {
+	f := func(format string, args ...any) { t.Logf(format, args...) }
+	return &Logger{Infof: f, Warnf: f, Errorf: f}
+}

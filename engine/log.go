@@ -1,0 +1,44 @@
+package engine
+
+// Logger is how the engine reports what happens; cmd wires it to zerolog.
+// Any of the funcs may be nil, which discards that level. The engine never
+// logs per packet: it counts, and logs the first occurrence or a summary.
+type Logger struct {
+	Debugf func(format string, args ...any)
+	Infof  func(format string, args ...any)
+	Warnf  func(format string, args ...any)
+	Errorf func(format string, args ...any)
+}
+
+var nopLogger = &Logger{}
+
+func (l *Logger) orNop() *Logger {
+	if l == nil {
+		return nopLogger
+	}
+	return l
+}
+
+func (l *Logger) debugf(format string, args ...any) {
+	if l.Debugf != nil {
+		l.Debugf(format, args...)
+	}
+}
+
+func (l *Logger) infof(format string, args ...any) {
+	if l.Infof != nil {
+		l.Infof(format, args...)
+	}
+}
+
+func (l *Logger) warnf(format string, args ...any) {
+	if l.Warnf != nil {
+		l.Warnf(format, args...)
+	}
+}
+
+func (l *Logger) errorf(format string, args ...any) {
+	if l.Errorf != nil {
+		l.Errorf(format, args...)
+	}
+}

@@ -1,0 +1,372 @@
+package engine
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/engarde-project/engarde/engine/internal/sys"
+)
+
+// mmsgBackend moves batches with recvmmsg(2) and sendmmsg(2), called through
+// syscall.RawConn so that waiting happens in Go's netpoller, with UDP GSO
+// for runs of equal-sized datagrams and optional UDP GRO on receive.
+//
+// It does not use x/net's ipv4.PacketConn.ReadBatch/WriteBatch, which the
+// design first suggested: they allocate a net.UDPAddr per received datagram
+// and per-message scratch on send, and carry neither GSO nor GRO. The
+// syscalls are the same; the scratch space here is allocated once per
+// socket.
+type mmsgBackend struct {
+	log *Logger
+}
+
+// NewMmsgBackend returns the recvmmsg/sendmmsg backend.
+func NewMmsgBackend(log *Logger) Backend { return &mmsgBackend{log: log.orNop()} }
+
+func (b *mmsgBackend) Name() string { return "mmsg" }
+
+func (b *mmsgBackend) Listen(laddr netip.AddrPort, o SocketOptions) (Conn, error) {
+	return b.open(laddr, netip.AddrPort{}, o)
+}
+
+func (b *mmsgBackend) Dial(laddr, raddr netip.AddrPort, o SocketOptions) (Conn, error) {
+	return b.open(laddr, raddr, o)
+}
+
+func (b *mmsgBackend) open(laddr, raddr netip.AddrPort, o SocketOptions) (Conn, error) {
+	uc, err := openUDP(laddr, raddr, o)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		uc.Close()
+		return nil, err
+	}
+	c := &mmsgConn{
+		uc:        uc,
+		rc:        rc,
+		v6:        udpNetwork(laddr, raddr) != "udp4",
+		connected: raddr.IsValid(),
+		laddr:     uc.LocalAddr().(*net.UDPAddr).AddrPort(),
+		batch:     max(o.BatchSize, 1),
+		recvCmsg:  o.PacketInfo || o.GRO,
+		log:       b.log,
+	}
+	if o.GSO {
+		_ = rc.Control(func(fd uintptr) { c.gso.Store(sys.GSOSupported(fd)) })
+	}
+	c.r.init(c)
+	c.wpool.New = func() any { return newWriteState(c) }
+	return c, nil
+}
+
+type mmsgConn struct {
+	uc        *net.UDPConn
+	rc        syscall.RawConn
+	v6        bool // AF_INET6 socket (IPv4 peers are v4-mapped)
+	connected bool
+	laddr     netip.AddrPort
+	batch     int
+	recvCmsg  bool
+	gso       atomic.Bool // cleared for good when the kernel refuses a GSO send
+	log       *Logger
+
+	r     readState
+	wpool sync.Pool // of *writeState: TryWriteBatch may run concurrently
+}
+
+func (c *mmsgConn) LocalAddr() netip.AddrPort { return c.laddr }
+
+func (c *mmsgConn) SetWriteDeadline(t time.Time) error { return c.uc.SetWriteDeadline(t) }
+
+func (c *mmsgConn) Close() error { return c.uc.Close() }
+
+func (c *mmsgConn) ReadBatch(msgs []Message) (int, error) {
+	r := &c.r
+	r.msgs = msgs
+	r.n, r.err = 0, nil
+	err := c.rc.Read(r.fn)
+	r.msgs = nil
+	if err != nil {
+		return 0, err
+	}
+	return r.n, r.err
+}
+
+func (c *mmsgConn) WriteBatch(msgs []Message) (int, error) {
+	return c.write(msgs, true)
+}
+
+func (c *mmsgConn) TryWriteBatch(msgs []Message) (int, error) {
+	return c.write(msgs, false)
+}
+
+func (c *mmsgConn) write(msgs []Message, wait bool) (int, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	w := c.wpool.Get().(*writeState)
+	w.reset(msgs, wait)
+	var err error
+	if wait {
+		err = c.rc.Write(w.fn)
+	} else {
+		// Control, unlike Write, takes no lock on the descriptor, so a
+		// producer's attempt never queues behind a sender that is
+		// waiting for buffer space.
+		err = c.rc.Control(w.ctl)
+	}
+	if err == nil {
+		err = w.err
+	}
+	n := w.pos
+	w.msgs = nil
+	c.wpool.Put(w)
+	return n, err
+}
+
+// readState is the scratch space of ReadBatch, built once per socket.
+type readState struct {
+	c     *mmsgConn
+	hdrs  []sys.Mmsghdr
+	iovs  []sys.Iovec
+	names []sys.Sockaddr
+	cmsg  []byte
+	csz   int
+	fn    func(fd uintptr) bool
+
+	msgs []Message // the current call's
+	n    int
+	err  error
+}
+
+func (r *readState) init(c *mmsgConn) {
+	r.c = c
+	r.hdrs = make([]sys.Mmsghdr, c.batch)
+	r.iovs = make([]sys.Iovec, c.batch)
+	r.names = make([]sys.Sockaddr, c.batch)
+	if c.recvCmsg {
+		r.csz = sys.SizeofRecvCmsg
+		r.cmsg = make([]byte, r.csz*c.batch)
+	}
+	for i := range r.hdrs {
+		sys.SetMsgIov(&r.hdrs[i], r.iovs[i:i+1])
+	}
+	r.fn = r.run
+}
+
+func (r *readState) run(fd uintptr) bool {
+	n := min(len(r.msgs), len(r.hdrs))
+	for i := 0; i < n; i++ {
+		b := r.msgs[i].Buf
+		sys.SetIovec(&r.iovs[i], b[:cap(b)])
+		h := &r.hdrs[i]
+		sys.SetMsgName(h, &r.names[i], sys.SizeofSockaddr)
+		if r.csz > 0 {
+			sys.SetMsgControl(h, r.cmsg[i*r.csz:(i+1)*r.csz])
+		}
+		h.Hdr.Flags = 0
+	}
+	for {
+		k, err := sys.Recvmmsg(fd, r.hdrs[:n])
+		if err == nil {
+			r.n = k
+			break
+		}
+		if sys.IsWouldBlock(err) {
+			return false // park in the netpoller until readable
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EINTR) {
+			// A connected socket reports an ICMP port unreachable for an
+			// earlier send on the next receive; it says nothing about
+			// what is queued now.
+			continue
+		}
+		r.err = err
+		return true
+	}
+	for i := 0; i < r.n; i++ {
+		h := &r.hdrs[i]
+		m := &r.msgs[i]
+		m.N = int(h.Len)
+		m.Truncated = sys.MsgTruncated(h)
+		m.Addr = sys.ParseSockaddr(&r.names[i])
+		m.Seg, m.Local = 0, netip.Addr{}
+		if r.csz > 0 {
+			if cl := sys.MsgControlLen(h); cl > 0 {
+				seg, local := sys.ParseRecvCmsg(r.cmsg[i*r.csz : i*r.csz+cl])
+				if seg > 0 && seg < m.N {
+					m.Seg = seg
+				}
+				m.Local = local
+			}
+		}
+	}
+	return true
+}
+
+// writeState is the scratch space of one send call.
+type writeState struct {
+	c     *mmsgConn
+	hdrs  []sys.Mmsghdr
+	iovs  []sys.Iovec
+	names []sys.Sockaddr
+	cmsg  []byte // one UDP_SEGMENT slot per header
+	ends  []int  // ends[h]: messages completely sent once hdrs[:h+1] are
+	offs  []int  // offs[h]: bytes of message ends[h] sent once hdrs[:h+1] are (split trains)
+	gsoh  []bool // hdrs[h] carries a UDP_SEGMENT message
+	fn    func(fd uintptr) bool
+	ctl   func(fd uintptr)
+
+	msgs      []Message
+	wait      bool
+	pos, off  int // progress: messages sent, and bytes of msgs[pos] sent
+	nh, sentH int // headers built, headers sent, of the current chunk
+	err       error
+}
+
+func newWriteState(c *mmsgConn) *writeState {
+	nh := max(c.batch, MaxSegments)
+	w := &writeState{
+		c:     c,
+		hdrs:  make([]sys.Mmsghdr, nh),
+		iovs:  make([]sys.Iovec, nh+MaxSegments),
+		names: make([]sys.Sockaddr, nh),
+		cmsg:  make([]byte, nh*sys.SizeofSegmentCmsg),
+		ends:  make([]int, nh),
+		offs:  make([]int, nh),
+		gsoh:  make([]bool, nh),
+	}
+	w.fn = w.run
+	w.ctl = func(fd uintptr) { w.run(fd) }
+	return w
+}
+
+func (w *writeState) reset(msgs []Message, wait bool) {
+	w.msgs, w.wait = msgs, wait
+	w.pos, w.off, w.nh, w.sentH, w.err = 0, 0, 0, 0, nil
+}
+
+// build fills headers for msgs from (pos, off) until the headers or iovecs
+// run out, grouping runs of equal-sized datagrams to one address into GSO
+// trains when GSO is on.
+func (w *writeState) build() {
+	c := w.c
+	gso := c.gso.Load()
+	h, iv := 0, 0
+	i, off := w.pos, w.off
+	for i < len(w.msgs) && h < len(w.hdrs) && iv < len(w.iovs) {
+		m := &w.msgs[i]
+		w.gsoh[h] = false
+		train := m.Seg > 0 && m.Seg < m.N
+		switch {
+		case train && gso:
+			// A train from GRO goes out as it came in: one buffer, one
+			// segment size.
+			sys.SetIovec(&w.iovs[iv], m.Buf[:m.N])
+			w.setHdr(h, iv, 1, m.Addr, m.Seg)
+			iv++
+			i, off = i+1, 0
+		case train:
+			// No GSO: one datagram per header, cut from the train.
+			end := min(off+m.Seg, m.N)
+			sys.SetIovec(&w.iovs[iv], m.Buf[off:end])
+			w.setHdr(h, iv, 1, m.Addr, 0)
+			iv++
+			if end == m.N {
+				i, off = i+1, 0
+			} else {
+				off = end
+			}
+		default:
+			// Gather following datagrams of the same size to the same
+			// address into one GSO train; the last may be shorter.
+			seg := m.N
+			k := 1
+			total := m.N
+			sys.SetIovec(&w.iovs[iv], m.Buf[:m.N])
+			if gso && seg > 0 {
+				for j := i + 1; j < len(w.msgs) && k < MaxSegments && iv+k < len(w.iovs); j++ {
+					n := &w.msgs[j]
+					if (n.Seg > 0 && n.Seg < n.N) || n.N > seg || n.N == 0 || total+n.N > maxGSOBytes {
+						break
+					}
+					if !w.c.connected && n.Addr != m.Addr {
+						break
+					}
+					sys.SetIovec(&w.iovs[iv+k], n.Buf[:n.N])
+					k++
+					total += n.N
+					if n.N < seg {
+						break // a shorter datagram can only end a train
+					}
+				}
+			}
+			if k > 1 {
+				w.setHdr(h, iv, k, m.Addr, seg)
+			} else {
+				w.setHdr(h, iv, 1, m.Addr, 0)
+			}
+			iv += k
+			i, off = i+k, 0
+		}
+		w.ends[h], w.offs[h] = i, off
+		h++
+	}
+	w.nh, w.sentH = h, 0
+}
+
+func (w *writeState) setHdr(h, iv, niov int, addr netip.AddrPort, seg int) {
+	hdr := &w.hdrs[h]
+	sys.SetMsgIov(hdr, w.iovs[iv:iv+niov])
+	if w.c.connected {
+		sys.SetMsgName(hdr, nil, 0)
+	} else {
+		sys.SetMsgName(hdr, &w.names[h], sys.PutSockaddr(&w.names[h], addr, w.c.v6))
+	}
+	if seg > 0 {
+		cm := w.cmsg[h*sys.SizeofSegmentCmsg : (h+1)*sys.SizeofSegmentCmsg]
+		sys.SetMsgControl(hdr, cm[:sys.PutSegmentCmsg(cm, uint16(seg))])
+		w.gsoh[h] = true
+	} else {
+		sys.SetMsgControl(hdr, nil)
+	}
+	hdr.Hdr.Flags = 0
+}
+
+func (w *writeState) run(fd uintptr) bool {
+	for w.pos < len(w.msgs) {
+		if w.sentH == w.nh {
+			w.build()
+		}
+		k, err := sys.Sendmmsg(fd, w.hdrs[w.sentH:w.nh])
+		if err != nil {
+			switch {
+			case sys.IsWouldBlock(err):
+				w.err = ErrWouldBlock
+				return !w.wait // false parks WriteBatch until writable
+			case errors.Is(err, syscall.EINTR):
+				continue
+			case w.gsoh[w.sentH] && sys.IsGSOError(err) && w.c.gso.Swap(false):
+				// The device cannot segment (no checksum offload) or
+				// the kernel cannot on this path: send datagram by
+				// datagram from now on, and resend this chunk.
+				w.c.log.warnf("UDP GSO refused on %v (%v); sending datagrams one by one on this socket", w.c.laddr, err)
+				w.sentH = w.nh
+				continue
+			}
+			w.err = err
+			return true
+		}
+		w.sentH += k
+		w.pos, w.off = w.ends[w.sentH-1], w.offs[w.sentH-1]
+		w.err = nil
+	}
+	return true
+}

@@ -1,0 +1,157 @@
+package engine
+
+import (
+	"errors"
+	"net"
+	"time"
+
+	"github.com/engarde-project/engarde/ring"
+)
+
+// pump is a receive loop: it reads batches from a Conn into pool buffers
+// and hands each batch to a handler.
+//
+// The handler gets the filled buffers and their messages (N, Seg, Addr,
+// Local; it may overwrite the messages as scratch space). It must add a
+// reference (Buf.Ref) for every holder it hands a buffer to. The pump keeps
+// its own reference and, after the handler returns, takes the buffer back
+// when every holder is done with it already (the common case: the packet
+// went out on the producer's goroutine) or a fresh one from the pool.
+type pump struct {
+	name   string
+	conn   Conn
+	pool   *ring.Pool
+	stats  *Stats
+	log    *Logger
+	handle func(bufs []*ring.Buf, msgs []Message)
+
+	bufs   []*ring.Buf
+	msgs   []Message
+	errLog rateLimit
+	oomLog rateLimit
+	quit   chan struct{}
+	exited chan struct{}
+}
+
+func newPump(name string, conn Conn, pool *ring.Pool, batch int, stats *Stats, log *Logger, handle func([]*ring.Buf, []Message)) *pump {
+	return &pump{
+		name:   name,
+		conn:   conn,
+		pool:   pool,
+		stats:  stats,
+		log:    log,
+		handle: handle,
+		bufs:   make([]*ring.Buf, batch),
+		msgs:   make([]Message, batch),
+		quit:   make(chan struct{}),
+		exited: make(chan struct{}),
+	}
+}
+
+// start runs the loop on its own goroutine.
+func (p *pump) start() *pump {
+	go p.run()
+	return p
+}
+
+// stop closes the Conn, which ends the loop, and waits for it.
+func (p *pump) stop() {
+	select {
+	case <-p.quit:
+	default:
+		close(p.quit)
+	}
+	p.conn.Close()
+	<-p.exited
+}
+
+// run loops until the Conn is closed, then returns every buffer it holds.
+func (p *pump) run() {
+	have := 0 // p.bufs[:have] hold buffers
+	defer close(p.exited)
+	defer func() {
+		for i := range have {
+			p.bufs[i].Release()
+			p.bufs[i] = nil
+		}
+	}()
+	for {
+		for have < len(p.bufs) {
+			b := p.pool.Get()
+			if b == nil {
+				break
+			}
+			p.bufs[have] = b
+			p.msgs[have].Buf = b.Data()
+			have++
+		}
+		if have == 0 {
+			// Every buffer is queued on some link; they come back as
+			// links send or time out. Waiting here stalls this socket
+			// only, and the socket buffer absorbs the gap.
+			if p.oomLog.allow() {
+				p.log.warnf("%s: packet buffer pool exhausted (%d buffers); receiving paused", p.name, p.pool.Allocated())
+			}
+			select {
+			case <-p.quit:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			continue
+		}
+		n, err := p.conn.ReadBatch(p.msgs[:have])
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			p.stats.RxErrors.Add(1)
+			if p.errLog.allow() {
+				p.log.warnf("%s: receive failed: %v", p.name, err)
+			}
+			time.Sleep(time.Millisecond) // do not spin on a persistent error
+			continue
+		}
+		now := nanotime()
+		k := 0
+		var pkts, bytes uint64
+		for i := range n {
+			m := &p.msgs[i]
+			if m.Truncated {
+				p.stats.Oversize.Add(1)
+				continue
+			}
+			b := p.bufs[i]
+			b.N, b.Seg, b.Stamp = m.N, m.Seg, now
+			pkts += uint64(m.Count())
+			bytes += uint64(m.N)
+			if i != k {
+				p.bufs[i], p.bufs[k] = p.bufs[k], p.bufs[i]
+				p.msgs[i], p.msgs[k] = p.msgs[k], p.msgs[i]
+			}
+			k++
+		}
+		p.stats.RxPackets.Add(pkts)
+		p.stats.RxBytes.Add(bytes)
+		p.stats.LastRx.Store(wallFromMono(now))
+		if k == 0 {
+			continue
+		}
+		p.handle(p.bufs[:k], p.msgs[:k])
+		// Take our buffers back, or replace those still in flight.
+		for i := range k {
+			if !p.bufs[i].Reclaim() {
+				p.bufs[i] = p.pool.Get()
+			}
+		}
+		j := 0
+		for i := range have {
+			if b := p.bufs[i]; b != nil {
+				p.bufs[j] = b
+				p.msgs[j].Buf = b.Data()
+				j++
+			}
+		}
+		clear(p.bufs[j:have])
+		have = j
+	}
+}

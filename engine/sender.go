@@ -1,0 +1,302 @@
+package engine
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/engarde-project/engarde/ring"
+)
+
+// sender moves packet buffers to one destination through one Conn, so that
+// a slow, full or dead destination costs only itself.
+//
+// Producers (the goroutines that receive packets) call send. While nothing
+// is waiting in the backlog, send writes the batch at once, without
+// blocking, on the producer's goroutine: no hand-off, no wake-up, which is
+// what keeps latency at the level of the direct path. When the socket's
+// buffer is full, the rest of the batch goes to the backlog, a bounded
+// lock-free queue, and the sender's own goroutine (the flusher) writes it
+// out as the socket drains, dropping what waited longer than the write
+// timeout. While the backlog holds anything, producers append to it, so
+// packets leave in the order they came (for one producer). A full backlog
+// drops the packet for this destination only.
+type sender struct {
+	conn    Conn
+	dst     *atomic.Pointer[netip.AddrPort] // nil for a connected Conn
+	timeout int64                           // nanoseconds; <= 0: wait as long as it takes
+	stats   *Stats
+	log     *Logger
+	name    string
+
+	q       *ring.MPMC[*ring.Buf]
+	pending atomic.Int64 // buffers in q or in the flusher's hands
+	wake    chan struct{}
+	closed  atomic.Bool
+	done    chan struct{}
+	exited  chan struct{}
+	errLog  rateLimit
+
+	// The flusher's scratch.
+	fbufs []*ring.Buf
+	fmsgs []Message
+
+	ownConn bool // close closes conn
+}
+
+// newSender starts a sender on conn; it closes conn on close when ownConn.
+func newSender(name string, conn Conn, ownConn bool, dst *atomic.Pointer[netip.AddrPort], queueLen, batch int, timeout time.Duration, stats *Stats, log *Logger) *sender {
+	s := &sender{
+		conn:    conn,
+		ownConn: ownConn,
+		dst:     dst,
+		timeout: int64(timeout),
+		stats:   stats,
+		log:     log,
+		name:    name,
+		q:       ring.NewMPMC[*ring.Buf](queueLen),
+		wake:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		exited:  make(chan struct{}),
+		fbufs:   make([]*ring.Buf, batch),
+		fmsgs:   make([]Message, batch),
+	}
+	go s.flush()
+	return s
+}
+
+// destination returns where an unconnected sender sends, and false when it
+// does not know yet (no WireGuard peer has spoken).
+func (s *sender) destination() (netip.AddrPort, bool) {
+	if s.dst == nil {
+		return netip.AddrPort{}, true
+	}
+	p := s.dst.Load()
+	if p == nil {
+		return netip.AddrPort{}, false
+	}
+	return *p, true
+}
+
+// send takes one reference of each buffer in bufs: it releases each once
+// the packet is sent or dropped. scratch is the caller's, at least as long
+// as bufs.
+func (s *sender) send(bufs []*ring.Buf, scratch []Message) {
+	if len(bufs) == 0 {
+		return
+	}
+	if s.closed.Load() {
+		s.drop(bufs, &s.stats.DropClosed)
+		return
+	}
+	dst, ok := s.destination()
+	if !ok {
+		s.drop(bufs, &s.stats.DropError)
+		return
+	}
+	if s.pending.Load() == 0 {
+		msgs := fill(scratch, bufs, dst)
+		off := 0
+		for off < len(bufs) {
+			k, err := s.conn.TryWriteBatch(msgs[off:])
+			s.sent(bufs[off:off+k], msgs[off:off+k])
+			off += k
+			if err == nil || errors.Is(err, ErrWouldBlock) {
+				break
+			}
+			if errors.Is(err, net.ErrClosed) {
+				s.drop(bufs[off:], &s.stats.DropClosed)
+				return
+			}
+			s.failed(bufs[off], err)
+			off++
+		}
+		bufs = bufs[off:]
+	}
+	if len(bufs) == 0 {
+		return
+	}
+	queued := false
+	for _, b := range bufs {
+		s.pending.Add(1)
+		if s.q.Push(b) {
+			queued = true
+			continue
+		}
+		s.pending.Add(-1)
+		s.stats.DropFull.Add(1)
+		b.Release()
+	}
+	if queued {
+		select {
+		case s.wake <- struct{}{}:
+		default: // already signalled
+		}
+	}
+	if s.closed.Load() {
+		// Closed while we queued: the flusher may be gone; take back
+		// what it will not send.
+		s.drain()
+	}
+}
+
+// fill points msgs at the buffers' payloads.
+func fill(msgs []Message, bufs []*ring.Buf, dst netip.AddrPort) []Message {
+	msgs = msgs[:len(bufs)]
+	for i, b := range bufs {
+		msgs[i] = Message{Buf: b.Data(), N: b.N, Seg: b.Seg, Addr: dst}
+	}
+	return msgs
+}
+
+func (s *sender) sent(bufs []*ring.Buf, msgs []Message) {
+	if len(bufs) == 0 {
+		return
+	}
+	var pkts, bytes uint64
+	for i, b := range bufs {
+		pkts += uint64(msgs[i].Count())
+		bytes += uint64(b.N)
+		b.Release()
+	}
+	s.stats.TxPackets.Add(pkts)
+	s.stats.TxBytes.Add(bytes)
+}
+
+func (s *sender) failed(b *ring.Buf, err error) {
+	s.stats.SendErrors.Add(1)
+	s.stats.DropError.Add(1)
+	b.Release()
+	if s.errLog.allow() {
+		s.log.warnf("%s: send failed: %v (further errors counted, logged at most every 10s)", s.name, err)
+	}
+}
+
+func (s *sender) drop(bufs []*ring.Buf, counter *atomic.Uint64) {
+	counter.Add(uint64(len(bufs)))
+	for _, b := range bufs {
+		b.Release()
+	}
+}
+
+// drain releases everything in the backlog.
+func (s *sender) drain() {
+	for {
+		b, ok := s.q.Pop()
+		if !ok {
+			return
+		}
+		s.pending.Add(-1)
+		s.stats.DropClosed.Add(1)
+		b.Release()
+	}
+}
+
+// flush is the sender's goroutine: it writes out the backlog.
+func (s *sender) flush() {
+	defer close(s.exited)
+	for {
+		select {
+		case <-s.wake:
+		case <-s.done:
+			s.drain()
+			return
+		}
+		for {
+			n := 0
+			for n < len(s.fbufs) {
+				b, ok := s.q.Pop()
+				if !ok {
+					break
+				}
+				s.fbufs[n] = b
+				n++
+			}
+			if n == 0 {
+				break
+			}
+			s.writeOut(s.fbufs[:n])
+			clear(s.fbufs[:n])
+			s.pending.Add(int64(-n))
+		}
+	}
+}
+
+// writeOut sends bufs, waiting for socket space but not past the write
+// timeout of the oldest packet, and releases every buffer.
+func (s *sender) writeOut(bufs []*ring.Buf) {
+	for len(bufs) > 0 {
+		if s.closed.Load() {
+			s.drop(bufs, &s.stats.DropClosed)
+			return
+		}
+		// Drop what has already waited too long.
+		if s.timeout > 0 {
+			now := nanotime()
+			k := 0
+			for k < len(bufs) && now-bufs[k].Stamp > s.timeout {
+				k++
+			}
+			s.drop(bufs[:k], &s.stats.DropTimeout)
+			bufs = bufs[k:]
+			if len(bufs) == 0 {
+				return
+			}
+			_ = s.conn.SetWriteDeadline(time.Now().Add(time.Duration(bufs[0].Stamp + s.timeout - now)))
+		}
+		dst, ok := s.destination()
+		if !ok {
+			s.drop(bufs, &s.stats.DropError)
+			return
+		}
+		msgs := fill(s.fmsgs, bufs, dst)
+		k, err := s.conn.WriteBatch(msgs)
+		s.sent(bufs[:k], msgs[:k])
+		bufs = bufs[k:]
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// Loop: the expired head is dropped above.
+		case errors.Is(err, net.ErrClosed):
+			s.drop(bufs, &s.stats.DropClosed)
+			return
+		default:
+			if len(bufs) > 0 {
+				s.failed(bufs[0], err)
+				bufs = bufs[1:]
+			}
+		}
+	}
+}
+
+// close stops the flusher, closes the socket if it owns it, and releases
+// the backlog. On a shared socket a flusher blocked for space finishes its
+// batch first (within the write timeout).
+func (s *sender) close() {
+	if s.closed.Swap(true) {
+		return
+	}
+	close(s.done)
+	if s.ownConn {
+		s.conn.Close()
+	}
+	<-s.exited
+	s.drain()
+}
+
+// rateLimit allows an event at most once per interval; safe for concurrent
+// use.
+type rateLimit struct {
+	next atomic.Int64
+}
+
+const logInterval = int64(10 * time.Second)
+
+func (r *rateLimit) allow() bool {
+	now := nanotime()
+	n := r.next.Load()
+	return now >= n && r.next.CompareAndSwap(n, now+logInterval)
+}

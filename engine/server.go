@@ -1,0 +1,318 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/engarde-project/engarde/ring"
+)
+
+// ServerConfig configures the server role.
+type ServerConfig struct {
+	Options
+	// ListenAddr is where clients send (host:port; an empty host means
+	// every address).
+	ListenAddr string
+	// DstAddr is WireGuard (host:port).
+	DstAddr string
+	// ClientTimeout is how long a client address stays after its last
+	// datagram (30 s when 0).
+	ClientTimeout time.Duration
+}
+
+// Server is the server role: it forwards what clients send to WireGuard,
+// and every reply from WireGuard to every live client address.
+//
+// Each client address gets its own socket, bound to the listen port
+// (SO_REUSEPORT) on the address the client sent to, and connected to the
+// client. Replies to it leave from the address and port the client sent to,
+// so they pass the client's NAT; and each address has its own send buffer,
+// so packets the kernel holds for an unreachable address (waiting for
+// neighbour resolution, say) cannot fill a buffer the live addresses need.
+// Being connected, the socket also receives that address's traffic; the
+// listen socket sees only addresses not known yet.
+type Server struct {
+	cfg  ServerConfig
+	log  *Logger
+	pool *ring.Pool
+
+	listen  Conn
+	laddr   netip.AddrPort
+	up      Conn // to WireGuard
+	upTx    *sender
+	dst     netip.AddrPort
+	peers   atomic.Pointer[peerSet]
+	timeout int64
+
+	// ListenStats counts the listen socket (datagrams from addresses not
+	// known yet); UpstreamStats the socket to WireGuard: Tx is what
+	// went to WireGuard, Rx its replies.
+	ListenStats, UpstreamStats Stats
+	// NoPeer counts replies from WireGuard dropped because no client
+	// address was live.
+	NoPeer atomic.Uint64
+
+	mu      sync.Mutex // guards peer creation and removal
+	failLog rateLimit
+}
+
+type peerSet struct {
+	byAddr map[netip.AddrPort]*peer
+	list   []*peer
+}
+
+// peer is one client address.
+type peer struct {
+	addr     netip.AddrPort
+	local    netip.AddrPort
+	conn     Conn // nil when the peer shares the listen socket
+	tx       *sender
+	rx       *pump
+	lastSeen atomic.Int64 // nanotime
+	since    time.Time
+	stats    Stats
+	fixedDst atomic.Pointer[netip.AddrPort] // for a peer on the listen socket
+}
+
+// NewServer checks the configuration and opens the listen and WireGuard
+// sockets.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if cfg.ClientTimeout <= 0 {
+		cfg.ClientTimeout = 30 * time.Second
+	}
+	laddr, err := resolveListen(cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen address: %w", err)
+	}
+	var r resolver
+	dsts, err := r.resolve(cfg.DstAddr)
+	if err != nil || len(dsts) == 0 {
+		return nil, fmt.Errorf("destination address %s: %w", cfg.DstAddr, err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, dst: dsts[0], timeout: int64(cfg.ClientTimeout)}
+	s.peers.Store(&peerSet{byAddr: map[netip.AddrPort]*peer{}})
+	if s.pool, err = cfg.newPool(4); err != nil {
+		return nil, err
+	}
+	o := cfg.socket()
+	lo := o
+	lo.ReusePort = true
+	lo.PacketInfo = true
+	if s.listen, err = cfg.Backend.Listen(laddr, lo); err != nil {
+		s.pool.Close()
+		return nil, fmt.Errorf("listening on %s: %w", cfg.ListenAddr, err)
+	}
+	s.laddr = s.listen.LocalAddr()
+	if s.up, err = cfg.Backend.Dial(netip.AddrPort{}, s.dst, o); err != nil {
+		s.listen.Close()
+		s.pool.Close()
+		return nil, fmt.Errorf("opening socket to %s: %w", s.dst, err)
+	}
+	return s, nil
+}
+
+// ListenAddr returns the address clients send to.
+func (s *Server) ListenAddr() netip.AddrPort { return s.laddr }
+
+// Backend returns the name of the backend in use.
+func (s *Server) Backend() string { return s.cfg.Backend.Name() }
+
+// Run forwards until ctx ends, then closes everything it opened.
+func (s *Server) Run(ctx context.Context) error {
+	o := s.cfg
+	s.upTx = newSender("wireguard", s.up, true, nil, o.QueueLength, o.BatchSize, o.timeout(), &s.UpstreamStats, s.log)
+	listenRx := newPump("listen", s.listen, s.pool, o.BatchSize, &s.ListenStats, s.log, s.fromListen).start()
+	upRx := newPump("wireguard", s.up, s.pool, o.BatchSize, &s.UpstreamStats, s.log, s.fanout).start()
+
+	tick := time.NewTicker(min(time.Second, s.cfg.ClientTimeout/4))
+	defer tick.Stop()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-tick.C:
+			s.expire()
+		}
+	}
+
+	listenRx.stop()
+	s.mu.Lock()
+	set := s.peers.Load()
+	s.peers.Store(&peerSet{byAddr: map[netip.AddrPort]*peer{}})
+	for _, p := range set.list {
+		s.closePeer(p)
+	}
+	s.mu.Unlock()
+	upRx.stop()
+	s.upTx.close()
+	return s.pool.Close()
+}
+
+// fromListen handles datagrams on the listen socket: from client addresses
+// seen for the first time, or before their own socket took over.
+func (s *Server) fromListen(bufs []*ring.Buf, msgs []Message) {
+	now := nanotime()
+	set := s.peers.Load()
+	for i := range msgs {
+		p := set.byAddr[msgs[i].Addr]
+		if p == nil {
+			p = s.learn(msgs[i].Addr, msgs[i].Local)
+			set = s.peers.Load()
+		}
+		p.lastSeen.Store(now)
+	}
+	s.forward(bufs, msgs)
+}
+
+// fromPeer handles datagrams on a client address's own socket.
+func (s *Server) fromPeer(p *peer) func([]*ring.Buf, []Message) {
+	return func(bufs []*ring.Buf, msgs []Message) {
+		p.lastSeen.Store(nanotime())
+		s.forward(bufs, msgs)
+	}
+}
+
+func (s *Server) forward(bufs []*ring.Buf, msgs []Message) {
+	for _, b := range bufs {
+		b.Ref(1)
+	}
+	s.upTx.send(bufs, msgs)
+}
+
+// fanout sends each reply from WireGuard to every live client address.
+func (s *Server) fanout(bufs []*ring.Buf, msgs []Message) {
+	peers := s.peers.Load().list
+	if len(peers) == 0 {
+		s.NoPeer.Add(uint64(len(bufs)))
+		return
+	}
+	for _, b := range bufs {
+		b.Ref(len(peers))
+	}
+	for _, p := range peers {
+		p.tx.send(bufs, msgs)
+	}
+}
+
+// learn adds a client address (slow path: once per address).
+func (s *Server) learn(addr netip.AddrPort, local netip.Addr) *peer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	set := s.peers.Load()
+	if p := set.byAddr[addr]; p != nil {
+		return p
+	}
+	o := s.cfg
+	p := &peer{addr: addr, since: time.Now()}
+	p.lastSeen.Store(nanotime())
+	laddr := s.laddr
+	if laddr.Addr().IsUnspecified() && local.IsValid() {
+		laddr = netip.AddrPortFrom(local, s.laddr.Port())
+	}
+	so := o.socket()
+	so.ReusePort = true
+	conn, err := o.Backend.Dial(laddr, addr, so)
+	if err == nil && !laddr.Addr().IsUnspecified() {
+		p.conn, p.local = conn, laddr
+		p.tx = newSender("client "+addr.String(), conn, true, nil, o.QueueLength, o.BatchSize, o.timeout(), &p.stats, s.log)
+		p.rx = newPump("client "+addr.String(), conn, s.pool, o.BatchSize, &p.stats, s.log, s.fromPeer(p)).start()
+	} else {
+		// Without a socket of its own the address shares the listen
+		// socket: replies still flow, without isolation.
+		if conn != nil {
+			conn.Close()
+		}
+		if err == nil {
+			err = fmt.Errorf("local address unknown")
+		}
+		if s.failLog.allow() {
+			s.log.warnf("client %v: no dedicated socket (%v); replying from the listen socket", addr, err)
+		}
+		p.local = s.laddr
+		a := addr
+		p.fixedDst.Store(&a)
+		p.tx = newSender("client "+addr.String(), s.listen, false, &p.fixedDst, o.QueueLength, o.BatchSize, o.timeout(), &p.stats, s.log)
+	}
+	ns := &peerSet{byAddr: make(map[netip.AddrPort]*peer, len(set.byAddr)+1), list: append(slices.Clone(set.list), p)}
+	for k, v := range set.byAddr {
+		ns.byAddr[k] = v
+	}
+	ns.byAddr[addr] = p
+	s.peers.Store(ns)
+	s.log.infof("client address %v appeared (replying from %v)", addr, p.local)
+	return p
+}
+
+// expire forgets client addresses silent for longer than the timeout.
+func (s *Server) expire() {
+	now := nanotime()
+	set := s.peers.Load()
+	stale := false
+	for _, p := range set.list {
+		if now-p.lastSeen.Load() > s.timeout {
+			stale = true
+		}
+	}
+	if !stale {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	set = s.peers.Load()
+	ns := &peerSet{byAddr: map[netip.AddrPort]*peer{}}
+	var gone []*peer
+	for _, p := range set.list {
+		if now-p.lastSeen.Load() > s.timeout {
+			gone = append(gone, p)
+			continue
+		}
+		ns.list = append(ns.list, p)
+		ns.byAddr[p.addr] = p
+	}
+	s.peers.Store(ns)
+	for _, p := range gone {
+		s.log.infof("client address %v timed out after %v of silence", p.addr, s.cfg.ClientTimeout)
+		s.closePeer(p)
+	}
+}
+
+func (s *Server) closePeer(p *peer) {
+	if p.rx != nil {
+		p.rx.stop()
+	}
+	p.tx.close()
+}
+
+// PeerInfo describes one client address for status displays.
+type PeerInfo struct {
+	Addr  netip.AddrPort
+	Local netip.AddrPort
+	Since time.Time
+	// LastSeen is when the address last sent anything.
+	LastSeen time.Time
+	Stats    *Stats
+}
+
+// Peers describes the live client addresses.
+func (s *Server) Peers() []PeerInfo {
+	set := s.peers.Load()
+	out := make([]PeerInfo, 0, len(set.list))
+	for _, p := range set.list {
+		out = append(out, PeerInfo{
+			Addr:     p.addr,
+			Local:    p.local,
+			Since:    p.since,
+			LastSeen: time.Unix(0, wallFromMono(p.lastSeen.Load())),
+			Stats:    &p.stats,
+		})
+	}
+	return out
+}

@@ -1,0 +1,210 @@
+package ring
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// Buf is one packet buffer owned by a Pool.
+//
+// A Buf carries a reference count because one received datagram is sent on
+// every link without being copied: the receiver takes it with Get (one
+// reference), adds one reference per link it hands it to, and drops its own;
+// each link drops its reference once the datagram is sent or discarded; the
+// last Release returns the buffer to the pool.
+//
+// N, Seg and Stamp are written by the goroutine that fills the buffer, before
+// it hands the buffer on; after that they are read-only until the buffer
+// returns to the pool.
+type Buf struct {
+	// N is the number of payload bytes in the buffer.
+	N int
+	// Seg is the size of each datagram when the buffer holds a train of
+	// equal-sized datagrams (UDP GRO), or 0 for a single datagram.
+	Seg int
+	// Stamp is when the buffer was filled, in the engine's monotonic
+	// nanoseconds; senders drop it when it has waited too long.
+	Stamp int64
+
+	data []byte // the whole buffer, len == cap == pool size
+	refs atomic.Int32
+	pool *Pool
+}
+
+// Data returns the whole buffer, for receiving into.
+func (b *Buf) Data() []byte { return b.data }
+
+// Bytes returns the payload, Data()[:N].
+func (b *Buf) Bytes() []byte { return b.data[:b.N] }
+
+// Ref adds n references, one for each new holder.
+func (b *Buf) Ref(n int) {
+	if b.refs.Add(int32(n)) <= int32(n) {
+		// The buffer had no holder: it was already back in the pool.
+		panic("ring: Ref on a released buffer")
+	}
+}
+
+// Release drops one reference; the last one returns the buffer to its pool.
+func (b *Buf) Release() {
+	switch r := b.refs.Add(-1); {
+	case r == 0:
+		b.pool.put(b)
+	case r < 0:
+		panic("ring: buffer released more times than referenced")
+	}
+}
+
+// Reclaim drops the caller's reference like Release, except that when it
+// was the last one the caller keeps the buffer (with one reference again)
+// instead of returning it to the pool, and Reclaim reports true. A receive
+// loop uses it to reuse a buffer that every link has already sent, without
+// a round trip through the pool.
+func (b *Buf) Reclaim() bool {
+	switch r := b.refs.Add(-1); {
+	case r == 0:
+		b.refs.Store(1)
+		return true
+	case r < 0:
+		panic("ring: buffer released more times than referenced")
+	}
+	return false
+}
+
+// Refs returns the current reference count (for tests and assertions).
+func (b *Buf) Refs() int { return int(b.refs.Load()) }
+
+// Pool is a set of fixed-size packet buffers carved out of large slabs
+// allocated outside the Go heap (mmap where the OS has it), so the garbage
+// collector never scans packet data and the kernel may keep pointers into
+// it. The pool starts with a few slabs and grows a slab at a time, up to a
+// limit, when Get finds it empty. Get and Release are lock-free; growing
+// takes a mutex.
+type Pool struct {
+	size    int
+	perSlab int
+	max     int
+	free    *MPMC[*Buf]
+	count   atomic.Int64 // buffers allocated so far
+	misses  atomic.Uint64
+
+	mu     sync.Mutex // guards slabs and closed
+	slabs  [][]byte
+	closed bool
+}
+
+var (
+	// ErrPoolClosed is returned when a closed pool is asked to grow.
+	ErrPoolClosed = errors.New("ring: pool closed")
+	errPoolFull   = errors.New("ring: pool at its limit")
+)
+
+// NewPool returns a pool of buffers of size bytes, with initial buffers
+// allocated now and room to grow to limit.
+func NewPool(size, initial, limit int) (*Pool, error) {
+	if size <= 0 || initial < 0 || limit < 1 || initial > limit {
+		return nil, fmt.Errorf("ring: bad pool shape size=%d initial=%d max=%d", size, initial, limit)
+	}
+	per := max(1, min(limit, (1<<20)/size)) // about 1 MiB per slab
+	p := &Pool{size: size, perSlab: per, max: limit, free: NewMPMC[*Buf](limit)}
+	for int(p.count.Load()) < initial {
+		p.mu.Lock()
+		err := p.addSlabLocked()
+		p.mu.Unlock()
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// Size returns the size of each buffer in bytes.
+func (p *Pool) Size() int { return p.size }
+
+// Allocated returns how many buffers the pool has created so far.
+func (p *Pool) Allocated() int { return int(p.count.Load()) }
+
+// Available returns how many buffers are free at the moment.
+func (p *Pool) Available() int { return p.free.Len() }
+
+// Misses returns how many times Get found the pool exhausted.
+func (p *Pool) Misses() uint64 { return p.misses.Load() }
+
+// Get returns a free buffer holding one reference, N, Seg and Stamp zeroed,
+// or nil when the pool is exhausted and may not grow further.
+func (p *Pool) Get() *Buf {
+	for {
+		if b, ok := p.free.Pop(); ok {
+			b.N, b.Seg, b.Stamp = 0, 0, 0
+			b.refs.Store(1)
+			return b
+		}
+		if int(p.count.Load()) >= p.max || p.grow() != nil {
+			p.misses.Add(1)
+			return nil
+		}
+	}
+}
+
+func (p *Pool) put(b *Buf) {
+	if !p.free.Push(b) {
+		// The free list holds max entries and there are at most max
+		// buffers: this cannot happen unless a buffer is put twice.
+		panic("ring: pool free list overflow")
+	}
+}
+
+// grow adds a slab of buffers when the free list is empty.
+func (p *Pool) grow() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.free.Len() > 0 {
+		return nil // another goroutine grew the pool meanwhile
+	}
+	return p.addSlabLocked()
+}
+
+func (p *Pool) addSlabLocked() error {
+	if p.closed {
+		return ErrPoolClosed
+	}
+	n := min(p.perSlab, p.max-int(p.count.Load()))
+	if n <= 0 {
+		return errPoolFull
+	}
+	slab, err := allocSlab(n * p.size)
+	if err != nil {
+		return fmt.Errorf("ring: allocating %d buffers: %w", n, err)
+	}
+	p.slabs = append(p.slabs, slab)
+	bufs := make([]Buf, n)
+	for i := range bufs {
+		b := &bufs[i]
+		b.data = slab[i*p.size : (i+1)*p.size : (i+1)*p.size]
+		b.pool = p
+		p.free.Push(b)
+	}
+	p.count.Add(int64(n))
+	return nil
+}
+
+// Close releases the slabs. Every buffer must have been returned first (and
+// none may still be referenced by the kernel); buffers used after Close
+// fault.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	var errs []error
+	for _, s := range p.slabs {
+		errs = append(errs, freeSlab(s))
+	}
+	p.slabs = nil
+	return errors.Join(errs...)
+}
