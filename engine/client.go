@@ -182,11 +182,12 @@ func (c *Client) Run(ctx context.Context) error {
 	stopWatch()
 	wg.Wait()
 
+	// Closed links stay in the map so that their counters can still be
+	// read once Run has returned.
 	c.mu.Lock()
 	c.active.Store(&[]*link{})
-	for name, l := range c.links {
+	for _, l := range c.links {
 		c.closeLink(l)
-		delete(c.links, name)
 	}
 	c.mu.Unlock()
 	wgRx.stop()
@@ -320,7 +321,7 @@ func (c *Client) scan() {
 		if l != nil && (l.index != p.Iface.Index || (p.Use && (l.local != p.Local || l.dst != p.Dst)) || c.planner.excluded[l.name] || !hasAddr(p.Iface, l.local)) {
 			// The interface was recreated, readdressed or excluded:
 			// the socket is bound to what is gone.
-			c.log.infof("link %s: %s changed, closing its socket", c.linkName(l), describeChange(l, p))
+			c.log.infof("link %s: %s; closing its socket", c.linkName(l), describeChange(l, p))
 			c.closeLink(l)
 			delete(c.links, l.name)
 			l = nil
@@ -371,13 +372,15 @@ func hasAddr(ifi Iface, a netip.Addr) bool { return slices.Contains(ifi.Addrs, a
 func describeChange(l *link, p Plan) string {
 	switch {
 	case l.index != p.Iface.Index:
-		return "interface index"
+		return "interface recreated"
 	case !hasAddr(p.Iface, l.local):
 		return fmt.Sprintf("address %v removed", l.local)
 	case p.Reason == "excluded":
-		return "exclusion"
+		return "excluded"
+	case l.dst != p.Dst:
+		return fmt.Sprintf("destination now %v", p.Dst)
 	}
-	return "destination or address"
+	return fmt.Sprintf("source address now %v", p.Local)
 }
 
 func (c *Client) linkName(l *link) string {

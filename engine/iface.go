@@ -49,6 +49,14 @@ func SystemInterfaces() ([]Iface, error) {
 		}
 		out = append(out, x)
 	}
+	if carrier, err := sysCarrier(); err == nil {
+		// The carrier bit is current; IFF_RUNNING can lag it by a second.
+		for i := range out {
+			if up, ok := carrier[out[i].Index]; ok {
+				out[i].Running = up
+			}
+		}
+	}
 	return out, nil
 }
 

@@ -144,10 +144,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	listenRx.stop()
+	// The closed peers stay in the set, so that their counters can still
+	// be read once Run has returned.
 	s.mu.Lock()
-	set := s.peers.Load()
-	s.peers.Store(&peerSet{byAddr: map[netip.AddrPort]*peer{}})
-	for _, p := range set.list {
+	for _, p := range s.peers.Load().list {
 		s.closePeer(p)
 	}
 	s.mu.Unlock()
@@ -301,7 +301,8 @@ type PeerInfo struct {
 	Stats    *Stats
 }
 
-// Peers describes the live client addresses.
+// Peers describes the live client addresses (after Run has returned: the
+// addresses live at the end).
 func (s *Server) Peers() []PeerInfo {
 	set := s.peers.Load()
 	out := make([]PeerInfo, 0, len(set.list))

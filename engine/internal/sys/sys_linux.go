@@ -7,6 +7,7 @@ package sys
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -316,3 +317,27 @@ func (w *LinkWatcher) Wait() error {
 
 // Close stops the watcher; a blocked Wait returns an error.
 func (w *LinkWatcher) Close() error { return w.f.Close() }
+
+// CarrierUp returns, by interface index, whether each interface has its
+// carrier (IFF_LOWER_UP). net.Interface reports IFF_RUNNING instead, which
+// the kernel's linkwatch may update up to a second after the carrier
+// changes.
+func CarrierUp() (map[int]bool, error) {
+	rib, err := syscall.NetlinkRIB(unix.RTM_GETLINK, unix.AF_UNSPEC)
+	if err != nil {
+		return nil, os.NewSyscallError("netlink RTM_GETLINK", err)
+	}
+	msgs, err := syscall.ParseNetlinkMessage(rib)
+	if err != nil {
+		return nil, fmt.Errorf("parsing netlink links: %w", err)
+	}
+	out := make(map[int]bool, len(msgs))
+	for _, m := range msgs {
+		if m.Header.Type != unix.RTM_NEWLINK || len(m.Data) < unix.SizeofIfInfomsg {
+			continue
+		}
+		ifi := (*unix.IfInfomsg)(unsafe.Pointer(&m.Data[0]))
+		out[int(ifi.Index)] = ifi.Flags&unix.IFF_LOWER_UP != 0
+	}
+	return out, nil
+}

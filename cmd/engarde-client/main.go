@@ -1,0 +1,161 @@
+// Command engarde-client receives the datagrams local WireGuard sends and
+// sends a copy of each over every usable network interface to
+// engarde-server; it hands whatever comes back on any of them to WireGuard.
+//
+// Usage:
+//
+//	engarde-client [config.yml]                 run (engarde.yml by default)
+//	engarde-client list-interfaces [config.yml] show which interfaces would carry traffic
+//	engarde-client -v                           print the version
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"text/tabwriter"
+
+	"github.com/engarde-project/engarde/cmd/internal/cli"
+	"github.com/engarde-project/engarde/config"
+	"github.com/engarde-project/engarde/engine"
+)
+
+const prog = "engarde-client"
+
+func main() {
+	args := os.Args[1:]
+	if len(args) > 0 {
+		switch args[0] {
+		case "-v", "--version", "version":
+			cli.PrintVersion(prog)
+			return
+		case "-h", "--help", "help":
+			usage()
+			return
+		case "list-interfaces":
+			if err := listInterfaces(configPath(args[1:])); err != nil {
+				cli.Fatal(prog, err)
+			}
+			return
+		}
+	}
+	if len(args) > 1 {
+		usage()
+		os.Exit(2)
+	}
+	if err := run(configPath(args)); err != nil {
+		cli.Fatal(prog, err)
+	}
+}
+
+func usage() {
+	fmt.Fprintf(os.Stderr, `usage:
+  %[1]s [config.yml]                  run (default config: %[2]s)
+  %[1]s list-interfaces [config.yml]  show which interfaces would carry traffic, and why not
+  %[1]s -v                            print the version
+`, prog, cli.DefaultConfig)
+}
+
+func configPath(args []string) string {
+	if len(args) > 0 {
+		return args[0]
+	}
+	return cli.DefaultConfig
+}
+
+func engineConfig(c *config.Client, opts engine.Options) engine.ClientConfig {
+	overrides := map[string]string{}
+	for _, o := range c.DstOverrides {
+		overrides[o.IfName] = o.DstAddr
+	}
+	return engine.ClientConfig{
+		Options:      opts,
+		ListenAddr:   c.ListenAddr,
+		DstAddr:      c.DstAddr,
+		DstOverrides: overrides,
+		Excluded:     c.ExcludedInterfaces,
+		Labels:       c.InterfaceLabels,
+		FwMark:       c.FwMark,
+	}
+}
+
+func run(path string) error {
+	cfg, err := config.Load(path, config.RoleClient)
+	if err != nil {
+		return err
+	}
+	c := cfg.Client
+	zl := cli.NewLogger(c.Log, os.Stderr)
+	log := cli.EngineLogger(zl)
+	opts, err := cli.Options(c.Engine, c.WriteTimeout, log)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	zl.Info().Str("version", cli.Version).Str("config", path).Str("backend", opts.Backend.Name()).Msg("engarde-client starting")
+	if c.Description != "" {
+		zl.Info().Msg(c.Description)
+	}
+	if c.WebManager.ListenAddr != "" {
+		zl.Warn().Str("listenAddr", c.WebManager.ListenAddr).Msg("webManager is configured, but this version has no web manager yet; ignoring it")
+	}
+	cl, err := engine.NewClient(engineConfig(c, opts))
+	if err != nil {
+		return err
+	}
+	zl.Info().Str("listen", cl.ListenAddr().String()).Str("dst", c.DstAddr).Msg("waiting for WireGuard")
+	ctx, stop := cli.SignalContext()
+	defer stop()
+	err = cl.Run(ctx)
+	for _, l := range cl.Links() {
+		if l.Stats == nil {
+			continue
+		}
+		s := l.Stats
+		zl.Info().Str("link", l.Name).Uint64("tx", s.TxPackets.Load()).Uint64("rx", s.RxPackets.Load()).
+			Uint64("drops", s.Drops()).Uint64("sendErrors", s.SendErrors.Load()).Msg("link totals")
+	}
+	w := &cl.WireGuardStats
+	zl.Info().Uint64("fromWireGuard", w.RxPackets.Load()).Uint64("toWireGuard", w.TxPackets.Load()).
+		Uint64("noLink", cl.NoLink.Load()).Msg("stopped")
+	return err
+}
+
+// listInterfaces prints every interface, its addresses, and whether the
+// client would use it. Without a configuration file it assumes no
+// exclusions and an IPv4 destination.
+func listInterfaces(path string) error {
+	var c *config.Client
+	cfg, err := config.Load(path, config.RoleClient)
+	switch {
+	case err == nil:
+		c = cfg.Client
+	case errors.Is(err, fs.ErrNotExist):
+		fmt.Printf("(no %s: assuming no exclusions and an IPv4 destination)\n\n", path)
+		c = &config.Client{DstAddr: "192.0.2.1:59402"}
+	default:
+		return err
+	}
+	ifs, err := engine.SystemInterfaces()
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INTERFACE\tLABEL\tADDRESSES\tUSED\tSOURCE -> DESTINATION / WHY NOT")
+	for _, p := range engine.PlanInterfaces(engineConfig(c, engine.Options{}), ifs) {
+		used, what := "no", p.Reason
+		if p.Use {
+			used, what = "yes", p.Local.String()+" -> "+p.Dst.String()
+		}
+		addrs := engine.FormatAddrs(p.Iface.Addrs)
+		if addrs == "" {
+			addrs = "-"
+		}
+		label := p.Label
+		if label == "" {
+			label = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Iface.Name, label, addrs, used, what)
+	}
+	return tw.Flush()
+}

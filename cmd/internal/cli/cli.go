@@ -1,0 +1,108 @@
+// Package cli holds what the two commands share: version, logging set-up,
+// signal handling and the mapping from the configuration file to the
+// engine's options.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/engarde-project/engarde/config"
+	"github.com/engarde-project/engarde/engine"
+)
+
+// Version is set at build time with
+// -ldflags "-X github.com/engarde-project/engarde/cmd/internal/cli.Version=..."
+var Version = "unofficial build"
+
+// DefaultConfig is the file read when no path is given.
+const DefaultConfig = "engarde.yml"
+
+// NewLogger returns a zerolog logger for the configured level and format
+// ("auto": readable on a terminal, JSON otherwise), writing to w.
+func NewLogger(c config.Log, w *os.File) zerolog.Logger {
+	var out io.Writer = w
+	format := c.Format
+	if env := os.Getenv("ENGARDE_LOG_FORMAT"); env != "" {
+		format = env
+	}
+	if format == "text" || (format != "json" && isTerminal(w)) {
+		out = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000", NoColor: !isTerminal(w)}
+	}
+	lvl, err := zerolog.ParseLevel(c.Level)
+	if err != nil || c.Level == "" {
+		lvl = zerolog.InfoLevel
+	}
+	return zerolog.New(out).Level(lvl).With().Timestamp().Logger()
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// EngineLogger adapts a zerolog logger to the engine's.
+func EngineLogger(l zerolog.Logger) *engine.Logger {
+	return &engine.Logger{
+		Debugf: func(f string, a ...any) { l.Debug().Msgf(f, a...) },
+		Infof:  func(f string, a ...any) { l.Info().Msgf(f, a...) },
+		Warnf:  func(f string, a ...any) { l.Warn().Msgf(f, a...) },
+		Errorf: func(f string, a ...any) { l.Error().Msgf(f, a...) },
+	}
+}
+
+// Options maps the engine section of the configuration, and the
+// environment's overrides, to engine options. ENGARDE_BACKEND overrides
+// engine.backend; ENGARDE_GSO=off and ENGARDE_GRO=off are kill switches.
+func Options(e config.Engine, writeTimeout time.Duration, log *engine.Logger) (engine.Options, error) {
+	name := e.Backend
+	if env := os.Getenv("ENGARDE_BACKEND"); env != "" {
+		name = env
+	}
+	be, err := engine.OpenBackend(name, log)
+	if err != nil {
+		return engine.Options{}, err
+	}
+	return engine.Options{
+		Backend:      be,
+		BatchSize:    e.BatchSize,
+		QueueLength:  e.QueueLength,
+		BufferSize:   e.BufferSize,
+		GSO:          e.GSO && !off("ENGARDE_GSO"),
+		GRO:          e.GRO && !off("ENGARDE_GRO"),
+		WriteTimeout: writeTimeout,
+		Log:          log,
+	}, nil
+}
+
+func off(env string) bool {
+	switch strings.ToLower(os.Getenv(env)) {
+	case "off", "0", "false", "no":
+		return true
+	}
+	return false
+}
+
+// SignalContext returns a context cancelled by SIGINT or SIGTERM.
+func SignalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// Fatal prints err and exits with status 1.
+func Fatal(prog string, err error) {
+	fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
+	os.Exit(1)
+}
+
+// PrintVersion prints the version line the original printed.
+func PrintVersion(prog string) {
+	fmt.Printf("%s %s (%s backend by default)\n", prog, Version, engine.DefaultBackend(nil).Name())
+}
