@@ -41,7 +41,9 @@ func (t *testIfaces) set(name string, f func(*Iface)) {
 	}
 }
 
-func (t *testIfaces) watcher() (Watcher, error) { return &chanWatcher{ch: t.ch, done: make(chan struct{})}, nil }
+func (t *testIfaces) watcher() (Watcher, error) {
+	return &chanWatcher{ch: t.ch, done: make(chan struct{})}, nil
+}
 
 type chanWatcher struct {
 	ch   chan struct{}

@@ -1,14 +1,14 @@
 // Package topo builds the network namespaces that engarde's end-to-end
 // tests, demo and benchmarks run in, and always takes them down again:
 //
-//	  namespace <prefix>c (client side)        namespace <prefix>s (server side)
-//	 ┌───────────────────────────────┐        ┌───────────────────────────────┐
-//	 │ generator ─▶ engarde-client   │ eth-a  │  engarde-server ─▶ sink        │
-//	 │              127.0.0.1:59401  ├────────┤  0.0.0.0:59402    127.0.0.1:   │
-//	 │        198.18.1.2 fd00:1::2   │        │  198.18.1.1 fd00:1::1   59301  │
-//	 │                               │ eth-b  │                               │
-//	 │        198.18.2.2 fd00:2::2   ├────────┤  198.18.2.1 fd00:2::1         │
-//	 └───────────────────────────────┘        └───────────────────────────────┘
+//	 namespace <prefix>c (client side)        namespace <prefix>s (server side)
+//	┌───────────────────────────────┐        ┌───────────────────────────────┐
+//	│ generator ─▶ engarde-client   │ eth-a  │  engarde-server ─▶ sink        │
+//	│              127.0.0.1:59401  ├────────┤  0.0.0.0:59402    127.0.0.1:   │
+//	│        198.18.1.2 fd00:1::2   │        │  198.18.1.1 fd00:1::1   59301  │
+//	│                               │ eth-b  │                               │
+//	│        198.18.2.2 fd00:2::2   ├────────┤  198.18.2.1 fd00:2::1         │
+//	└───────────────────────────────┘        └───────────────────────────────┘
 //
 // Link i (a, b, c...) uses 198.18.i.0/24 and fd00:i::/64 (the benchmarking
 // range and a unique-local prefix); neither namespace has a default route,
