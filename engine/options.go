@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"runtime"
 	"time"
 
 	"github.com/engarde-project/engarde/ring"
@@ -88,12 +87,7 @@ func (o *Options) newPool(sockets int) (*ring.Pool, error) {
 }
 
 // DefaultBackend returns the fastest backend this OS has.
-func DefaultBackend(log *Logger) Backend {
-	if runtime.GOOS == "linux" {
-		return NewMmsgBackend(log)
-	}
-	return NewStdBackend()
-}
+func DefaultBackend(log *Logger) Backend { return defaultBackend(log) }
 
 // BackendNames lists the names OpenBackend accepts.
 var BackendNames = []string{"auto", "mmsg", "std"}
@@ -105,10 +99,7 @@ func OpenBackend(name string, log *Logger) (Backend, error) {
 	case "", "auto":
 		return DefaultBackend(log), nil
 	case "mmsg":
-		if runtime.GOOS != "linux" {
-			return nil, fmt.Errorf("backend mmsg needs Linux")
-		}
-		return NewMmsgBackend(log), nil
+		return openMmsg(log)
 	case "std":
 		return NewStdBackend(), nil
 	}

@@ -111,47 +111,54 @@ func (p *pump) run() {
 			time.Sleep(time.Millisecond) // do not spin on a persistent error
 			continue
 		}
-		now := nanotime()
-		k := 0
-		var pkts, bytes uint64
-		for i := range n {
-			m := &p.msgs[i]
-			if m.Truncated {
-				p.stats.Oversize.Add(1)
-				continue
-			}
-			b := p.bufs[i]
-			b.N, b.Seg, b.Stamp = m.N, m.Seg, now
-			pkts += uint64(m.Count())
-			bytes += uint64(m.N)
-			if i != k {
-				p.bufs[i], p.bufs[k] = p.bufs[k], p.bufs[i]
-				p.msgs[i], p.msgs[k] = p.msgs[k], p.msgs[i]
-			}
-			k++
-		}
-		p.stats.RxPackets.Add(pkts)
-		p.stats.RxBytes.Add(bytes)
-		p.stats.LastRx.Store(wallFromMono(now))
-		if k == 0 {
+		have = p.deliver(n, have)
+	}
+}
+
+// deliver hands the n messages just received (of the have slots holding
+// buffers) to the handler, then takes the buffers back or replaces them. It
+// returns how many slots hold buffers afterwards, packed at the front.
+func (p *pump) deliver(n, have int) int {
+	now := nanotime()
+	k := 0
+	var pkts, bytes uint64
+	for i := range n {
+		m := &p.msgs[i]
+		if m.Truncated {
+			p.stats.Oversize.Add(1)
 			continue
 		}
-		p.handle(p.bufs[:k], p.msgs[:k])
-		// Take our buffers back, or replace those still in flight.
-		for i := range k {
-			if !p.bufs[i].Reclaim() {
-				p.bufs[i] = p.pool.Get()
-			}
+		b := p.bufs[i]
+		b.N, b.Seg, b.Stamp = m.N, m.Seg, now
+		pkts += uint64(m.Count())
+		bytes += uint64(m.N)
+		if i != k {
+			p.bufs[i], p.bufs[k] = p.bufs[k], p.bufs[i]
+			p.msgs[i], p.msgs[k] = p.msgs[k], p.msgs[i]
 		}
-		j := 0
-		for i := range have {
-			if b := p.bufs[i]; b != nil {
-				p.bufs[j] = b
-				p.msgs[j].Buf = b.Data()
-				j++
-			}
-		}
-		clear(p.bufs[j:have])
-		have = j
+		k++
 	}
+	p.stats.RxPackets.Add(pkts)
+	p.stats.RxBytes.Add(bytes)
+	p.stats.LastRx.Store(wallFromMono(now))
+	if k == 0 {
+		return have
+	}
+	p.handle(p.bufs[:k], p.msgs[:k])
+	// Take our buffers back, or replace those still in flight.
+	for i := range k {
+		if !p.bufs[i].Reclaim() {
+			p.bufs[i] = p.pool.Get()
+		}
+	}
+	j := 0
+	for i := range have {
+		if b := p.bufs[i]; b != nil {
+			p.bufs[j] = b
+			p.msgs[j].Buf = b.Data()
+			j++
+		}
+	}
+	clear(p.bufs[j:have])
+	return j
 }

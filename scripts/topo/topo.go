@@ -114,10 +114,13 @@ func (t *Topo) AddLink() (*Link, error) {
 		// to a down one, neighbour discovery fails for its first second.
 		{"ip", "-n", t.Server, "link", "set", l.Name, "up"},
 		{"ip", "-n", t.Client, "link", "set", l.Name, "up"},
-		{"ip", "-n", t.Client, "addr", "add", l.ClientAddr.String() + "/24", "dev", l.Name},
+		// The server side first: the client starts using a link as soon
+		// as its own address appears, and an address resolution that
+		// finds nobody is retried only a second later.
 		{"ip", "-n", t.Server, "addr", "add", l.ServerAddr.String() + "/24", "dev", l.Name},
-		{"ip", "-n", t.Client, "addr", "add", l.ClientV6.String() + "/64", "dev", l.Name, "nodad"},
 		{"ip", "-n", t.Server, "addr", "add", l.ServerV6.String() + "/64", "dev", l.Name, "nodad"},
+		{"ip", "-n", t.Client, "addr", "add", l.ClientAddr.String() + "/24", "dev", l.Name},
+		{"ip", "-n", t.Client, "addr", "add", l.ClientV6.String() + "/64", "dev", l.Name, "nodad"},
 	}
 	for _, c := range cmds {
 		if err := run(c...); err != nil {

@@ -41,6 +41,7 @@ func NewLogger(c config.Log, w *os.File) zerolog.Logger {
 	if err != nil || c.Level == "" {
 		lvl = zerolog.InfoLevel
 	}
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00" // milliseconds: link events are that fast
 	return zerolog.New(out).Level(lvl).With().Timestamp().Logger()
 }
 

@@ -1,0 +1,275 @@
+// Package e2e runs the real engarde-client and engarde-server binaries in
+// two network namespaces joined by veth links (scripts/topo), with the load
+// generator as WireGuard's stand-in on both sides, and checks what users
+// rely on: nothing lost while one link works.
+//
+// The tests need root (namespaces) and skip with the reason otherwise; CI
+// runs them as root.
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/engarde-project/engarde/bench/loadgen"
+	"github.com/engarde-project/engarde/scripts/topo"
+)
+
+// bin holds the binaries built once for all tests.
+var bin string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if topo.Usable() != nil {
+			return m.Run() // every test skips, saying why
+		}
+		dir, err := os.MkdirTemp("", "engarde-e2e-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		cmd := exec.Command("go", "build", "-o", dir+"/",
+			"../engarde-client", "../engarde-server", "../../bench/cmd/engarde-loadgen")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building binaries: %v\n%s", err, out)
+			return 1
+		}
+		bin = dir
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+var nsSeq atomic.Int32
+
+// env is one running tunnel for a test.
+type env struct {
+	t *testing.T
+	*topo.Tunnel
+}
+
+// newEnv starts a tunnel on fresh namespaces; the test's cleanup takes it
+// all down, and on failure shows what each process logged.
+func newEnv(t *testing.T, c topo.TunnelConfig) *env {
+	t.Helper()
+	if err := topo.Usable(); err != nil {
+		t.Skipf("skipping namespace test: %v", err)
+	}
+	c.Bin = bin
+	c.LogLevel = "debug"
+	tun, err := topo.StartTunnel(fmt.Sprintf("eg%d-%d", os.Getpid()%100000, nsSeq.Add(1)), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range []*topo.Proc{tun.Client, tun.Server, tun.Sink} {
+				p.Stop()
+				t.Logf("%s stderr:\n%s", filepath.Base(p.Name), p.Stderr.String())
+			}
+		}
+		if err := tun.Close(); err != nil {
+			t.Errorf("tearing down namespaces: %v", err)
+		}
+	})
+	return &env{t: t, Tunnel: tun}
+}
+
+// at runs f after d, in the background; the returned func waits for it.
+func at(d time.Duration, f func()) func() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(d)
+		f()
+	}()
+	return func() { <-done }
+}
+
+func (e *env) gen(rate int, dur time.Duration, size int, extra ...string) *loadgen.Report {
+	e.t.Helper()
+	r, err := e.Gen(rate, dur, size, extra...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Logf("sent %d, received %d, lost %d (%.3f%%), duplicates %d, reordered %d, rtt p50 %.0fµs p99 %.0fµs max %.0fµs",
+		r.Sent, r.Received, r.Lost, r.LossPercent, r.Duplicates, r.Reordered, r.RTTP50, r.RTTP99, r.RTTMax)
+	return r
+}
+
+func (e *env) stop() (client, server topo.Totals) {
+	e.t.Helper()
+	c, s, err := e.Stop()
+	if err != nil {
+		e.t.Errorf("stopping: %v", err)
+	}
+	return c, s
+}
+
+func (e *env) waitLog(p *topo.Proc, d time.Duration, n int, subs ...string) {
+	e.t.Helper()
+	if err := e.WaitLog(p, d, n, subs...); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func TestNetnsEveryPacketArrives(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		name := "ipv4"
+		if v6 {
+			name = "ipv6"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, topo.TunnelConfig{V6: v6})
+			r := e.gen(10000, 2*time.Second, 1400)
+			if r.Lost != 0 || r.Received == 0 {
+				t.Errorf("lost %d of %d", r.Lost, r.Sent)
+			}
+			cl, _ := e.stop()
+			for _, l := range []string{"eth-a", "eth-b"} {
+				if cl[l]["tx"] < float64(r.Sent) {
+					t.Errorf("link %s sent %v datagrams, want every one of %d", l, cl[l]["tx"], r.Sent)
+				}
+			}
+		})
+	}
+}
+
+// TestNetnsLinkDown takes link a down for 2 s mid-stream, then brings it
+// back: nothing may be lost, and link a must carry traffic again.
+func TestNetnsLinkDown(t *testing.T) {
+	e := newEnv(t, topo.TunnelConfig{})
+	wait := at(1500*time.Millisecond, func() {
+		if err := e.SetUp("eth-a", false); err != nil {
+			t.Error(err)
+		}
+		time.Sleep(2 * time.Second)
+		if err := e.SetUp("eth-a", true); err != nil {
+			t.Error(err)
+		}
+	})
+	r := e.gen(20000, 5*time.Second, 1400)
+	wait()
+	if r.Lost != 0 {
+		t.Errorf("lost %d of %d with link a down for 2 s", r.Lost, r.Sent)
+	}
+	e.waitLog(e.Client, time.Second, 1, `link eth-a up again`)
+}
+
+// TestNetnsDeadLinkFillsBuffers cuts link a without taking it down: its
+// carrier stays up, but nothing crosses it and neighbour resolution never
+// completes, so the kernel holds every packet sent on it until the
+// socket's send buffer is full, on the client and on the server. The
+// other link must not notice.
+func TestNetnsDeadLinkFillsBuffers(t *testing.T) {
+	e := newEnv(t, topo.TunnelConfig{})
+	wait := at(1500*time.Millisecond, func() {
+		if err := e.Blackhole("eth-a", true); err != nil {
+			t.Error(err)
+		}
+		time.Sleep(3 * time.Second)
+		if err := e.Blackhole("eth-a", false); err != nil {
+			t.Error(err)
+		}
+	})
+	r := e.gen(20000, 6*time.Second, 1400)
+	wait()
+	if r.Lost != 0 {
+		t.Errorf("lost %d of %d with link a dead for 3 s", r.Lost, r.Sent)
+	}
+	cl, srv := e.stop()
+	if d := cl["eth-a"]["drops"]; d == 0 {
+		t.Errorf("client link eth-a dropped nothing: its buffer never filled, so the test proved nothing")
+	} else {
+		t.Logf("client link eth-a dropped %v packets while dead; eth-b dropped %v", d, cl["eth-b"]["drops"])
+	}
+	if d := cl["eth-b"]["drops"]; d != 0 {
+		t.Errorf("client link eth-b dropped %v packets", d)
+	}
+	for addr, m := range srv {
+		t.Logf("server, client address %s: tx %v drops %v", addr, m["tx"], m["drops"])
+	}
+}
+
+// TestNetnsLinkAdded adds a third link while traffic flows: it must carry
+// traffic within a second.
+func TestNetnsLinkAdded(t *testing.T) {
+	e := newEnv(t, topo.TunnelConfig{})
+	done := make(chan *loadgen.Report)
+	go func() { done <- e.gen(5000, 3*time.Second, 1000) }()
+	time.Sleep(time.Second)
+	l, err := e.AddLink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := time.Now()
+	var took time.Duration
+	for {
+		out, err := e.Exec(e.Topo.Server, "cat", "/sys/class/net/"+l.Name+"/statistics/rx_packets")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		fmt.Sscan(out, &n)
+		if n > 50 {
+			took = time.Since(added)
+			break
+		}
+		if time.Since(added) > 2*time.Second {
+			t.Fatalf("new link %s received %d packets within 2 s", l.Name, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("new link carried traffic %v after it was configured (at %s)", took.Round(time.Millisecond), added.Format("15:04:05.000"))
+	if took > time.Second {
+		t.Errorf("new link took %v to carry traffic, want under 1 s\n%s", took, e.Client.Stderr.String())
+	}
+	if r := <-done; r.Lost != 0 {
+		t.Errorf("lost %d of %d while adding a link", r.Lost, r.Sent)
+	}
+}
+
+// TestNetnsAddressChange renumbers link b mid-stream, as a DHCP lease
+// change does (old address removed, new one added): the client must rebind
+// to the new address and lose nothing meanwhile.
+func TestNetnsAddressChange(t *testing.T) {
+	e := newEnv(t, topo.TunnelConfig{})
+	wait := at(time.Second, func() {
+		b := e.Link("eth-b")
+		for _, args := range [][]string{
+			{"ip", "addr", "del", b.ClientAddr.String() + "/24", "dev", "eth-b"},
+			{"ip", "addr", "add", "198.18.2.3/24", "dev", "eth-b"},
+		} {
+			if _, err := e.Exec(e.Topo.Client, args...); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	r := e.gen(10000, 3*time.Second, 1400)
+	wait()
+	if r.Lost != 0 {
+		t.Errorf("lost %d of %d across an address change", r.Lost, r.Sent)
+	}
+	e.waitLog(e.Server, time.Second, 1, `client address 198.18.2.3:`, `appeared`)
+}
+
+// TestNetnsRandomLoss drops 5% of the packets in each direction of each
+// link. A datagram is lost only if every copy is: 0.25% each way, about
+// 0.5% for a round trip, instead of 5% and 10% on one link.
+func TestNetnsRandomLoss(t *testing.T) {
+	e := newEnv(t, topo.TunnelConfig{})
+	if err := e.Loss(5); err != nil {
+		t.Fatal(err)
+	}
+	r := e.gen(10000, 4*time.Second, 1000)
+	t.Logf("round-trip loss %.3f%% with 5%% loss per link and direction (expected about 0.5%%)", r.LossPercent)
+	if r.LossPercent > 1.2 {
+		t.Errorf("round-trip loss %.3f%%, want about 0.5%% (two links each losing 5%% per direction)", r.LossPercent)
+	}
+}
