@@ -51,6 +51,16 @@ func (q *MPMC[T]) Len() int {
 	return int(e - d)
 }
 
+// full reports whether Cap items are queued that no Pop has claimed yet.
+// Push also fails when fewer are queued but the slot it needs was claimed
+// by a Pop that has not finished reading it.
+func (q *MPMC[T]) full() bool {
+	// enq before deq: deq only grows, so a late deq can only make the
+	// difference smaller, never report full when the queue was not.
+	e := q.enq.Load()
+	return int64(e-q.deq.Load()) >= int64(len(q.cells))
+}
+
 // Push appends v and reports whether there was room.
 func (q *MPMC[T]) Push(v T) bool {
 	pos := q.enq.Load()

@@ -3,6 +3,7 @@ package ring
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -142,6 +143,12 @@ func (p *Pool) Get() *Buf {
 			b.refs.Store(1)
 			return b
 		}
+		if p.free.Len() > 0 {
+			// A Release has claimed a slot but not published it yet
+			// (it was preempted in between); it is about to.
+			runtime.Gosched()
+			continue
+		}
 		if int(p.count.Load()) >= p.max || p.grow() != nil {
 			p.misses.Add(1)
 			return nil
@@ -150,10 +157,16 @@ func (p *Pool) Get() *Buf {
 }
 
 func (p *Pool) put(b *Buf) {
-	if !p.free.Push(b) {
-		// The free list holds max entries and there are at most max
-		// buffers: this cannot happen unless a buffer is put twice.
-		panic("ring: pool free list overflow")
+	for !p.free.Push(b) {
+		// The free list has room for every buffer, so Push fails only
+		// when the slot it needs was claimed by a Get that has not yet
+		// finished reading it (it was preempted between its claim and
+		// its handover); that Get is about to let go. Really holding Cap
+		// entries means a buffer was put twice.
+		if p.free.full() {
+			panic("ring: pool free list overflow")
+		}
+		runtime.Gosched()
 	}
 }
 
@@ -185,7 +198,7 @@ func (p *Pool) addSlabLocked() error {
 		b := &bufs[i]
 		b.data = slab[i*p.size : (i+1)*p.size : (i+1)*p.size]
 		b.pool = p
-		p.free.Push(b)
+		p.put(b)
 	}
 	p.count.Add(int64(n))
 	return nil
