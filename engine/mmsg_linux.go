@@ -4,12 +4,12 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/engarde-project/engarde/engine/internal/sys"
+	"github.com/engarde-project/engarde/ring"
 )
 
 // mmsgBackend moves batches with recvmmsg(2) and sendmmsg(2), called through
@@ -62,7 +62,7 @@ func (b *mmsgBackend) open(laddr, raddr netip.AddrPort, o SocketOptions) (Conn, 
 		_ = rc.Control(func(fd uintptr) { c.gso.Store(sys.GSOSupported(fd)) })
 	}
 	c.r.init(c)
-	c.wpool.New = func() any { return newWriteState(c) }
+	c.ws = ring.NewMPMC[*writeState](16)
 	return c, nil
 }
 
@@ -77,8 +77,12 @@ type mmsgConn struct {
 	gso       atomic.Bool // cleared for good when the kernel refuses a GSO send
 	log       *Logger
 
-	r     readState
-	wpool sync.Pool // of *writeState: TryWriteBatch may run concurrently
+	r readState
+	// ws holds idle send scratch spaces: TryWriteBatch may run on several
+	// goroutines at once (every link's reader hands replies to the
+	// WireGuard socket). Unlike a sync.Pool it is not emptied by the
+	// garbage collector, so sends never allocate once warm.
+	ws *ring.MPMC[*writeState]
 }
 
 func (c *mmsgConn) LocalAddr() netip.AddrPort { return c.laddr }
@@ -111,7 +115,10 @@ func (c *mmsgConn) write(msgs []Message, wait bool) (int, error) {
 	if len(msgs) == 0 {
 		return 0, nil
 	}
-	w := c.wpool.Get().(*writeState)
+	w, ok := c.ws.Pop()
+	if !ok {
+		w = newWriteState(c)
+	}
 	w.reset(msgs, wait)
 	var err error
 	if wait {
@@ -127,7 +134,7 @@ func (c *mmsgConn) write(msgs []Message, wait bool) (int, error) {
 	}
 	n := w.pos
 	w.msgs = nil
-	c.wpool.Put(w)
+	c.ws.Push(w) // when 16 are idle already, let this one go
 	return n, err
 }
 
