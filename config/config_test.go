@@ -225,7 +225,7 @@ func TestOriginal(t *testing.T) {
 			WriteTimeout: 10 * time.Millisecond,
 			ExcludedInterfaces: []string{"Local Area Connection 2", "VirtualBox Host-Only Network",
 				"Bluetooth Network Connection", "Loopback Pseudo-Interface 1"},
-			InterfaceLabels: map[string]string{},
+			InterfaceLabels: map[string]string{"Local Area Connection": "Office fiber", "Wi-Fi": "Backup Wi-Fi"},
 			DstOverrides:    []DstOverride{{IfName: "Local Area Connection 4", DstAddr: "198.51.100.20:59501"}},
 			WebManager:      web,
 			Log:             defaultLog(),

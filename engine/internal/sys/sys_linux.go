@@ -98,10 +98,17 @@ func GSOSupported(fd uintptr) bool {
 	return err == nil
 }
 
-// Recvmmsg calls recvmmsg(2) without blocking (the socket is non-blocking)
-// and returns the number of messages received.
+// Recvmmsg calls recvmmsg(2) without blocking (MSG_DONTWAIT) and returns
+// the number of messages received.
+//
+// Both batch calls are raw system calls: they never block, so they need not
+// tell the Go scheduler they are in the kernel. Telling it costs more than
+// the bookkeeping: a call that runs for a few tens of microseconds (a
+// sendmmsg whose packets the kernel delivers to a veth peer synchronously)
+// is taken for a blocked one, and the runtime's monitor hands the
+// goroutine's processor to another thread, waking it to do so.
 func Recvmmsg(fd uintptr, hdrs []Mmsghdr) (int, error) {
-	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
 	if e != 0 {
 		return 0, e
 	}
@@ -111,7 +118,7 @@ func Recvmmsg(fd uintptr, hdrs []Mmsghdr) (int, error) {
 // Sendmmsg calls sendmmsg(2) without blocking and returns the number of
 // messages sent.
 func Sendmmsg(fd uintptr, hdrs []Mmsghdr) (int, error) {
-	n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
+	n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), unix.MSG_DONTWAIT, 0, 0)
 	if e != 0 {
 		return 0, e
 	}

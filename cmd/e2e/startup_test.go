@@ -1,0 +1,94 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/engarde-project/engarde/scripts/topo"
+)
+
+// TestStartsWithExistingConfigs starts both binaries with a configuration
+// written for the original engarde (every key it knew, Windows interface
+// names included) and with the README's two scenarios, and stops them.
+// They run in a namespace with no route anywhere, so the destinations in
+// those files are never reached: nothing is sent, the test only proves the
+// files are accepted and the programs start and stop cleanly.
+func TestStartsWithExistingConfigs(t *testing.T) {
+	if err := topo.Usable(); err != nil {
+		t.Skipf("skipping: %v (the binaries run in an isolated namespace)", err)
+	}
+	tp, err := topo.New(fmt.Sprintf("eg%d-cfg", os.Getpid()%100000), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	for _, file := range []string{"original.yml", "scenario1.yml", "scenario2.yml"} {
+		path, err := filepath.Abs(filepath.Join("../../config/testdata", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, prog := range []string{"engarde-client", "engarde-server"} {
+			t.Run(file+"/"+prog, func(t *testing.T) {
+				p, err := tp.Start(tp.Client, nil, filepath.Join(bin, prog), path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ready := `"waiting for WireGuard"`
+				if prog == "engarde-server" {
+					ready = `"waiting for clients"`
+				}
+				deadline := time.Now().Add(5 * time.Second)
+				for !strings.Contains(p.Stderr.String(), ready) {
+					select {
+					case <-p.Done():
+						t.Fatalf("%s exited with %s:\n%s", prog, file, p.Stderr.String())
+					default:
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("%s did not start with %s:\n%s", prog, file, p.Stderr.String())
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				if err := p.Stop(); err != nil {
+					t.Errorf("%s did not stop cleanly: %v\n%s", prog, err, p.Stderr.String())
+				}
+			})
+		}
+	}
+}
+
+// TestRefusesBrokenConfigs checks that a typo or a bad address stops the
+// program before it starts, with the file, line and key in the message.
+func TestRefusesBrokenConfigs(t *testing.T) {
+	if bin == "" {
+		t.Skip("skipping: binaries are built only when namespace tests can run (root)")
+	}
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name, yml, want string
+	}{
+		{"typo", "client:\n  listenAddr: \"127.0.0.1:59401\"\n  dstAddr: \"198.18.1.1:59402\"\n  excludedInterface: [wg0]\n",
+			`broken.yml:4: client.excludedInterface: unknown key "excludedInterface" (did you mean "excludedInterfaces"?)`},
+		{"bad address", "client:\n  listenAddr: \"127.0.0.1:59401\"\n  dstAddr: \"198.18.1.1:99999\"\n",
+			`broken.yml:3: client.dstAddr: invalid address "198.18.1.1:99999"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(dir, "broken.yml")
+			if err := os.WriteFile(path, []byte(c.yml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(filepath.Join(bin, "engarde-client"), path).CombinedOutput()
+			if err == nil {
+				t.Fatalf("engarde-client started with a broken config:\n%s", out)
+			}
+			if !strings.Contains(string(out), c.want) {
+				t.Errorf("error output:\n%s\nwant it to contain:\n%s", out, c.want)
+			}
+		})
+	}
+}
