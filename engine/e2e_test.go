@@ -69,7 +69,10 @@ type testNet struct {
 	// addrs are the addresses of links a and b, the server, and the
 	// WireGuard stand-ins on each side.
 	linkA, linkB, server, wg netip.Addr
-	// openUDP opens a plain socket for the WireGuard stand-ins.
+	// serverListen, when valid, is the server's listen address instead
+	// of server:0 (a wildcard, say).
+	serverListen netip.AddrPort
+	// open opens a plain socket for the WireGuard stand-ins.
 	open func(t *testing.T, laddr netip.AddrPort) Conn
 }
 
@@ -114,9 +117,13 @@ func startTunnel(t *testing.T, n *testNet, opts Options) *tunnel {
 	echo := n.open(t, netip.AddrPortFrom(n.wg, 0))
 	opts.Backend = n.backend
 	opts.Log = testLogger(t)
+	listen := netip.AddrPortFrom(n.server, 0)
+	if n.serverListen.IsValid() {
+		listen = n.serverListen
+	}
 	srv, err := NewServer(ServerConfig{
 		Options:       opts,
-		ListenAddr:    netip.AddrPortFrom(n.server, 0).String(),
+		ListenAddr:    listen.String(),
 		DstAddr:       echo.LocalAddr().String(),
 		ClientTimeout: 2 * time.Second,
 	})
@@ -131,7 +138,7 @@ func startTunnel(t *testing.T, n *testNet, opts Options) *tunnel {
 	cl, err := NewClient(ClientConfig{
 		Options:      opts,
 		ListenAddr:   netip.AddrPortFrom(n.wg, 0).String(),
-		DstAddr:      srv.ListenAddr().String(),
+		DstAddr:      netip.AddrPortFrom(n.server, srv.ListenAddr().Port()).String(),
 		NoBindDevice: true,
 		Interfaces:   tu.ifs.list,
 		Watch:        tu.ifs.watcher,
@@ -404,6 +411,31 @@ func TestStalledLinkDoesNotStallOthers(t *testing.T) {
 func TestEndToEndLoopback(t *testing.T) {
 	for _, be := range backendsForTest(t) {
 		t.Run(be.Name(), func(t *testing.T) { e2eBody(t, loopbackNet(t, be)) })
+	}
+}
+
+// TestServerWildcardListen runs the server on [::] (what ":59402" means):
+// IPv4 clients arrive v4-mapped on a dual-stack socket, and each must still
+// get its own socket, bound to the address it sent to.
+func TestServerWildcardListen(t *testing.T) {
+	for _, be := range platformBackends() {
+		t.Run(be.Name(), func(t *testing.T) {
+			n := loopbackNet(t, be)
+			n.serverListen = netip.MustParseAddrPort("[::]:0")
+			tu := startTunnel(t, n, Options{GSO: true})
+			if got, _ := tu.stream(2000, 1000, 20000, nil); got != 2000 {
+				t.Fatalf("%d of 2000 came back", got)
+			}
+			peers := tu.server.Peers()
+			if len(peers) != 2 {
+				t.Fatalf("server knows %d client addresses, want 2", len(peers))
+			}
+			for _, p := range peers {
+				if p.Local.Addr() != n.server {
+					t.Errorf("client %v is answered from %v, want %v", p.Addr, p.Local, n.server)
+				}
+			}
+		})
 	}
 }
 
