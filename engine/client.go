@@ -67,14 +67,21 @@ type Client struct {
 	// up.
 	NoLink atomic.Uint64
 
-	active atomic.Pointer[[]*link] // links that carry traffic now
+	active  atomic.Pointer[[]*link] // links that carry traffic now
+	timeout atomic.Int64            // write timeout of every sender, ns; reloadable
+	started time.Time
 
-	mu       sync.Mutex // guards links, plans and the planner
+	mu       sync.Mutex // guards links, plans, the planner, swaps and cfg
 	links    map[string]*link
 	plans    []Plan
 	planner  planner
 	resolver resolver
 	failLog  map[string]string // last error logged per interface
+	// swaps are run-time exclusion toggles, as the original's web manager
+	// made them: an interface here is excluded if the configuration
+	// includes it, and included if the configuration excludes it. They
+	// last until ResetExclusions or a restart.
+	swaps map[string]bool
 
 	kick chan struct{}
 }
@@ -116,18 +123,12 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		log:     cfg.Log,
 		links:   map[string]*link{},
 		failLog: map[string]string{},
+		swaps:   map[string]bool{},
 		kick:    make(chan struct{}, 1),
+		started: time.Now(),
 	}
-	c.planner = planner{
-		dst:       cfg.DstAddr,
-		overrides: cfg.DstOverrides,
-		excluded:  map[string]bool{},
-		labels:    cfg.Labels,
-		resolve:   c.resolver.resolve,
-	}
-	for _, x := range cfg.Excluded {
-		c.planner.excluded[x] = true
-	}
+	c.planner.resolve = c.resolver.resolve
+	c.applyLocked(cfg)
 	c.active.Store(&[]*link{})
 	c.pool, err = cfg.newPool(4)
 	if err != nil {
@@ -160,6 +161,114 @@ func resolveListen(s string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }
 
+// applyLocked takes the parts of cfg that may change at run time.
+func (c *Client) applyLocked(cfg ClientConfig) {
+	c.planner.dst = cfg.DstAddr
+	c.planner.overrides = cfg.DstOverrides
+	c.planner.labels = cfg.Labels
+	c.cfg.Excluded = cfg.Excluded
+	c.planner.excluded = c.exclusionsLocked()
+	c.timeout.Store(cfg.timeout())
+}
+
+// exclusionsLocked combines the configured exclusions with the run-time
+// swaps.
+func (c *Client) exclusionsLocked() map[string]bool {
+	ex := map[string]bool{}
+	for _, x := range c.cfg.Excluded {
+		ex[x] = true
+	}
+	for x := range c.swaps {
+		ex[x] = !ex[x]
+	}
+	return ex
+}
+
+// Reconfigure applies a new configuration without restarting: the
+// destination, overrides, exclusions, labels and write timeout. Links whose
+// source and destination stay the same keep their sockets and lose
+// nothing; the others are rebuilt. A change to the listen address, the
+// firewall mark or the engine options needs a restart: Reconfigure leaves
+// those as they were and returns an error naming them (after applying the
+// rest).
+func (c *Client) Reconfigure(cfg ClientConfig) error {
+	if _, _, err := net.SplitHostPort(cfg.DstAddr); err != nil {
+		return fmt.Errorf("destination address: %w", err)
+	}
+	var fixed []string
+	if cfg.ListenAddr != c.cfg.ListenAddr {
+		fixed = append(fixed, "listenAddr")
+	}
+	if cfg.FwMark != c.cfg.FwMark {
+		fixed = append(fixed, "fwmark")
+	}
+	if engineChanged(cfg.Options, c.cfg.Options) {
+		fixed = append(fixed, "engine")
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	c.mu.Lock()
+	c.applyLocked(cfg)
+	c.cfg.DstAddr, c.cfg.DstOverrides, c.cfg.Labels, c.cfg.WriteTimeout = cfg.DstAddr, cfg.DstOverrides, cfg.Labels, cfg.WriteTimeout
+	c.mu.Unlock()
+	c.scan()
+	if len(fixed) > 0 {
+		return fmt.Errorf("%v cannot change without a restart; kept the running values", fixed)
+	}
+	return nil
+}
+
+// engineChanged reports whether data-path settings that are fixed for a
+// run differ. A nil Backend in next means "the same".
+func engineChanged(next, cur Options) bool {
+	return (next.Backend != nil && next.Backend.Name() != cur.Backend.Name()) ||
+		(next.BatchSize != 0 && next.BatchSize != cur.BatchSize) ||
+		(next.QueueLength != 0 && next.QueueLength != cur.QueueLength) ||
+		(next.BufferSize != 0 && next.BufferSize != cur.BufferSize) ||
+		next.GSO != cur.GSO || next.GRO != cur.GRO
+}
+
+// SetExclusion excludes or includes an interface until ResetExclusions or
+// a restart, and reports whether that changed anything. The change takes
+// effect at once.
+func (c *Client) SetExclusion(name string, exclude bool) bool {
+	c.mu.Lock()
+	if c.planner.excluded[name] == exclude {
+		c.mu.Unlock()
+		return false
+	}
+	if c.swaps[name] {
+		delete(c.swaps, name)
+	} else {
+		c.swaps[name] = true
+	}
+	c.planner.excluded = c.exclusionsLocked()
+	c.mu.Unlock()
+	c.scan()
+	return true
+}
+
+// Excluded reports whether an interface is excluded now.
+func (c *Client) Excluded(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.planner.excluded[name]
+}
+
+// ResetExclusions drops the run-time exclusion changes: the configuration
+// decides again.
+func (c *Client) ResetExclusions() {
+	c.mu.Lock()
+	clear(c.swaps)
+	c.planner.excluded = c.exclusionsLocked()
+	c.mu.Unlock()
+	c.scan()
+}
+
+// Started returns when the client was created.
+func (c *Client) Started() time.Time { return c.started }
+
 // ListenAddr returns the address WireGuard should send to.
 func (c *Client) ListenAddr() netip.AddrPort { return c.wg.LocalAddr() }
 
@@ -169,7 +278,7 @@ func (c *Client) Backend() string { return c.cfg.Backend.Name() }
 // Run forwards until ctx ends, then closes everything it opened.
 func (c *Client) Run(ctx context.Context) error {
 	o := c.cfg
-	c.wgTx = newSender("wireguard", c.wg, false, &c.wgAddr, o.QueueLength, o.BatchSize, o.timeout(), &c.WireGuardStats, c.log)
+	c.wgTx = newSender("wireguard", c.wg, false, &c.wgAddr, o.QueueLength, o.BatchSize, &c.timeout, &c.WireGuardStats, c.log)
 	wgRx := newPump("wireguard", c.wg, c.pool, o.BatchSize, &c.WireGuardStats, c.log, c.fanout).start()
 
 	var wg sync.WaitGroup
@@ -420,7 +529,7 @@ func (c *Client) openLink(p Plan) (*link, error) {
 		dst:   p.Dst,
 		conn:  conn,
 	}
-	l.tx = newSender("link "+l.name, conn, true, nil, c.cfg.QueueLength, c.cfg.BatchSize, c.cfg.timeout(), &l.stats, c.log)
+	l.tx = newSender("link "+l.name, conn, true, nil, c.cfg.QueueLength, c.cfg.BatchSize, &c.timeout, &l.stats, c.log)
 	l.rx = newPump("link "+l.name, conn, c.pool, c.cfg.BatchSize, &l.stats, c.log, c.reply).start()
 	return l, nil
 }

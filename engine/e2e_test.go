@@ -343,6 +343,50 @@ func e2eBody(t *testing.T, n *testNet) {
 			t.Errorf("server addresses went from %d to %d after link a returned", len(before), len(after))
 		}
 	})
+	t.Run("exclusion at run time", func(t *testing.T) {
+		tu := startTunnel(t, n, Options{})
+		if !tu.client.SetExclusion("a", true) || tu.client.SetExclusion("a", true) {
+			t.Fatal("SetExclusion(a, true) should change once")
+		}
+		tu.waitLinks(1)
+		if !tu.client.Excluded("a") {
+			t.Error("a not reported excluded")
+		}
+		got, _ := tu.stream(500, 500, 20000, func() {
+			tu.client.ResetExclusions()
+		})
+		if got != 500 {
+			t.Fatalf("%d of 500 came back across an exclusion reset", got)
+		}
+		tu.waitLinks(2)
+		// Reconfigure excluding b: a keeps its socket, b goes.
+		before := tu.server.Peers()
+		cfg := tu.client.cfg
+		cfg.Excluded = []string{"b"}
+		cfg.Labels = map[string]string{"a": "Fiber"}
+		if err := tu.client.Reconfigure(cfg); err != nil {
+			t.Fatal(err)
+		}
+		tu.waitLinks(1)
+		for _, l := range tu.client.Links() {
+			if l.Name == "a" && (l.Label != "Fiber" || l.Status != "active") {
+				t.Errorf("link a after reload: label %q status %q", l.Label, l.Status)
+			}
+			if l.Name == "b" && l.Status != "excluded" {
+				t.Errorf("link b after reload: status %q, want excluded", l.Status)
+			}
+		}
+		if got, _ := tu.stream(500, 500, 20000, nil); got != 500 {
+			t.Fatalf("%d of 500 came back after the reload", got)
+		}
+		if after := tu.server.Peers(); len(after) != len(before) {
+			t.Errorf("a reload that kept link a changed the server's addresses from %d to %d", len(before), len(after))
+		}
+		cfg.ListenAddr = "127.0.0.1:1"
+		if err := tu.client.Reconfigure(cfg); err == nil {
+			t.Error("Reconfigure accepted a new listen address")
+		}
+	})
 	t.Run("interface gone", func(t *testing.T) {
 		tu := startTunnel(t, n, Options{})
 		tu.ifs.mu.Lock()

@@ -50,13 +50,14 @@ func newFanoutRig(tb testing.TB, links, batch, size int) *fanoutRig {
 		tb.Fatal(err)
 	}
 	c := &Client{log: nopLogger, pool: pool}
+	c.timeout.Store(int64(time.Second))
 	r := &fanoutRig{c: c}
 	var act []*link
 	for i := range links {
 		nc := &nullConn{}
 		r.links = append(r.links, nc)
 		l := &link{name: fmt.Sprint("l", i)}
-		l.tx = newSender(l.name, nc, true, nil, 1024, batch, time.Second, &l.stats, nopLogger)
+		l.tx = newSender(l.name, nc, true, nil, 1024, batch, &c.timeout, &l.stats, nopLogger)
 		act = append(act, l)
 	}
 	c.active.Store(&act)

@@ -67,12 +67,13 @@ func (o *Options) setDefaults() error {
 	return nil
 }
 
-// timeout returns the write timeout the senders use (<= 0: none).
-func (o *Options) timeout() time.Duration {
+// timeout returns the write timeout the senders use, in nanoseconds (0:
+// none).
+func (o *Options) timeout() int64 {
 	if o.WriteTimeout < 0 {
 		return 0
 	}
-	return o.WriteTimeout
+	return int64(o.WriteTimeout)
 }
 
 func (o *Options) socket() SocketOptions {

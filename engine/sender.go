@@ -27,7 +27,7 @@ import (
 type sender struct {
 	conn    Conn
 	dst     *atomic.Pointer[netip.AddrPort] // nil for a connected Conn
-	timeout int64                           // nanoseconds; <= 0: wait as long as it takes
+	timeout *atomic.Int64                   // nanoseconds; <= 0: wait as long as it takes; shared, reloadable
 	stats   *Stats
 	log     *Logger
 	name    string
@@ -48,12 +48,12 @@ type sender struct {
 }
 
 // newSender starts a sender on conn; it closes conn on close when ownConn.
-func newSender(name string, conn Conn, ownConn bool, dst *atomic.Pointer[netip.AddrPort], queueLen, batch int, timeout time.Duration, stats *Stats, log *Logger) *sender {
+func newSender(name string, conn Conn, ownConn bool, dst *atomic.Pointer[netip.AddrPort], queueLen, batch int, timeout *atomic.Int64, stats *Stats, log *Logger) *sender {
 	s := &sender{
 		conn:    conn,
 		ownConn: ownConn,
 		dst:     dst,
-		timeout: int64(timeout),
+		timeout: timeout,
 		stats:   stats,
 		log:     log,
 		name:    name,
@@ -234,10 +234,10 @@ func (s *sender) writeOut(bufs []*ring.Buf) {
 			return
 		}
 		// Drop what has already waited too long.
-		if s.timeout > 0 {
+		if timeout := s.timeout.Load(); timeout > 0 {
 			now := nanotime()
 			k := 0
-			for k < len(bufs) && now-bufs[k].Stamp > s.timeout {
+			for k < len(bufs) && now-bufs[k].Stamp > timeout {
 				k++
 			}
 			s.drop(bufs[:k], &s.stats.DropTimeout)
@@ -245,7 +245,9 @@ func (s *sender) writeOut(bufs []*ring.Buf) {
 			if len(bufs) == 0 {
 				return
 			}
-			_ = s.conn.SetWriteDeadline(time.Now().Add(time.Duration(bufs[0].Stamp + s.timeout - now)))
+			_ = s.conn.SetWriteDeadline(time.Now().Add(time.Duration(bufs[0].Stamp + timeout - now)))
+		} else {
+			_ = s.conn.SetWriteDeadline(time.Time{})
 		}
 		dst, ok := s.destination()
 		if !ok {

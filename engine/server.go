@@ -41,13 +41,15 @@ type Server struct {
 	log  *Logger
 	pool *ring.Pool
 
-	listen  Conn
-	laddr   netip.AddrPort
-	up      Conn // to WireGuard
-	upTx    *sender
-	dst     netip.AddrPort
-	peers   atomic.Pointer[peerSet]
-	timeout int64
+	listen   Conn
+	laddr    netip.AddrPort
+	up       Conn // to WireGuard
+	upTx     *sender
+	dst      netip.AddrPort
+	peers    atomic.Pointer[peerSet]
+	timeout  atomic.Int64 // client timeout, ns; reloadable
+	wtimeout atomic.Int64 // write timeout of every sender, ns; reloadable
+	started  time.Time
 
 	// ListenStats counts the listen socket (datagrams from addresses not
 	// known yet); UpstreamStats the socket to WireGuard: Tx is what
@@ -97,7 +99,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err != nil || len(dsts) == 0 {
 		return nil, fmt.Errorf("destination address %s: %w", cfg.DstAddr, err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, dst: dsts[0], timeout: int64(cfg.ClientTimeout)}
+	s := &Server{cfg: cfg, log: cfg.Log, dst: dsts[0], started: time.Now()}
+	s.timeout.Store(int64(cfg.ClientTimeout))
+	s.wtimeout.Store(cfg.timeout())
 	s.peers.Store(&peerSet{byAddr: map[netip.AddrPort]*peer{}})
 	if s.pool, err = cfg.newPool(4); err != nil {
 		return nil, err
@@ -119,6 +123,41 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	return s, nil
 }
 
+// Reconfigure applies a new configuration without restarting: the client
+// timeout and the write timeout. Other changes (listen or destination
+// address, engine options) need a restart: Reconfigure keeps the running
+// values and returns an error naming them, after applying the rest.
+func (s *Server) Reconfigure(cfg ServerConfig) error {
+	var fixed []string
+	if cfg.ListenAddr != s.cfg.ListenAddr {
+		fixed = append(fixed, "listenAddr")
+	}
+	if cfg.DstAddr != s.cfg.DstAddr {
+		fixed = append(fixed, "dstAddr")
+	}
+	if engineChanged(cfg.Options, s.cfg.Options) {
+		fixed = append(fixed, "engine")
+	}
+	if cfg.ClientTimeout <= 0 {
+		cfg.ClientTimeout = 30 * time.Second
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	s.timeout.Store(int64(cfg.ClientTimeout))
+	s.wtimeout.Store(cfg.timeout())
+	if len(fixed) > 0 {
+		return fmt.Errorf("%v cannot change without a restart; kept the running values", fixed)
+	}
+	return nil
+}
+
+// Started returns when the server was created.
+func (s *Server) Started() time.Time { return s.started }
+
+// ClientTimeout returns the current client timeout.
+func (s *Server) ClientTimeout() time.Duration { return time.Duration(s.timeout.Load()) }
+
 // ListenAddr returns the address clients send to.
 func (s *Server) ListenAddr() netip.AddrPort { return s.laddr }
 
@@ -128,11 +167,11 @@ func (s *Server) Backend() string { return s.cfg.Backend.Name() }
 // Run forwards until ctx ends, then closes everything it opened.
 func (s *Server) Run(ctx context.Context) error {
 	o := s.cfg
-	s.upTx = newSender("wireguard", s.up, true, nil, o.QueueLength, o.BatchSize, o.timeout(), &s.UpstreamStats, s.log)
+	s.upTx = newSender("wireguard", s.up, true, nil, o.QueueLength, o.BatchSize, &s.wtimeout, &s.UpstreamStats, s.log)
 	listenRx := newPump("listen", s.listen, s.pool, o.BatchSize, &s.ListenStats, s.log, s.fromListen).start()
 	upRx := newPump("wireguard", s.up, s.pool, o.BatchSize, &s.UpstreamStats, s.log, s.fanout).start()
 
-	tick := time.NewTicker(min(time.Second, s.cfg.ClientTimeout/4))
+	tick := time.NewTicker(min(time.Second, s.cfg.ClientTimeout/4)) // a reload to a shorter timeout is seen within a second
 	defer tick.Stop()
 	for done := false; !done; {
 		select {
@@ -222,7 +261,7 @@ func (s *Server) learn(addr netip.AddrPort, local netip.Addr) *peer {
 	conn, err := o.Backend.Dial(laddr, addr, so)
 	if err == nil && !laddr.Addr().IsUnspecified() {
 		p.conn, p.local = conn, laddr
-		p.tx = newSender("client "+addr.String(), conn, true, nil, o.QueueLength, o.BatchSize, o.timeout(), &p.stats, s.log)
+		p.tx = newSender("client "+addr.String(), conn, true, nil, o.QueueLength, o.BatchSize, &s.wtimeout, &p.stats, s.log)
 		p.rx = newPump("client "+addr.String(), conn, s.pool, o.BatchSize, &p.stats, s.log, s.fromPeer(p)).start()
 	} else {
 		// Without a socket of its own the address shares the listen
@@ -239,7 +278,7 @@ func (s *Server) learn(addr netip.AddrPort, local netip.Addr) *peer {
 		p.local = s.laddr
 		a := addr
 		p.fixedDst.Store(&a)
-		p.tx = newSender("client "+addr.String(), s.listen, false, &p.fixedDst, o.QueueLength, o.BatchSize, o.timeout(), &p.stats, s.log)
+		p.tx = newSender("client "+addr.String(), s.listen, false, &p.fixedDst, o.QueueLength, o.BatchSize, &s.wtimeout, &p.stats, s.log)
 	}
 	ns := &peerSet{byAddr: make(map[netip.AddrPort]*peer, len(set.byAddr)+1), list: append(slices.Clone(set.list), p)}
 	for k, v := range set.byAddr {
@@ -257,7 +296,7 @@ func (s *Server) expire() {
 	set := s.peers.Load()
 	stale := false
 	for _, p := range set.list {
-		if now-p.lastSeen.Load() > s.timeout {
+		if now-p.lastSeen.Load() > s.timeout.Load() {
 			stale = true
 		}
 	}
@@ -270,7 +309,7 @@ func (s *Server) expire() {
 	ns := &peerSet{byAddr: map[netip.AddrPort]*peer{}}
 	var gone []*peer
 	for _, p := range set.list {
-		if now-p.lastSeen.Load() > s.timeout {
+		if now-p.lastSeen.Load() > s.timeout.Load() {
 			gone = append(gone, p)
 			continue
 		}
@@ -279,7 +318,7 @@ func (s *Server) expire() {
 	}
 	s.peers.Store(ns)
 	for _, p := range gone {
-		s.log.infof("client address %v timed out after %v of silence", p.addr, s.cfg.ClientTimeout)
+		s.log.infof("client address %v timed out after %v of silence", p.addr, time.Duration(s.timeout.Load()))
 		s.closePeer(p)
 	}
 }
