@@ -133,6 +133,8 @@ type Engine struct {
 	GSO bool
 	// GRO enables UDP generic receive offload.
 	GRO bool
+	// Dedup drops the extra copies of WireGuard messages before WireGuard.
+	Dedup bool
 }
 
 // Backends lists the values engine.backend accepts; "auto" picks the best
@@ -164,6 +166,7 @@ const (
 	maxBufferSize      = 65536
 	defaultGSO         = true
 	defaultGRO         = false
+	defaultDedup       = true
 
 	maxFwMark = 0xFFFFFFFF
 )
@@ -180,6 +183,7 @@ func defaultEngine() Engine {
 		BufferSize:  defaultBufferSize,
 		GSO:         defaultGSO,
 		GRO:         defaultGRO,
+		Dedup:       defaultDedup,
 	}
 }
 

@@ -26,7 +26,7 @@ var (
 	labelKeys      = []string{"ifName", "label"}
 	webManagerKeys = []string{"listenAddr", "username", "password"}
 	logKeys        = []string{"level", "format"}
-	engineKeys     = []string{"backend", "batchSize", "queueLength", "bufferSize", "gso", "gro"}
+	engineKeys     = []string{"backend", "batchSize", "queueLength", "bufferSize", "gso", "gro", "dedup"}
 )
 
 const (
@@ -805,6 +805,8 @@ func (d *decoder) engine(path string, n *yaml.Node) Engine {
 			e.GSO = d.boolean(kp, p.val, defaultGSO)
 		case "gro":
 			e.GRO = d.boolean(kp, p.val, defaultGRO)
+		case "dedup":
+			e.Dedup = d.boolean(kp, p.val, defaultDedup)
 		default:
 			d.unknown(kp, p, engineKeys)
 		}

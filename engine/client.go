@@ -66,6 +66,10 @@ type Client struct {
 	// NoLink counts datagrams from WireGuard dropped because no link was
 	// up.
 	NoLink atomic.Uint64
+	// Duplicates counts copies of WireGuard messages (the same reply over
+	// another link) not handed to WireGuard.
+	Duplicates atomic.Uint64
+	dedup      dedup
 
 	active  atomic.Pointer[[]*link] // links that carry traffic now
 	timeout atomic.Int64            // write timeout of every sender, ns; reloadable
@@ -337,6 +341,10 @@ func (c *Client) setWireGuardAddr(a netip.AddrPort) {
 // reply is the handler for datagrams arriving on a link: they go to
 // WireGuard.
 func (c *Client) reply(bufs []*ring.Buf, msgs []Message) {
+	if c.cfg.Dedup {
+		n := c.dedup.filter(bufs, msgs, &c.Duplicates)
+		bufs, msgs = bufs[:n], msgs[:n]
+	}
 	for _, b := range bufs {
 		b.Ref(1)
 	}

@@ -26,6 +26,10 @@ type Options struct {
 	GSO bool
 	// GRO receives trains of datagrams coalesced by the kernel.
 	GRO bool
+	// Dedup drops the copies of a WireGuard transport message after the
+	// first, before they reach WireGuard (which would drop them as
+	// replays, after decrypting each).
+	Dedup bool
 	// WriteTimeout is how long a packet may wait for a full socket before
 	// it is dropped for that socket: 10 ms when 0, no limit when negative.
 	WriteTimeout time.Duration

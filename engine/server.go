@@ -58,6 +58,10 @@ type Server struct {
 	// NoPeer counts replies from WireGuard dropped because no client
 	// address was live.
 	NoPeer atomic.Uint64
+	// Duplicates counts copies of WireGuard messages (the same message
+	// over another link) not forwarded to WireGuard.
+	Duplicates atomic.Uint64
+	dedup      dedup
 
 	mu      sync.Mutex // guards peer creation and removal
 	failLog rateLimit
@@ -220,6 +224,10 @@ func (s *Server) fromPeer(p *peer) func([]*ring.Buf, []Message) {
 }
 
 func (s *Server) forward(bufs []*ring.Buf, msgs []Message) {
+	if s.cfg.Dedup {
+		n := s.dedup.filter(bufs, msgs, &s.Duplicates)
+		bufs, msgs = bufs[:n], msgs[:n]
+	}
 	for _, b := range bufs {
 		b.Ref(1)
 	}

@@ -17,14 +17,23 @@ import (
 	"time"
 )
 
-// Magic opens every load generator datagram ("engL").
+// Magic marks every load generator datagram ("engL").
 const Magic uint32 = 0x656e674c
 
 // HeaderLen is the size of the header at the start of every datagram, and
-// so the smallest payload size: magic (4 bytes), run id (4), sequence
-// number (8) and send time (8), all big-endian. Padding follows up to the
-// chosen payload size.
-const HeaderLen = 24
+// so the smallest payload size. The header is shaped like a WireGuard
+// transport data message, because the generator and the sink stand in for
+// WireGuard and engarde treats WireGuard's messages specially (it drops the
+// extra copies of each before WireGuard): the message type 4 and three zero
+// bytes, the run id where WireGuard has the receiver's session index, the
+// sequence number where it has its 64-bit counter (both little-endian),
+// then the send time (8 bytes), the magic (4) and 4 zero bytes, making the
+// 32 bytes of the shortest real transport message. Padding follows up to
+// the chosen payload size.
+const HeaderLen = 32
+
+// wgTransport is WireGuard's transport data message type.
+const wgTransport = 4
 
 // Header is the decoded header of a datagram.
 type Header struct {
@@ -60,10 +69,12 @@ func Now() int64 { return int64(time.Since(epoch)) }
 // binary.BigEndian.PutUint64 does.
 func Put(b []byte, h Header) {
 	_ = b[HeaderLen-1] // one bounds check
-	binary.BigEndian.PutUint32(b[0:4], Magic)
-	binary.BigEndian.PutUint32(b[4:8], h.Run)
-	binary.BigEndian.PutUint64(b[8:16], h.Seq)
+	b[0], b[1], b[2], b[3] = wgTransport, 0, 0, 0
+	binary.LittleEndian.PutUint32(b[4:8], h.Run)
+	binary.LittleEndian.PutUint64(b[8:16], h.Seq)
 	binary.BigEndian.PutUint64(b[16:24], uint64(h.Sent))
+	binary.BigEndian.PutUint32(b[24:28], Magic)
+	b[28], b[29], b[30], b[31] = 0, 0, 0, 0
 }
 
 // Decode reads the header at the start of b. It returns ErrShort or
@@ -73,12 +84,19 @@ func Decode(b []byte) (Header, error) {
 	if len(b) < HeaderLen {
 		return Header{}, ErrShort
 	}
-	if binary.BigEndian.Uint32(b[0:4]) != Magic {
+	if !isHeader(b) {
 		return Header{}, ErrMagic
 	}
 	return Header{
-		Run:  binary.BigEndian.Uint32(b[4:8]),
-		Seq:  binary.BigEndian.Uint64(b[8:16]),
+		Run:  binary.LittleEndian.Uint32(b[4:8]),
+		Seq:  binary.LittleEndian.Uint64(b[8:16]),
 		Sent: int64(binary.BigEndian.Uint64(b[16:24])),
 	}, nil
+}
+
+// isHeader reports whether b (at least HeaderLen long) starts with a
+// header as Put writes it: type, zero bytes and magic in place.
+func isHeader(b []byte) bool {
+	return b[0] == wgTransport && b[1]|b[2]|b[3] == 0 &&
+		binary.BigEndian.Uint32(b[24:28]) == Magic && b[28]|b[29]|b[30]|b[31] == 0
 }

@@ -16,10 +16,11 @@ func TestFormat(t *testing.T) {
 		{"empty", nil, Header{}, ErrShort},
 		{"short", make([]byte, HeaderLen-1), Header{}, ErrShort},
 		{"zeros", make([]byte, HeaderLen), Header{}, ErrMagic},
-		{"wireguard", append([]byte{4, 0, 0, 0}, make([]byte, 28)...), Header{}, ErrMagic},
-		{"min", []byte("engL\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x03"), Header{Run: 1, Seq: 2, Sent: 3}, nil},
-		{"padded", append([]byte("engL\xde\xad\xbe\xef\xff\xff\xff\xff\xff\xff\xff\xff\x80\x00\x00\x00\x00\x00\x00\x00"), make([]byte, 1376)...),
+		{"wireguard without magic", append([]byte{4, 0, 0, 0}, make([]byte, 28)...), Header{}, ErrMagic},
+		{"min", []byte("\x04\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03engL\x00\x00\x00\x00"), Header{Run: 1, Seq: 2, Sent: 3}, nil},
+		{"padded", append([]byte("\x04\x00\x00\x00\xef\xbe\xad\xde\xff\xff\xff\xff\xff\xff\xff\xff\x80\x00\x00\x00\x00\x00\x00\x00engL\x00\x00\x00\x00"), make([]byte, 1368)...),
 			Header{Run: 0xdeadbeef, Seq: 1<<64 - 1, Sent: -1 << 63}, nil},
+		{"reserved byte set", []byte("\x04\x00\x01\x00\x01\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03engL\x00\x00\x00\x00"), Header{}, ErrMagic},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, err := Decode(tc.in)
@@ -49,14 +50,16 @@ func TestPutShortPanics(t *testing.T) {
 }
 
 // FuzzDecode checks that Decode never panics, accepts exactly the inputs
-// that start with the magic and are long enough, and that Put writes back
-// the header it read.
+// that carry a header as Put writes it (WireGuard's type and zero bytes,
+// the magic and its zero bytes) and are long enough, and that Put writes
+// back the header it read.
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte{})
-	f.Add([]byte("engL\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x03padding"))
+	f.Add([]byte("\x04\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03engL\x00\x00\x00\x00padding"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := Decode(b)
-		ok := len(b) >= HeaderLen && string(b[:4]) == "engL"
+		ok := len(b) >= HeaderLen && string(b[:4]) == "\x04\x00\x00\x00" &&
+			string(b[24:28]) == "engL" && string(b[28:32]) == "\x00\x00\x00\x00"
 		if (err == nil) != ok {
 			t.Fatalf("Decode(%x) error %v, want ok=%v", b, err, ok)
 		}

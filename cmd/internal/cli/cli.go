@@ -79,6 +79,7 @@ func Options(e config.Engine, writeTimeout time.Duration, log *engine.Logger) (e
 		BufferSize:   e.BufferSize,
 		GSO:          e.GSO && !off("ENGARDE_GSO"),
 		GRO:          e.GRO && !off("ENGARDE_GRO"),
+		Dedup:        e.Dedup && !off("ENGARDE_DEDUP"),
 		WriteTimeout: writeTimeout,
 		Log:          log,
 	}, nil
