@@ -111,8 +111,10 @@ func (s *sender) send(bufs []*ring.Buf, scratch []Message) {
 				s.drop(bufs[off:], &s.stats.DropClosed)
 				return
 			}
-			s.failed(bufs[off], err)
-			off++
+			if off < len(bufs) {
+				s.failed(bufs[off], err)
+				off++
+			}
 		}
 		bufs = bufs[off:]
 	}
