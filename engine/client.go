@@ -170,9 +170,25 @@ func (c *Client) applyLocked(cfg ClientConfig) {
 	c.planner.dst = cfg.DstAddr
 	c.planner.overrides = cfg.DstOverrides
 	c.planner.labels = cfg.Labels
+	// A run-time toggle is relative to the configuration: when the file
+	// now says otherwise about that interface, the file wins.
+	was, now := setOf(c.cfg.Excluded), setOf(cfg.Excluded)
+	for name := range c.swaps {
+		if was[name] != now[name] {
+			delete(c.swaps, name)
+		}
+	}
 	c.cfg.Excluded = cfg.Excluded
 	c.planner.excluded = c.exclusionsLocked()
 	c.timeout.Store(cfg.timeout())
+}
+
+func setOf(names []string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
 }
 
 // exclusionsLocked combines the configured exclusions with the run-time
@@ -560,8 +576,14 @@ type LinkInfo struct {
 	// down, no address) or "excluded".
 	Status string
 	Reason string
-	Local  netip.Addr
-	Dst    netip.AddrPort
+	// Addrs are the interface's addresses.
+	Addrs []netip.Addr
+	// Local and Dst are the link's addresses while it has a socket.
+	Local netip.Addr
+	Dst   netip.AddrPort
+	// Target is the configured destination for this interface (its
+	// override or dstAddr), as written, whether or not it is used.
+	Target string
 	Stats  *Stats // nil when no socket is open
 }
 
@@ -571,7 +593,7 @@ func (c *Client) Links() []LinkInfo {
 	defer c.mu.Unlock()
 	out := make([]LinkInfo, 0, len(c.plans))
 	for _, p := range c.plans {
-		li := LinkInfo{Name: p.Iface.Name, Label: p.Label, Status: "idle", Reason: p.Reason, Local: p.Local, Dst: p.Dst}
+		li := LinkInfo{Name: p.Iface.Name, Label: p.Label, Status: "idle", Reason: p.Reason, Addrs: p.Iface.Addrs, Local: p.Local, Dst: p.Dst, Target: c.planner.target(p.Iface.Name)}
 		if p.Reason == "excluded" {
 			li.Status = "excluded"
 		}

@@ -401,6 +401,18 @@ func e2eBody(t *testing.T, n *testNet) {
 		if after := tu.server.Peers(); len(after) != len(before) {
 			t.Errorf("a reload that kept link a changed the server's addresses from %d to %d", len(before), len(after))
 		}
+		// A toggle on an interface whose configured exclusion a reload
+		// changes is dropped: the file wins.
+		if !tu.client.SetExclusion("b", false) {
+			t.Fatal("SetExclusion(b, false) changed nothing")
+		}
+		cfg.Excluded = nil
+		if err := tu.client.Reconfigure(cfg); err != nil {
+			t.Fatal(err)
+		}
+		if tu.client.Excluded("b") {
+			t.Error("b excluded after a reload that includes it and a toggle that included it")
+		}
 		cfg.ListenAddr = "127.0.0.1:1"
 		if err := tu.client.Reconfigure(cfg); err == nil {
 			t.Error("Reconfigure accepted a new listen address")

@@ -11,7 +11,9 @@ import (
 // fakeNet is an in-memory UDP network for engine tests: sockets bind and
 // connect like the kernel's (a connected socket wins over an unconnected
 // one on the same address), each has a bounded receive queue that drops
-// when full, and a local address can be made to stall every send from it,
+// when full (deep: 65536, so that a test slowed down by a busy machine or
+// the race detector does not lose), and a local address can be made to
+// stall every send from it,
 // as a socket whose path is dead does once its buffer is full.
 type fakeNet struct {
 	mu       sync.Mutex
@@ -69,7 +71,7 @@ func (n *fakeNet) open(laddr, raddr netip.AddrPort, o SocketOptions) (Conn, erro
 			return nil, &net.OpError{Op: "bind", Err: os.NewSyscallError("bind", errAddrInUse)}
 		}
 	}
-	c := &fakeConn{net: n, laddr: laddr, raddr: raddr, reuse: o.ReusePort, q: make(chan fakePacket, 1024), closed: make(chan struct{})}
+	c := &fakeConn{net: n, laddr: laddr, raddr: raddr, reuse: o.ReusePort, q: make(chan fakePacket, 1<<16), closed: make(chan struct{})}
 	n.conns[c] = true
 	return c, nil
 }

@@ -82,6 +82,14 @@ type planner struct {
 	resolve   func(string) ([]netip.AddrPort, error)
 }
 
+// target returns the destination configured for an interface.
+func (p *planner) target(name string) string {
+	if o, ok := p.overrides[name]; ok {
+		return o
+	}
+	return p.dst
+}
+
 func (p *planner) plan(ifs []Iface) []Plan {
 	out := make([]Plan, 0, len(ifs))
 	for _, ifi := range ifs {
@@ -106,10 +114,7 @@ func (p *planner) planOne(ifi Iface) Plan {
 		pl.Reason = "no carrier"
 		return pl
 	}
-	dst := p.dst
-	if o, ok := p.overrides[ifi.Name]; ok {
-		dst = o
-	}
+	dst := p.target(ifi.Name)
 	dsts, err := p.resolve(dst)
 	if err != nil {
 		pl.Reason = "destination " + dst + " unresolved: " + err.Error()
