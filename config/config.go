@@ -139,7 +139,7 @@ type Engine struct {
 
 // Backends lists the values engine.backend accepts; "auto" picks the best
 // one the system has.
-var Backends = []string{"auto", "mmsg", "std"}
+var Backends = []string{"auto", "mmsg", "uring", "std"}
 
 var (
 	logLevels  = []string{"debug", "info", "warn", "error"}

@@ -695,7 +695,7 @@ func TestErrors(t *testing.T) {
 		// Allowed sets.
 		{"log level", RoleClient, clientHead + "  log:\n    level: verbose\n", 5, "client.log.level", `"verbose" is not allowed; use one of "debug", "info", "warn" or "error"`},
 		{"log format", RoleServer, serverHead + "  log: {format: yaml}\n", 4, "server.log.format", `"yaml" is not allowed; use one of "auto", "text" or "json"`},
-		{"backend", RoleServer, serverHead + "  engine:\n    backend: uring\n", 5, "server.engine.backend", `"uring" is not allowed; use one of "auto", "mmsg" or "std"`},
+		{"backend", RoleServer, serverHead + "  engine:\n    backend: epoll\n", 5, "server.engine.backend", `"epoll" is not allowed; use one of "auto", "mmsg", "uring" or "std"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, err := Parse([]byte(tt.src), "engarde.yml", tt.role)
@@ -728,7 +728,7 @@ func TestManyErrors(t *testing.T) {
       dstAddr: "[fe80::1"
   log: {level: verbose}
   engine:
-    backend: uring
+    backend: epoll
     queueLength: 8
 server:
   this: is not checked
@@ -742,7 +742,7 @@ bogus: 1
 		`engarde.yml:4: client.writeTimeout: expected an integer number of milliseconds, got the string "fast"`,
 		`engarde.yml:7: client.dstOverrides[0].dstAddr: invalid address "[fe80::1": missing ']'; expected host:port`,
 		`engarde.yml:8: client.log.level: "verbose" is not allowed; use one of "debug", "info", "warn" or "error"`,
-		`engarde.yml:10: client.engine.backend: "uring" is not allowed; use one of "auto", "mmsg" or "std"`,
+		`engarde.yml:10: client.engine.backend: "epoll" is not allowed; use one of "auto", "mmsg", "uring" or "std"`,
 		`engarde.yml:11: client.engine.queueLength: 8 is out of range; must be between 16 and 65536`,
 		`engarde.yml:14: bogus: unknown key "bogus"`,
 	}

@@ -2,7 +2,10 @@
 
 package engine
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 func platformBackends() []Backend { return nil }
 
@@ -10,4 +13,8 @@ func defaultBackend(*Logger) Backend { return NewStdBackend() }
 
 func openMmsg(*Logger) (Backend, error) {
 	return nil, errors.New("backend mmsg needs Linux (recvmmsg, sendmmsg)")
+}
+
+func openURing(*Logger) (Backend, error) {
+	return nil, fmt.Errorf("backend uring needs Linux (io_uring): %w", errors.ErrUnsupported)
 }

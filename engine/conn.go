@@ -32,7 +32,8 @@ type Message struct {
 
 // Conn is a UDP socket that moves datagrams in batches. It is the seam
 // between the engine and the kernel: the mmsg backend (recvmmsg/sendmmsg),
-// the portable std backend and the tests' fake network implement it.
+// the uring backend (io_uring), the portable std backend and the tests'
+// fake network implement it.
 //
 // Rules:
 //   - ReadBatch and WriteBatch may each be used by one goroutine at a time;
@@ -73,6 +74,28 @@ type Conn interface {
 	Close() error
 }
 
+// BatchWriter is implemented by a Backend that can send on several of its
+// Conns with one system call: the uring backend queues every Conn's sends
+// and submits them with one io_uring_enter. A fan-out that sends one batch
+// to every link can use it instead of a TryWriteBatch per link.
+type BatchWriter interface {
+	// TryWriteBatches does TryWriteBatch(ws[i].Msgs) on each ws[i].Conn
+	// and stores the results in ws[i].N and ws[i].Err, with the same
+	// meaning. The Conns are independent: a full or failing socket stops
+	// only its own batch. Conns of another backend are sent on with their
+	// own TryWriteBatch. Several ws[i] may share one Msgs slice.
+	TryWriteBatches(ws []BatchWrite)
+}
+
+// BatchWrite is one Conn's part of a BatchWriter call.
+type BatchWrite struct {
+	Conn Conn
+	Msgs []Message
+	// N and Err are set to what TryWriteBatch would have returned.
+	N   int
+	Err error
+}
+
 // ErrWouldBlock is returned by TryWriteBatch when the socket's send buffer
 // is full.
 var ErrWouldBlock = errors.New("send buffer full")
@@ -105,8 +128,8 @@ type SocketOptions struct {
 
 // Backend opens Conns.
 type Backend interface {
-	// Name identifies the backend in logs and benchmarks: "mmsg", "std" or
-	// "fake".
+	// Name identifies the backend in logs and benchmarks: "mmsg",
+	// "uring", "std" or "fake".
 	Name() string
 	// Listen opens a socket bound to laddr.
 	Listen(laddr netip.AddrPort, o SocketOptions) (Conn, error)

@@ -77,7 +77,7 @@ func TestConnLoopback(t *testing.T) {
 						}
 					}
 				}
-				if opt.gro && be.Name() == "mmsg" && trains == 0 {
+				if opt.gro && be.Name() != "std" && trains == 0 {
 					t.Errorf("GSO sends to a GRO socket arrived as no trains")
 				}
 				if len(got) != len(sizes) {

@@ -39,13 +39,8 @@ func (b *mmsgBackend) Dial(laddr, raddr netip.AddrPort, o SocketOptions) (Conn, 
 }
 
 func (b *mmsgBackend) open(laddr, raddr netip.AddrPort, o SocketOptions) (Conn, error) {
-	uc, err := openUDP(laddr, raddr, o)
+	uc, rc, err := openRawUDP(laddr, raddr, o)
 	if err != nil {
-		return nil, err
-	}
-	rc, err := uc.SyscallConn()
-	if err != nil {
-		uc.Close()
 		return nil, err
 	}
 	c := &mmsgConn{
@@ -220,16 +215,10 @@ func (r *readState) run(fd uintptr) bool {
 
 // writeState is the scratch space of one send call.
 type writeState struct {
-	c     *mmsgConn
-	hdrs  []sys.Mmsghdr
-	iovs  []sys.Iovec
-	names []sys.Sockaddr
-	cmsg  []byte // one UDP_SEGMENT slot per header
-	ends  []int  // ends[h]: messages completely sent once hdrs[:h+1] are
-	offs  []int  // offs[h]: bytes of message ends[h] sent once hdrs[:h+1] are (split trains)
-	gsoh  []bool // hdrs[h] carries a UDP_SEGMENT message
-	fn    func(fd uintptr) bool
-	ctl   func(fd uintptr)
+	c    *mmsgConn
+	plan sendPlan
+	fn   func(fd uintptr) bool
+	ctl  func(fd uintptr)
 
 	msgs      []Message
 	wait      bool
@@ -239,17 +228,7 @@ type writeState struct {
 }
 
 func newWriteState(c *mmsgConn) *writeState {
-	nh := max(c.batch, MaxSegments)
-	w := &writeState{
-		c:     c,
-		hdrs:  make([]sys.Mmsghdr, nh),
-		iovs:  make([]sys.Iovec, nh+MaxSegments),
-		names: make([]sys.Sockaddr, nh),
-		cmsg:  make([]byte, nh*sys.SizeofSegmentCmsg),
-		ends:  make([]int, nh),
-		offs:  make([]int, nh),
-		gsoh:  make([]bool, nh),
-	}
+	w := &writeState{c: c, plan: newSendPlan(max(c.batch, MaxSegments))}
 	w.fn = w.run
 	w.ctl = func(fd uintptr) { w.run(fd) }
 	return w
@@ -260,91 +239,11 @@ func (w *writeState) reset(msgs []Message, wait bool) {
 	w.pos, w.off, w.nh, w.sentH, w.err = 0, 0, 0, 0, nil
 }
 
-// build fills headers for msgs from (pos, off) until the headers or iovecs
-// run out, grouping runs of equal-sized datagrams to one address into GSO
-// trains when GSO is on.
+// build lays out the next chunk of headers from (pos, off).
 func (w *writeState) build() {
 	c := w.c
-	gso := c.gso.Load()
-	h, iv := 0, 0
-	i, off := w.pos, w.off
-	for i < len(w.msgs) && h < len(w.hdrs) && iv < len(w.iovs) {
-		m := &w.msgs[i]
-		w.gsoh[h] = false
-		train := m.Seg > 0 && m.Seg < m.N
-		switch {
-		case train && gso:
-			// A train from GRO goes out as it came in: one buffer, one
-			// segment size.
-			sys.SetIovec(&w.iovs[iv], m.Buf[:m.N])
-			w.setHdr(h, iv, 1, m.Addr, m.Seg)
-			iv++
-			i, off = i+1, 0
-		case train:
-			// No GSO: one datagram per header, cut from the train.
-			end := min(off+m.Seg, m.N)
-			sys.SetIovec(&w.iovs[iv], m.Buf[off:end])
-			w.setHdr(h, iv, 1, m.Addr, 0)
-			iv++
-			if end == m.N {
-				i, off = i+1, 0
-			} else {
-				off = end
-			}
-		default:
-			// Gather following datagrams of the same size to the same
-			// address into one GSO train; the last may be shorter.
-			seg := m.N
-			k := 1
-			total := m.N
-			sys.SetIovec(&w.iovs[iv], m.Buf[:m.N])
-			if gso && seg > 0 {
-				for j := i + 1; j < len(w.msgs) && k < MaxSegments && iv+k < len(w.iovs); j++ {
-					n := &w.msgs[j]
-					if (n.Seg > 0 && n.Seg < n.N) || n.N > seg || n.N == 0 || total+n.N > maxGSOBytes {
-						break
-					}
-					if !w.c.connected && n.Addr != m.Addr {
-						break
-					}
-					sys.SetIovec(&w.iovs[iv+k], n.Buf[:n.N])
-					k++
-					total += n.N
-					if n.N < seg {
-						break // a shorter datagram can only end a train
-					}
-				}
-			}
-			if k > 1 {
-				w.setHdr(h, iv, k, m.Addr, seg)
-			} else {
-				w.setHdr(h, iv, 1, m.Addr, 0)
-			}
-			iv += k
-			i, off = i+k, 0
-		}
-		w.ends[h], w.offs[h] = i, off
-		h++
-	}
-	w.nh, w.sentH = h, 0
-}
-
-func (w *writeState) setHdr(h, iv, niov int, addr netip.AddrPort, seg int) {
-	hdr := &w.hdrs[h]
-	sys.SetMsgIov(hdr, w.iovs[iv:iv+niov])
-	if w.c.connected {
-		sys.SetMsgName(hdr, nil, 0)
-	} else {
-		sys.SetMsgName(hdr, &w.names[h], sys.PutSockaddr(&w.names[h], addr, w.c.v6))
-	}
-	if seg > 0 {
-		cm := w.cmsg[h*sys.SizeofSegmentCmsg : (h+1)*sys.SizeofSegmentCmsg]
-		sys.SetMsgControl(hdr, cm[:sys.PutSegmentCmsg(cm, uint16(seg))])
-		w.gsoh[h] = true
-	} else {
-		sys.SetMsgControl(hdr, nil)
-	}
-	hdr.Hdr.Flags = 0
+	w.nh, _ = w.plan.build(w.msgs, w.pos, w.off, 0, 0, len(w.plan.hdrs), c.gso.Load(), c.connected, c.v6)
+	w.sentH = 0
 }
 
 func (w *writeState) run(fd uintptr) bool {
@@ -352,7 +251,7 @@ func (w *writeState) run(fd uintptr) bool {
 		if w.sentH == w.nh {
 			w.build()
 		}
-		k, err := sys.Sendmmsg(fd, w.hdrs[w.sentH:w.nh])
+		k, err := sys.Sendmmsg(fd, w.plan.hdrs[w.sentH:w.nh])
 		if err != nil {
 			switch {
 			case sys.IsWouldBlock(err):
@@ -360,7 +259,7 @@ func (w *writeState) run(fd uintptr) bool {
 				return !w.wait // false parks WriteBatch until writable
 			case errors.Is(err, syscall.EINTR):
 				continue
-			case w.gsoh[w.sentH] && sys.IsGSOError(err) && w.c.gso.Swap(false):
+			case w.plan.gsoh[w.sentH] && sys.IsGSOError(err) && w.c.gso.Swap(false):
 				// The device cannot segment (no checksum offload) or
 				// the kernel cannot on this path: send datagram by
 				// datagram from now on, and resend this chunk.
@@ -372,7 +271,7 @@ func (w *writeState) run(fd uintptr) bool {
 			return true
 		}
 		w.sentH += k
-		w.pos, w.off = w.ends[w.sentH-1], w.offs[w.sentH-1]
+		w.pos, w.off = w.plan.ends[w.sentH-1], w.plan.offs[w.sentH-1]
 		w.err = nil
 	}
 	return true

@@ -6,7 +6,13 @@
 //
 //	engarde-client [config.yml]                 run (engarde.yml by default)
 //	engarde-client list-interfaces [config.yml] show which interfaces would carry traffic
+//	engarde-client status [-json] [config.yml]  ask the running client for its links
 //	engarde-client -v                           print the version
+//
+// SIGHUP reloads the configuration: exclusions, destinations, labels,
+// timeouts, the log level and the web manager change without restarting
+// the links that stay the same. A file with a mistake is refused, and the
+// client keeps running the previous configuration.
 package main
 
 import (
@@ -19,6 +25,7 @@ import (
 	"github.com/engarde-project/engarde/cmd/internal/cli"
 	"github.com/engarde-project/engarde/config"
 	"github.com/engarde-project/engarde/engine"
+	"github.com/engarde-project/engarde/engine/control"
 )
 
 const prog = "engarde-client"
@@ -38,6 +45,11 @@ func main() {
 				cli.Fatal(prog, err)
 			}
 			return
+		case "status":
+			if err := cli.Status(os.Stdout, prog, config.RoleClient, args[1:]); err != nil {
+				cli.Fatal(prog, err)
+			}
+			return
 		}
 	}
 	if len(args) > 1 {
@@ -53,6 +65,7 @@ func usage() {
 	fmt.Fprintf(os.Stderr, `usage:
   %[1]s [config.yml]                  run (default config: %[2]s)
   %[1]s list-interfaces [config.yml]  show which interfaces would carry traffic, and why not
+  %[1]s status [-json] [config.yml]   ask the running client (its web manager) for its links
   %[1]s -v                            print the version
 `, prog, cli.DefaultConfig)
 }
@@ -96,17 +109,32 @@ func run(path string) error {
 	if c.Description != "" {
 		zl.Info().Msg(c.Description)
 	}
-	if c.WebManager.ListenAddr != "" {
-		zl.Warn().Str("listenAddr", c.WebManager.ListenAddr).Msg("webManager is configured, but this version has no web manager yet; ignoring it")
-	}
-	cl, err := engine.NewClient(engineConfig(c, opts))
+	sig := cli.CatchSignals()
+	defer sig.Stop()
+	ecfg := engineConfig(c, opts)
+	cl, err := engine.NewClient(ecfg)
 	if err != nil {
 		return err
 	}
+	view := cli.NewClientControl(cl, ecfg, c.Description)
+	web, err := cli.StartWeb(zl, c.WebManager, control.Role{Client: view})
+	if err != nil {
+		return err
+	}
+	defer web.Close()
 	zl.Info().Str("listen", cl.ListenAddr().String()).Str("dst", c.DstAddr).Msg("waiting for WireGuard")
-	ctx, stop := cli.SignalContext()
-	defer stop()
-	err = cl.Run(ctx)
+
+	reload := cli.NewReloader(zl, cfg, web, func(next *config.Config) error {
+		n := next.Client
+		// The engine settings stay as they run; the write timeout
+		// follows the file.
+		o := opts
+		o.WriteTimeout = n.WriteTimeout
+		ncfg := engineConfig(n, o)
+		view.Configure(ncfg, n.Description)
+		return cl.Reconfigure(ncfg)
+	})
+	err = sig.Serve(cl.Run, reload.Reload)
 	for _, l := range cl.Links() {
 		if l.Stats == nil {
 			continue

@@ -4,8 +4,13 @@
 //
 // Usage:
 //
-//	engarde-server [config.yml]   run (engarde.yml by default)
-//	engarde-server -v             print the version
+//	engarde-server [config.yml]                 run (engarde.yml by default)
+//	engarde-server status [-json] [config.yml]  ask the running server for its client addresses
+//	engarde-server -v                           print the version
+//
+// SIGHUP reloads the configuration: the client and write timeouts, the log
+// level and the web manager change at once. A file with a mistake is
+// refused, and the server keeps running the previous configuration.
 package main
 
 import (
@@ -15,6 +20,7 @@ import (
 	"github.com/engarde-project/engarde/cmd/internal/cli"
 	"github.com/engarde-project/engarde/config"
 	"github.com/engarde-project/engarde/engine"
+	"github.com/engarde-project/engarde/engine/control"
 )
 
 const prog = "engarde-server"
@@ -28,6 +34,11 @@ func main() {
 			return
 		case "-h", "--help", "help":
 			usage()
+			return
+		case "status":
+			if err := cli.Status(os.Stdout, prog, config.RoleServer, args[1:]); err != nil {
+				cli.Fatal(prog, err)
+			}
 			return
 		}
 	}
@@ -46,8 +57,9 @@ func main() {
 
 func usage() {
 	fmt.Fprintf(os.Stderr, `usage:
-  %[1]s [config.yml]  run (default config: %[2]s)
-  %[1]s -v            print the version
+  %[1]s [config.yml]                 run (default config: %[2]s)
+  %[1]s status [-json] [config.yml]  ask the running server (its web manager) for its client addresses
+  %[1]s -v                           print the version
 `, prog, cli.DefaultConfig)
 }
 
@@ -67,22 +79,34 @@ func run(path string) error {
 	if c.Description != "" {
 		zl.Info().Msg(c.Description)
 	}
-	if c.WebManager.ListenAddr != "" {
-		zl.Warn().Str("listenAddr", c.WebManager.ListenAddr).Msg("webManager is configured, but this version has no web manager yet; ignoring it")
-	}
-	srv, err := engine.NewServer(engine.ServerConfig{
+	sig := cli.CatchSignals()
+	defer sig.Stop()
+	scfg := engine.ServerConfig{
 		Options:       opts,
 		ListenAddr:    c.ListenAddr,
 		DstAddr:       c.DstAddr,
 		ClientTimeout: c.ClientTimeout,
-	})
+	}
+	srv, err := engine.NewServer(scfg)
 	if err != nil {
 		return err
 	}
+	view := cli.NewServerControl(srv, c.DstAddr, c.Description)
+	web, err := cli.StartWeb(zl, c.WebManager, control.Role{Server: view})
+	if err != nil {
+		return err
+	}
+	defer web.Close()
 	zl.Info().Str("listen", srv.ListenAddr().String()).Str("dst", c.DstAddr).Msg("waiting for clients")
-	ctx, stop := cli.SignalContext()
-	defer stop()
-	err = srv.Run(ctx)
+
+	reload := cli.NewReloader(zl, cfg, web, func(next *config.Config) error {
+		n := next.Server
+		o := opts
+		o.WriteTimeout = n.WriteTimeout
+		view.Configure(n.Description)
+		return srv.Reconfigure(engine.ServerConfig{Options: o, ListenAddr: n.ListenAddr, DstAddr: n.DstAddr, ClientTimeout: n.ClientTimeout})
+	})
+	err = sig.Serve(srv.Run, reload.Reload)
 	for _, p := range srv.Peers() {
 		s := p.Stats
 		zl.Info().Str("client", p.Addr.String()).Uint64("tx", s.TxPackets.Load()).Uint64("rx", s.RxPackets.Load()).

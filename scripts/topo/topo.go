@@ -182,19 +182,36 @@ func (t *Topo) Nft(ns, ruleset string) error {
 	return nil
 }
 
+// NftRemove deletes an nftables table from namespace ns, if it is there.
+// It declares the table, which does nothing when it exists, and deletes it
+// in one transaction: nft's "destroy" would do the same but needs nftables
+// 1.0.8, and Debian 12 has 1.0.6, where it is a syntax error and the table
+// stays.
+func (t *Topo) NftRemove(ns, family, table string) error {
+	return t.Nft(ns, fmt.Sprintf("table %s %s\ndelete table %s %s\n", family, table, family, table))
+}
+
 // Loss drops percent of the packets leaving each namespace on every link
 // (nftables numgen), so each direction of each link loses that share.
-// Loss(0) removes it.
+// Loss(0) removes it. See LossIngress for a drop the sender cannot see.
 func (t *Topo) Loss(percent int) error {
+	return t.randomDrop("engarde_loss", "out", "output", "oifname", percent)
+}
+
+// randomDrop loads, in both namespaces, a table that drops percent of the
+// UDP packets in chain (at hook) whose interface (iface: oifname or
+// iifname) is a link, replacing any earlier one; percent 0 only removes
+// it.
+func (t *Topo) randomDrop(table, chain, hook, iface string, percent int) error {
 	for _, ns := range []string{t.Client, t.Server} {
-		_ = t.Nft(ns, "destroy table inet engarde_loss\n")
+		_ = t.NftRemove(ns, "inet", table)
 		if percent <= 0 {
 			continue
 		}
 		var rules strings.Builder
-		fmt.Fprintf(&rules, "table inet engarde_loss {\n chain out {\n  type filter hook output priority 0; policy accept;\n")
+		fmt.Fprintf(&rules, "table inet %s {\n chain %s {\n  type filter hook %s priority 0; policy accept;\n", table, chain, hook)
 		for _, l := range t.Links {
-			fmt.Fprintf(&rules, "  oifname %q meta l4proto udp numgen random mod 100 < %d counter drop\n", l.Name, percent)
+			fmt.Fprintf(&rules, "  %s %q meta l4proto udp numgen random mod 100 < %d counter drop\n", iface, l.Name, percent)
 		}
 		fmt.Fprintf(&rules, " }\n}\n")
 		if err := t.Nft(ns, rules.String()); err != nil {
@@ -210,7 +227,7 @@ func (t *Topo) Loss(percent int) error {
 // resolution that never succeeds, filling socket send buffers, which is
 // how a cut cable beyond a switch looks. Blackhole(link, false) undoes it.
 func (t *Topo) Blackhole(link string, on bool) error {
-	_ = t.Nft(t.Client, "destroy table netdev engarde_hole\n")
+	_ = t.NftRemove(t.Client, "netdev", "engarde_hole")
 	if on {
 		rules := fmt.Sprintf("table netdev engarde_hole {\n"+
 			" chain in {\n  type filter hook ingress device %q priority 0; policy drop;\n }\n"+

@@ -3,6 +3,7 @@ package topo
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,10 +41,16 @@ type TunnelConfig struct {
 	ClientExtra, ServerExtra string
 	// LogLevel of both roles ("info" when empty).
 	LogLevel string
+	// ServerDst is the server's dstAddr: where it forwards to (SinkAddr
+	// when empty; a WireGuard listen address in benchmarks).
+	ServerDst string
+	// NoSink starts no sink: something else listens on ServerDst.
+	NoSink bool
 }
 
 // Tunnel is engarde running on a topology: the sink and engarde-server in
-// the server namespace, engarde-client in the client namespace.
+// the server namespace, engarde-client in the client namespace. Sink is nil
+// with TunnelConfig.NoSink.
 type Tunnel struct {
 	*Topo
 	Config               TunnelConfig
@@ -87,6 +94,14 @@ func (c TunnelConfig) LinkDst(i int) string {
 	return fmt.Sprintf("%s:%d", l.ServerAddr, ServerPort)
 }
 
+// serverDst is where the server forwards.
+func (c TunnelConfig) serverDst() string {
+	if c.ServerDst != "" {
+		return c.ServerDst
+	}
+	return SinkAddr
+}
+
 // YAML returns the configuration file for both roles.
 func (c TunnelConfig) YAML() string {
 	var b strings.Builder
@@ -105,7 +120,7 @@ func (c TunnelConfig) YAML() string {
 	if c.V6 {
 		listen = fmt.Sprintf("[::]:%d", ServerPort)
 	}
-	fmt.Fprintf(&b, "server:\n  description: \"engarde test server\"\n  listenAddr: %q\n  dstAddr: %q\n  clientTimeout: 30\n", listen, SinkAddr)
+	fmt.Fprintf(&b, "server:\n  description: \"engarde test server\"\n  listenAddr: %q\n  dstAddr: %q\n  clientTimeout: 30\n", listen, c.serverDst())
 	fmt.Fprintf(&b, "  log: {level: %s, format: json}\n", c.LogLevel)
 	if c.Backend != "" {
 		fmt.Fprintf(&b, "  engine: {backend: %s}\n", c.Backend)
@@ -124,8 +139,10 @@ func (t *Tunnel) start() error {
 		return err
 	}
 	bin := t.Config.Bin
-	if t.Sink, err = t.Start(t.Topo.Server, nil, filepath.Join(bin, "engarde-loadgen"), "sink", "-listen", SinkAddr, "-mode", t.Config.SinkMode); err != nil {
-		return err
+	if !t.Config.NoSink {
+		if t.Sink, err = t.StartSink(SinkAddr); err != nil {
+			return err
+		}
 	}
 	if t.Server, err = t.Start(t.Topo.Server, nil, filepath.Join(bin, "engarde-server"), t.ConfigPath); err != nil {
 		return err
@@ -134,6 +151,18 @@ func (t *Tunnel) start() error {
 		return err
 	}
 	return t.WaitLog(t.Client, 5*time.Second, t.Config.Links, `"link eth-`, ` up: `)
+}
+
+// StartSink starts another sink (engarde-loadgen sink, in the tunnel's
+// echo mode) in the server namespace, listening on addr: with addr on a
+// link's server address, a generator aimed at it measures the direct path.
+// It returns once the sink listens.
+func (t *Tunnel) StartSink(addr string) (*Proc, error) {
+	p, err := t.Start(t.Topo.Server, nil, filepath.Join(t.Config.Bin, "engarde-loadgen"), "sink", "-listen", addr, "-mode", t.Config.SinkMode)
+	if err != nil {
+		return nil, err
+	}
+	return p, t.WaitLog(p, 5*time.Second, 1, "sink listening on")
 }
 
 // Close stops everything and deletes the namespaces and the config.
@@ -187,10 +216,20 @@ func (t *Tunnel) Gen(rate int, dur time.Duration, size int, extra ...string) (*l
 
 // GenTo is Gen aimed at another target (the sink directly, for a baseline).
 func (t *Tunnel) GenTo(target string, rate int, dur time.Duration, size int, extra ...string) (*loadgen.Report, error) {
+	return t.GenContext(context.Background(), target, rate, dur, size, extra...)
+}
+
+// GenContext is GenTo that stops sending when ctx is done: the generator
+// gets SIGINT and still reports what it sent. Later extra flags override
+// earlier ones ("-wait", "300ms" shortens the default 1 s wait).
+func (t *Tunnel) GenContext(ctx context.Context, target string, rate int, dur time.Duration, size int, extra ...string) (*loadgen.Report, error) {
 	args := append([]string{"netns", "exec", t.Topo.Client, filepath.Join(t.Config.Bin, "engarde-loadgen"), "gen",
 		"-target", target, "-rate", fmt.Sprint(rate), "-duration", dur.String(),
 		"-size", fmt.Sprint(size), "-wait", "1s", "-json", "-"}, extra...)
-	cmd := exec.Command("ip", args...)
+	cmd := exec.CommandContext(ctx, "ip", args...)
+	// ip netns exec executes the generator in place: the signal reaches it.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -37,12 +37,20 @@ func NewLogger(c config.Log, w *os.File) zerolog.Logger {
 	if format == "text" || (format != "json" && isTerminal(w)) {
 		out = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000", NoColor: !isTerminal(w)}
 	}
-	lvl, err := zerolog.ParseLevel(c.Level)
-	if err != nil || c.Level == "" {
+	SetLevel(c.Level)
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00" // milliseconds: link events are that fast
+	return zerolog.New(out).With().Timestamp().Logger()
+}
+
+// SetLevel sets the level below which messages are dropped (info when
+// level is empty or unknown). It is zerolog's global level, so that a
+// reload changes it for every logger the program made.
+func SetLevel(level string) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
 		lvl = zerolog.InfoLevel
 	}
-	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00" // milliseconds: link events are that fast
-	return zerolog.New(out).Level(lvl).With().Timestamp().Logger()
+	zerolog.SetGlobalLevel(lvl)
 }
 
 func isTerminal(f *os.File) bool {

@@ -1,0 +1,327 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+
+	"github.com/engarde-project/engarde/bench/loadgen"
+	"github.com/engarde-project/engarde/cmd/internal/cli"
+	"github.com/engarde-project/engarde/engine"
+	"github.com/engarde-project/engarde/engine/control"
+	"github.com/engarde-project/engarde/scripts/topo"
+)
+
+// chromium is Debian's headless browser (apt-get install chromium).
+const chromium = "/usr/bin/chromium"
+
+// TestBrowserPage loads the web page in headless Chromium against a client
+// and a server running in this process on loopback (two simulated
+// interfaces, eth-a on 127.0.0.2 and eth-b on 127.0.0.3) with a stream
+// through them. It sees both links active and carrying traffic, sees a link
+// that stops receiving flagged, clicks Exclude on eth-a, and checks that
+// the page shows it excluded and that eth-a stopped sending while eth-b
+// goes on. Screenshots go to $ENGARDE_SCREENSHOTS (default /tmp).
+func TestBrowserPage(t *testing.T) {
+	if _, err := os.Stat(chromium); err != nil {
+		t.Skipf("skipping: no %s (apt-get install chromium): %v", chromium, err)
+	}
+	shots := os.Getenv("ENGARDE_SCREENSHOTS")
+	if shots == "" {
+		shots = os.TempDir()
+	}
+	tun := startLoopbackTunnel(t)
+	role := &stallable{ClientControl: tun.view}
+	web, err := control.New(control.Options{ListenAddr: "127.0.0.1:0", Username: "admin", Password: "s3cret", Version: "browser-test"},
+		control.Role{Client: role})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := web.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer web.Close()
+	url := "http://" + web.Addr().String() + "/"
+
+	ctx, cancel := browser(t)
+	defer cancel()
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("admin:s3cret"))
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Authorization": auth}}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, ctx, chromedp.Navigate(url))
+
+	// Both links active, each sending (the sampler needs two readings).
+	waitJS(t, ctx, 10*time.Second, `rowStatus("eth-a") === "active" && rowStatus("eth-b") === "active" && !cell("eth-a", "out").startsWith("0 pkt/s") && !cell("eth-b", "out").startsWith("0 pkt/s")`)
+	heading := jsString(t, ctx, `document.querySelector("h1").textContent`)
+	if !strings.Contains(heading, "engarde client") || !strings.Contains(heading, "browser test client") {
+		t.Errorf("heading %q", heading)
+	}
+	t.Logf("before: eth-a out %q, eth-b out %q, eth-a last %q", jsString(t, ctx, `cell("eth-a","out")`), jsString(t, ctx, `cell("eth-b","out")`), jsString(t, ctx, `cell("eth-a","last")`))
+	screenshot(t, ctx, shots+"/engarde-page-active.png")
+
+	// A link that has stopped receiving while the other receives is
+	// flagged in its row and in a banner.
+	role.stallA.Store(true)
+	waitJS(t, ctx, 5*time.Second, `document.querySelector('tr[data-name="eth-a"]').classList.contains("stalled") && !document.getElementById("alert").hidden`)
+	alert := jsString(t, ctx, `document.getElementById("alert").textContent`)
+	if !strings.Contains(alert, "eth-a (Fiber) has received nothing for") || !strings.Contains(alert, "while other links receive") {
+		t.Errorf("banner %q", alert)
+	}
+	if s := jsString(t, ctx, `document.querySelector('tr[data-name="eth-a"] .badge').textContent`); s != "not receiving" {
+		t.Errorf("eth-a badge %q, want \"not receiving\"", s)
+	}
+	screenshot(t, ctx, shots+"/engarde-page-stalled.png")
+	role.stallA.Store(false)
+	waitJS(t, ctx, 5*time.Second, `document.getElementById("alert").hidden`)
+
+	// Exclude eth-a with its button.
+	a, b := tun.linkStats("eth-a"), tun.linkStats("eth-b")
+	if a == nil || b == nil {
+		t.Fatal("no link stats")
+	}
+	run(t, ctx, chromedp.Click(chromedp.CSS(`tr[data-name="eth-a"] button.exclude`)))
+	waitJS(t, ctx, 5*time.Second, `rowStatus("eth-a") === "excluded" && cell("eth-a", "out") === "–"`)
+	if !tun.client.Excluded("eth-a") {
+		t.Errorf("the engine does not have eth-a excluded")
+	}
+	aTx, bTx := a.TxPackets.Load(), b.TxPackets.Load()
+	// Rates are per second: wait for a full sample without eth-a.
+	waitJS(t, ctx, 5*time.Second, `!cell("eth-b", "out").startsWith("0 pkt/s")`)
+	time.Sleep(1500 * time.Millisecond)
+	if n := a.TxPackets.Load() - aTx; n != 0 {
+		t.Errorf("eth-a sent %d datagrams after it was excluded", n)
+	}
+	if n := b.TxPackets.Load() - bTx; n < 1000 {
+		t.Errorf("eth-b sent only %d datagrams in 1.5 s after eth-a was excluded", n)
+	}
+	if s := jsString(t, ctx, `document.querySelector('tr[data-name="eth-a"] button').textContent`); s != "Include" {
+		t.Errorf("eth-a button %q after excluding, want Include", s)
+	}
+	t.Logf("after: eth-a status %q out %q; eth-b out %q", jsString(t, ctx, `rowStatus("eth-a")`), jsString(t, ctx, `cell("eth-a","out")`), jsString(t, ctx, `cell("eth-b","out")`))
+	screenshot(t, ctx, shots+"/engarde-page-excluded.png")
+
+	// On a phone: nothing wider than the screen.
+	run(t, ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
+	time.Sleep(1200 * time.Millisecond)
+	if w := jsString(t, ctx, `String(document.documentElement.scrollWidth) + " " + String(window.innerWidth)`); strings.Fields(w)[0] != strings.Fields(w)[1] {
+		t.Errorf("page wider than a phone's screen (scroll width, screen width): %s", w)
+	}
+	screenshot(t, ctx, shots+"/engarde-page-phone.png")
+	run(t, ctx, chromedp.EmulateViewport(1100, 760))
+
+	// Reset: the configuration decides again, and eth-a carries again.
+	run(t, ctx, chromedp.Click(chromedp.ID("reset")))
+	waitJS(t, ctx, 5*time.Second, `rowStatus("eth-a") === "active"`)
+	if tun.client.Excluded("eth-a") {
+		t.Errorf("eth-a still excluded after a reset")
+	}
+
+	// The server's page, in another tab: a row per client address.
+	sweb, err := control.New(control.Options{ListenAddr: "127.0.0.1:0", Version: "browser-test"},
+		control.Role{Server: cli.NewServerControl(tun.server, tun.dst, "browser test server")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sweb.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sweb.Close()
+	tab, closeTab := chromedp.NewContext(ctx)
+	defer closeTab()
+	run(t, tab, chromedp.Navigate("http://"+sweb.Addr().String()+"/"))
+	// Both links' addresses receive; eth-a's from before the exclusion
+	// (a new socket, so a new port) stays until the client timeout,
+	// flagged as silent.
+	waitJS(t, tab, 10*time.Second, `["127.0.0.2:", "127.0.0.3:"].every(p => [...document.querySelectorAll('tr.socket[data-address^="' + p + '"] td.in')].some(td => !td.textContent.startsWith("0 pkt/s")))`)
+	if h := jsString(t, tab, `document.querySelector("h1").textContent`); !strings.Contains(h, "engarde server") {
+		t.Errorf("server page heading %q", h)
+	}
+	screenshot(t, tab, shots+"/engarde-page-server.png")
+}
+
+// stallable makes eth-a look as if it had stopped receiving 5 s ago, on
+// demand: an in-process link over loopback cannot be cut on one side only.
+type stallable struct {
+	*cli.ClientControl
+	stallA atomic.Bool
+}
+
+func (s *stallable) ClientStatus() control.ClientStatus {
+	st := s.ClientControl.ClientStatus()
+	if s.stallA.Load() {
+		for i, l := range st.Links {
+			if l.Name == "eth-a" && l.Counters != nil {
+				c := *l.Counters
+				c.LastRx = time.Now().Add(-5 * time.Second)
+				st.Links[i].Counters = &c
+			}
+		}
+	}
+	return st
+}
+
+// loopbackTunnel is a client and a server in this process (topo's
+// loopback harness) with a stream through them.
+type loopbackTunnel struct {
+	client *engine.Client
+	view   *cli.ClientControl
+	server *engine.Server
+	dst    string // the sink, the server's WireGuard
+}
+
+func (tu *loopbackTunnel) linkStats(name string) *engine.Stats {
+	for _, l := range tu.client.Links() {
+		if l.Name == name {
+			return l.Stats
+		}
+	}
+	return nil
+}
+
+func startLoopbackTunnel(t *testing.T) *loopbackTunnel {
+	t.Helper()
+	lb, err := topo.StartLoopback(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lb.Close() })
+	// Labels, as a reload would set them.
+	ccfg := engine.ClientConfig{
+		Options:    engine.Options{GSO: true},
+		ListenAddr: "127.0.0.1:0",
+		DstAddr:    lb.Server.ListenAddr().String(),
+		Labels:     map[string]string{"eth-a": "Fiber", "eth-b": "LTE"},
+	}
+	if err := lb.Client.Reconfigure(ccfg); err != nil {
+		t.Logf("reconfigure: %v (the labels apply all the same)", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, err := loadgen.Run(ctx, loadgen.Options{Target: lb.Client.ListenAddr(), Rate: 2000, Size: 500, Duration: time.Minute, Wait: -1})
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("generator: %v", err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return &loopbackTunnel{client: lb.Client, view: cli.NewClientControl(lb.Client, ccfg, "browser test client"), server: lb.Server, dst: lb.Sink.Addr().String()}
+}
+
+// browser starts headless Chromium with no network beyond this host: the
+// flags keep it from calling home (the machine has no internet, and
+// without them it keeps trying).
+func browser(t *testing.T) (context.Context, context.CancelFunc) {
+	t.Helper()
+	// Not t.TempDir: Chromium's children may still write there for a
+	// moment after it stops, so removing it takes a few tries.
+	dir, err := os.MkdirTemp("", "engarde-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 50 {
+			if os.RemoveAll(dir) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium),
+		chromedp.UserDataDir(dir),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true), // Chromium refuses to run as root with its sandbox
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("no-default-browser-check", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-default-apps", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("metrics-recording-only", true),
+		chromedp.Flag("mute-audio", true),
+		chromedp.WindowSize(1100, 760),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	if err := chromedp.Do(ctx); err != nil {
+		cancelTimeout()
+		cancelCtx()
+		cancelAlloc()
+		if _, lerr := exec.LookPath(chromium); lerr != nil {
+			t.Skipf("skipping: %v", lerr)
+		}
+		t.Fatalf("starting %s: %v", chromium, err)
+	}
+	return ctx, func() { cancelTimeout(); cancelCtx(); cancelAlloc() }
+}
+
+func run(t *testing.T, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// helpers are page-side functions the checks use.
+const helpers = `
+function row(name) { return document.querySelector('tr[data-name="' + name + '"]'); }
+function rowStatus(name) { const r = row(name); return r ? r.dataset.status : ""; }
+function cell(name, cls) { const r = row(name); return r ? r.querySelector("td." + cls).textContent : ""; }
+`
+
+// waitJS waits until the expression is true in the page.
+func waitJS(t *testing.T, ctx context.Context, d time.Duration, expr string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("(() => {"+helpers+"return Boolean("+expr+");})()"))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			page, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("main").innerText + "\n" + document.getElementById("alert").textContent`))
+			t.Fatalf("page never showed %s within %v (last error %v); it shows:\n%s", expr, d, err, page)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func jsString(t *testing.T, ctx context.Context, expr string) string {
+	t.Helper()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string]("(() => {"+helpers+"return String("+expr+");})()"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func screenshot(t *testing.T, ctx context.Context, path string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}

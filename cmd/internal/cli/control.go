@@ -1,0 +1,205 @@
+package cli
+
+import (
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+
+	"github.com/engarde-project/engarde/config"
+	"github.com/engarde-project/engarde/engine"
+	"github.com/engarde-project/engarde/engine/control"
+)
+
+// ClientControl shows an engine client to the control plane.
+type ClientControl struct {
+	*engine.Client
+	// Interfaces lists the interfaces, for the addresses of those that
+	// carry no link (the engine reports a source address only for a
+	// link); nil means the system's.
+	Interfaces func() ([]engine.Iface, error)
+	view       atomic.Pointer[clientView]
+}
+
+// clientView is the part of the configuration the control plane shows
+// beyond what the engine reports.
+type clientView struct {
+	description string
+	dst         string
+	overrides   map[string]string
+}
+
+// NewClientControl wraps c, configured with cfg.
+func NewClientControl(c *engine.Client, cfg engine.ClientConfig, description string) *ClientControl {
+	cc := &ClientControl{Client: c, Interfaces: cfg.Interfaces}
+	cc.Configure(cfg, description)
+	return cc
+}
+
+// Configure takes a reloaded configuration.
+func (c *ClientControl) Configure(cfg engine.ClientConfig, description string) {
+	c.view.Store(&clientView{description: description, dst: cfg.DstAddr, overrides: cfg.DstOverrides})
+}
+
+// ClientStatus implements control.ClientRole.
+func (c *ClientControl) ClientStatus() control.ClientStatus {
+	v := c.view.Load()
+	links := c.Links()
+	st := control.ClientStatus{
+		Description: v.description,
+		ListenAddr:  c.ListenAddr().String(),
+		Backend:     c.Backend(),
+		Started:     c.Started(),
+		Links:       make([]control.Link, 0, len(links)),
+		WireGuard:   counters(&c.WireGuardStats),
+		NoLink:      c.NoLink.Load(),
+	}
+	var addrs map[string][]netip.Addr
+	for _, l := range links {
+		cl := control.Link{Name: l.Name, Label: l.Label, Status: l.Status, Reason: l.Reason, Local: l.Local}
+		if l.Dst.IsValid() {
+			cl.Dst = l.Dst.String()
+		} else if l.Status != "excluded" {
+			// As configured: the link would go there.
+			cl.Dst = v.dst
+			if o, ok := v.overrides[l.Name]; ok {
+				cl.Dst = o
+			}
+		}
+		if !cl.Local.IsValid() {
+			if addrs == nil {
+				addrs = c.interfaceAddrs()
+			}
+			cl.Local = firstAddr(addrs[l.Name])
+		}
+		if l.Stats != nil {
+			cs := counters(l.Stats)
+			cl.Counters = &cs
+		}
+		st.Links = append(st.Links, cl)
+	}
+	return st
+}
+
+func (c *ClientControl) interfaceAddrs() map[string][]netip.Addr {
+	list := c.Interfaces
+	if list == nil {
+		list = engine.SystemInterfaces
+	}
+	ifs, err := list()
+	out := make(map[string][]netip.Addr, len(ifs))
+	if err != nil {
+		return out
+	}
+	for _, i := range ifs {
+		out[i.Name] = i.Addrs
+	}
+	return out
+}
+
+// firstAddr picks the address to show for an interface without a link:
+// the first IPv4 one, else the first that is not link-local.
+func firstAddr(as []netip.Addr) netip.Addr {
+	var v6 netip.Addr
+	for _, a := range as {
+		switch {
+		case a.Is4():
+			return a
+		case !v6.IsValid() && !a.IsLinkLocalUnicast():
+			v6 = a
+		}
+	}
+	return v6
+}
+
+// ServerControl shows an engine server to the control plane.
+type ServerControl struct {
+	*engine.Server
+	view atomic.Pointer[serverView]
+}
+
+type serverView struct{ description, dst string }
+
+// NewServerControl wraps s, which forwards to WireGuard at dst.
+func NewServerControl(s *engine.Server, dst, description string) *ServerControl {
+	sc := &ServerControl{Server: s}
+	sc.view.Store(&serverView{description: description, dst: dst})
+	return sc
+}
+
+// Configure takes a reloaded description (the destination needs a
+// restart).
+func (s *ServerControl) Configure(description string) {
+	v := *s.view.Load()
+	v.description = description
+	s.view.Store(&v)
+}
+
+// ServerStatus implements control.ServerRole.
+func (s *ServerControl) ServerStatus() control.ServerStatus {
+	v := s.view.Load()
+	peers := s.Peers()
+	st := control.ServerStatus{
+		Description:   v.description,
+		ListenAddr:    s.ListenAddr().String(),
+		DstAddr:       v.dst,
+		Backend:       s.Backend(),
+		Started:       s.Started(),
+		ClientTimeout: s.ClientTimeout(),
+		Peers:         make([]control.Peer, 0, len(peers)),
+		Listen:        counters(&s.ListenStats),
+		Upstream:      counters(&s.UpstreamStats),
+		NoPeer:        s.NoPeer.Load(),
+	}
+	for _, p := range peers {
+		st.Peers = append(st.Peers, control.Peer{Addr: p.Addr, Local: p.Local, Since: p.Since, LastSeen: p.LastSeen, Counters: counters(p.Stats)})
+	}
+	return st
+}
+
+// counters reads a socket's atomics.
+func counters(s *engine.Stats) control.Counters {
+	return control.Counters{
+		RxPackets:   s.RxPackets.Load(),
+		RxBytes:     s.RxBytes.Load(),
+		TxPackets:   s.TxPackets.Load(),
+		TxBytes:     s.TxBytes.Load(),
+		LastRx:      s.LastReceive(),
+		Oversize:    s.Oversize.Load(),
+		RxErrors:    s.RxErrors.Load(),
+		DropFull:    s.DropFull.Load(),
+		DropTimeout: s.DropTimeout.Load(),
+		DropError:   s.DropError.Load(),
+		DropClosed:  s.DropClosed.Load(),
+		SendErrors:  s.SendErrors.Load(),
+	}
+}
+
+// WebOptions maps the webManager section to the control server's options.
+func WebOptions(w config.WebManager, zl zerolog.Logger) control.Options {
+	return control.Options{
+		ListenAddr: w.ListenAddr,
+		Username:   w.Username,
+		Password:   w.Password,
+		Version:    Version,
+		Log: &control.Logger{
+			Infof:  func(f string, a ...any) { zl.Info().Msgf(f, a...) },
+			Warnf:  func(f string, a ...any) { zl.Warn().Msgf(f, a...) },
+			Errorf: func(f string, a ...any) { zl.Error().Msgf(f, a...) },
+		},
+	}
+}
+
+// StartWeb starts the web manager (when listenAddr is set). A failure to
+// listen is logged, not fatal: the tunnel matters more, and a reload can
+// try again.
+func StartWeb(zl zerolog.Logger, w config.WebManager, role control.Role) (*control.Server, error) {
+	web, err := control.New(WebOptions(w, zl), role)
+	if err != nil {
+		return nil, err
+	}
+	if err := web.Start(); err != nil {
+		zl.Error().Err(err).Msg("web manager not started; the tunnel runs without it (fix webManager.listenAddr and send SIGHUP)")
+	}
+	return web, nil
+}

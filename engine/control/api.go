@@ -1,0 +1,372 @@
+package control
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// The JSON API. The fields the original engarde returned keep their names
+// and meanings; everything else is an addition that old tools ignore.
+
+// Head starts both roles' answers to GET /api/v1/get-list.
+type Head struct {
+	Type          string `json:"type"` // "client" or "server"
+	Version       string `json:"version"`
+	Description   string `json:"description"`
+	ListenAddress string `json:"listenAddress"`
+}
+
+// Run describes the running program: an addition to both answers.
+type Run struct {
+	Backend string    `json:"backend"`
+	Started time.Time `json:"started"`
+	Uptime  float64   `json:"uptime"` // seconds
+}
+
+// ClientList is the client's answer to GET /api/v1/get-list.
+type ClientList struct {
+	Head
+	Interfaces []Interface `json:"interfaces"`
+
+	// Additions.
+	Run
+	WireGuard SocketStats `json:"wireguard"` // the socket facing WireGuard
+	// NoLink counts datagrams from WireGuard dropped because no link was
+	// up.
+	NoLink uint64 `json:"noLink"`
+}
+
+// Interface is one interface in a ClientList.
+type Interface struct {
+	Name  string `json:"name"`
+	Label string `json:"label"`
+	// Status is "active", "idle" or "excluded".
+	Status        string `json:"status"`
+	SenderAddress string `json:"senderAddress"`
+	DstAddress    string `json:"dstAddress"`
+	// Address repeats SenderAddress for the oldest tools.
+	Address string `json:"address"`
+	// Last is the number of seconds since a datagram last arrived on the
+	// interface's link; null if none did.
+	Last *int64 `json:"last"`
+
+	// Additions.
+	// Reason says why an interface is not active.
+	Reason string `json:"reason,omitempty"`
+	// Stalled is set on an active link that has stopped receiving while
+	// another link still receives.
+	Stalled bool `json:"stalled"`
+	// Stats are the link socket's counters; null when it has none.
+	Stats *SocketStats `json:"stats"`
+}
+
+// ServerList is the server's answer to GET /api/v1/get-list.
+type ServerList struct {
+	Head
+	DstAddress string   `json:"dstAddress"`
+	Sockets    []Socket `json:"sockets"`
+
+	// Additions.
+	Run
+	ClientTimeout float64     `json:"clientTimeout"` // seconds
+	Listen        SocketStats `json:"listen"`        // datagrams from addresses not known yet
+	Upstream      SocketStats `json:"upstream"`      // the socket to WireGuard
+	// NoClient counts replies from WireGuard dropped because no client
+	// address was live.
+	NoClient uint64 `json:"noClient"`
+}
+
+// Socket is one client address in a ServerList.
+type Socket struct {
+	Address string `json:"address"`
+	// Last is the number of seconds since the address last sent.
+	Last *int64 `json:"last"`
+
+	// Additions.
+	LocalAddress string      `json:"localAddress"`
+	Since        time.Time   `json:"since"`
+	Stalled      bool        `json:"stalled"`
+	Stats        SocketStats `json:"stats"`
+}
+
+// SocketStats are a socket's counters and rates.
+type SocketStats struct {
+	RxPackets  uint64 `json:"rxPackets"`
+	RxBytes    uint64 `json:"rxBytes"`
+	TxPackets  uint64 `json:"txPackets"`
+	TxBytes    uint64 `json:"txBytes"`
+	RxErrors   uint64 `json:"rxErrors"`
+	SendErrors uint64 `json:"sendErrors"`
+	Drops      Drops  `json:"drops"`
+	Rates      Rates  `json:"rates"`
+}
+
+// Drops counts dropped datagrams by reason.
+type Drops struct {
+	Total    uint64 `json:"total"`
+	Full     uint64 `json:"full"`     // the link's backlog was full
+	Timeout  uint64 `json:"timeout"`  // not sent within writeTimeout
+	Error    uint64 `json:"error"`    // the kernel refused it
+	Closed   uint64 `json:"closed"`   // the socket closed first
+	Oversize uint64 `json:"oversize"` // received, larger than a buffer
+}
+
+// Rates are per second, over the last sampling interval (about a second).
+type Rates struct {
+	RxPackets float64 `json:"rxPps"`
+	TxPackets float64 `json:"txPps"`
+	RxBits    float64 `json:"rxBps"`
+	TxBits    float64 `json:"txBps"`
+}
+
+// Result is the answer to an action.
+type Result struct {
+	// Status is "ok", "already-included" or "already-excluded".
+	Status string `json:"status"`
+}
+
+// Error is the body of every error answer.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// stallAfter is how much longer than the freshest link a link may go
+// without receiving before it counts as stalled.
+const stallAfter = 2 * time.Second
+
+func (s *Server) clientList(now time.Time) ClientList {
+	st := s.role.Client.ClientStatus()
+	out := ClientList{
+		Head:       Head{Type: "client", Version: s.version, Description: st.Description, ListenAddress: st.ListenAddr},
+		Interfaces: make([]Interface, 0, len(st.Links)),
+		Run:        run(now, st.Backend, st.Started),
+		WireGuard:  s.stats(keyWireGuard, &st.WireGuard),
+		NoLink:     st.NoLink,
+	}
+	var active []time.Time
+	for _, l := range st.Links {
+		if l.Status == "active" && l.Counters != nil {
+			active = append(active, l.Counters.LastRx)
+		}
+	}
+	freshest := latest(active)
+	for _, l := range st.Links {
+		i := Interface{Name: l.Name, Label: l.Label, Status: l.Status, DstAddress: l.Dst}
+		if l.Status != "active" {
+			i.Reason = l.Reason
+		}
+		if l.Local.IsValid() {
+			i.SenderAddress = l.Local.String()
+			i.Address = i.SenderAddress
+		}
+		if c := l.Counters; c != nil {
+			i.Last = since(now, c.LastRx)
+			i.Stalled = l.Status == "active" && len(active) > 1 && stalled(c.LastRx, freshest)
+			ss := s.stats(keyLink+l.Name, c)
+			i.Stats = &ss
+		}
+		out.Interfaces = append(out.Interfaces, i)
+	}
+	return out
+}
+
+func (s *Server) serverList(now time.Time) ServerList {
+	st := s.role.Server.ServerStatus()
+	out := ServerList{
+		Head:          Head{Type: "server", Version: s.version, Description: st.Description, ListenAddress: st.ListenAddr},
+		DstAddress:    st.DstAddr,
+		Sockets:       make([]Socket, 0, len(st.Peers)),
+		Run:           run(now, st.Backend, st.Started),
+		ClientTimeout: st.ClientTimeout.Seconds(),
+		Listen:        s.stats(keyListen, &st.Listen),
+		Upstream:      s.stats(keyUpstream, &st.Upstream),
+		NoClient:      st.NoPeer,
+	}
+	seen := make([]time.Time, len(st.Peers))
+	for i, p := range st.Peers {
+		seen[i] = p.LastSeen
+	}
+	freshest := latest(seen)
+	for _, p := range st.Peers {
+		out.Sockets = append(out.Sockets, Socket{
+			Address:      p.Addr.String(),
+			Last:         since(now, p.LastSeen),
+			LocalAddress: p.Local.String(),
+			Since:        p.Since,
+			Stalled:      len(st.Peers) > 1 && stalled(p.LastSeen, freshest),
+			Stats:        s.stats(keyPeer+p.Addr.String(), &p.Counters),
+		})
+	}
+	return out
+}
+
+// stats combines a socket's counters with its rates from the sampler.
+func (s *Server) stats(key string, c *Counters) SocketStats {
+	return SocketStats{
+		RxPackets:  c.RxPackets,
+		RxBytes:    c.RxBytes,
+		TxPackets:  c.TxPackets,
+		TxBytes:    c.TxBytes,
+		RxErrors:   c.RxErrors,
+		SendErrors: c.SendErrors,
+		Drops: Drops{
+			Total:    c.DropFull + c.DropTimeout + c.DropError + c.DropClosed + c.Oversize,
+			Full:     c.DropFull,
+			Timeout:  c.DropTimeout,
+			Error:    c.DropError,
+			Closed:   c.DropClosed,
+			Oversize: c.Oversize,
+		},
+		Rates: s.rates.get(key),
+	}
+}
+
+// since returns whole seconds from t to now, or nil for a zero t.
+func since(now, t time.Time) *int64 {
+	if t.IsZero() {
+		return nil
+	}
+	d := int64(max(now.Sub(t), 0) / time.Second)
+	return &d
+}
+
+func run(now time.Time, backend string, started time.Time) Run {
+	r := Run{Backend: backend, Started: started}
+	if !started.IsZero() {
+		r.Uptime = max(now.Sub(started), 0).Seconds()
+	}
+	return r
+}
+
+func latest(ts []time.Time) time.Time {
+	var l time.Time
+	for _, t := range ts {
+		if t.After(l) {
+			l = t
+		}
+	}
+	return l
+}
+
+// stalled reports whether a socket that last received at last is behind
+// the freshest one by more than stallAfter (or never received while it
+// did).
+func stalled(last, freshest time.Time) bool {
+	return !freshest.IsZero() && freshest.Sub(last) > stallAfter
+}
+
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	if s.role.Client != nil {
+		writeJSON(w, http.StatusOK, s.clientList(now))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.serverList(now))
+}
+
+// exclusion modes of the action endpoints.
+const (
+	swap = iota
+	include
+	exclude
+)
+
+// handleExclusion serves swap-exclusion, include and exclude.
+func (s *Server) handleExclusion(mode int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name, ok := s.readInterface(w, r)
+		if !ok {
+			return
+		}
+		c := s.role.Client
+		res := Result{Status: "ok"}
+		switch mode {
+		case swap:
+			c.SetExclusion(name, !c.Excluded(name))
+		case include:
+			if !c.SetExclusion(name, false) {
+				res.Status = "already-included"
+			}
+		case exclude:
+			if !c.SetExclusion(name, true) {
+				res.Status = "already-excluded"
+			}
+		}
+		s.log.infof("web manager: %s %s (from %s)", actionNames[mode], name, r.RemoteAddr)
+		writeJSON(w, http.StatusOK, res)
+	}
+}
+
+var actionNames = [...]string{swap: "swap-exclusion", include: "include", exclude: "exclude"}
+
+func (s *Server) handleReset(w http.ResponseWriter, r *http.Request) {
+	s.role.Client.ResetExclusions()
+	s.log.infof("web manager: reset-exclusions (from %s)", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, Result{Status: "ok"})
+}
+
+// maxBody caps a request body: an action's is a few dozen bytes.
+const maxBody = 4 << 10
+
+// readInterface decodes {"interface": NAME} and checks that the client
+// knows the interface; on failure it has answered with the error.
+func (s *Server) readInterface(w http.ResponseWriter, r *http.Request) (string, bool) {
+	var req struct {
+		Interface *string `json:"interface"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	err := dec.Decode(&req)
+	if err == nil {
+		// One JSON value and nothing after it.
+		if _, err2 := dec.Token(); err2 != io.EOF {
+			err = errors.New("data after the JSON object")
+			if err2 != nil {
+				err = err2
+			}
+		}
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, "request body larger than "+strconv.Itoa(maxBody)+" bytes")
+		return "", false
+	case errors.Is(err, io.EOF):
+		writeError(w, http.StatusBadRequest, `empty body: want {"interface": NAME}`)
+		return "", false
+	case err != nil:
+		writeError(w, http.StatusBadRequest, `malformed JSON (want {"interface": NAME}): `+err.Error())
+		return "", false
+	case req.Interface == nil || *req.Interface == "":
+		writeError(w, http.StatusBadRequest, `missing "interface": want {"interface": NAME}`)
+		return "", false
+	}
+	name := *req.Interface
+	known := slices.ContainsFunc(s.role.Client.ClientStatus().Links, func(l Link) bool { return l.Name == name })
+	if !known {
+		writeError(w, http.StatusNotFound, "unknown interface "+strconv.Quote(name))
+		return "", false
+	}
+	return name, true
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Our own types always marshal; this would be a bug.
+		panic(err)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, Error{Error: msg})
+}

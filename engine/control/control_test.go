@@ -1,0 +1,642 @@
+package control
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClient is a ClientRole with two links, an idle interface and an
+// excluded one.
+type fakeClient struct {
+	mu       sync.Mutex
+	excluded map[string]bool
+	links    []Link
+	resets   int
+}
+
+var t0 = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+
+func newFakeClient() *fakeClient {
+	now := time.Now()
+	return &fakeClient{
+		excluded: map[string]bool{"wg0": true},
+		links: []Link{
+			{Name: "eth0", Label: "Fiber", Status: "active", Local: netip.MustParseAddr("192.0.2.2"), Dst: "203.0.113.10:59402",
+				Counters: &Counters{RxPackets: 10, RxBytes: 1000, TxPackets: 20, TxBytes: 2000, LastRx: now.Add(-1500 * time.Millisecond), DropFull: 1, DropTimeout: 2, DropError: 3, DropClosed: 4, Oversize: 5, SendErrors: 6, RxErrors: 7}},
+			{Name: "wlan0", Status: "active", Local: netip.MustParseAddr("198.51.100.7"), Dst: "203.0.113.10:59402",
+				Counters: &Counters{}},
+			{Name: "eth1", Status: "idle", Reason: "no carrier", Dst: "203.0.113.10:59402"},
+			{Name: "wg0", Status: "excluded", Reason: "excluded", Local: netip.MustParseAddr("10.0.0.1")},
+		},
+	}
+}
+
+func (f *fakeClient) ClientStatus() ClientStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	links := make([]Link, len(f.links))
+	for i, l := range f.links {
+		if l.Counters != nil {
+			c := *l.Counters
+			l.Counters = &c
+		}
+		if f.excluded[l.Name] {
+			l.Status, l.Reason, l.Counters = "excluded", "excluded", nil
+		}
+		links[i] = l
+	}
+	return ClientStatus{
+		Description: "test client",
+		ListenAddr:  "127.0.0.1:59401",
+		Backend:     "mmsg",
+		Started:     t0,
+		Links:       links,
+		WireGuard:   Counters{RxPackets: 30, TxPackets: 10},
+		NoLink:      3,
+	}
+}
+
+func (f *fakeClient) SetExclusion(name string, exclude bool) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.excluded[name] == exclude {
+		return false
+	}
+	f.excluded[name] = exclude
+	return true
+}
+
+func (f *fakeClient) Excluded(name string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.excluded[name]
+}
+
+func (f *fakeClient) ResetExclusions() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.resets++
+	f.excluded = map[string]bool{"wg0": true}
+}
+
+type fakeServer struct{ peers []Peer }
+
+func (f *fakeServer) ServerStatus() ServerStatus {
+	return ServerStatus{
+		Description:   "test server",
+		ListenAddr:    "0.0.0.0:59402",
+		DstAddr:       "127.0.0.1:59301",
+		Backend:       "std",
+		Started:       t0,
+		ClientTimeout: 30 * time.Second,
+		Peers:         f.peers,
+		Upstream:      Counters{TxPackets: 100, RxPackets: 50},
+		NoPeer:        2,
+	}
+}
+
+func newFakeServer() *fakeServer {
+	now := time.Now()
+	return &fakeServer{peers: []Peer{
+		{Addr: netip.MustParseAddrPort("198.18.1.2:40000"), Local: netip.MustParseAddrPort("198.18.1.1:59402"), Since: t0, LastSeen: now,
+			Counters: Counters{RxPackets: 5, TxPackets: 6, LastRx: now}},
+		{Addr: netip.MustParseAddrPort("[fd00:2::2]:40001"), Local: netip.MustParseAddrPort("[fd00:2::1]:59402"), Since: t0, LastSeen: now.Add(-10 * time.Second),
+			Counters: Counters{RxPackets: 1}},
+	}}
+}
+
+func newTest(t *testing.T, o Options, r Role) *Server {
+	t.Helper()
+	s, err := New(o, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// do sends a request to h and returns the status and body.
+func do(t *testing.T, h http.Handler, method, path, body string, hdr ...string) (int, http.Header, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req := httptest.NewRequest(method, path, rd)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w.Code, w.Header(), w.Body.String()
+}
+
+func TestClientList(t *testing.T) {
+	s := newTest(t, Options{Version: "v9"}, Role{Client: newFakeClient()})
+	code, hdr, body := do(t, s.Handler(), "GET", "/api/v1/get-list", "")
+	if code != 200 || hdr.Get("Content-Type") != "application/json" {
+		t.Fatalf("status %d, content type %q: %s", code, hdr.Get("Content-Type"), body)
+	}
+	// The original's fields, by their JSON names, as old tools read them.
+	var raw map[string]any
+	if err := json.Unmarshal([]byte(body), &raw); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{"type": "client", "version": "v9", "description": "test client", "listenAddress": "127.0.0.1:59401", "backend": "mmsg", "noLink": 3.0} {
+		if raw[k] != want {
+			t.Errorf("%s = %v, want %v", k, raw[k], want)
+		}
+	}
+	ifs := raw["interfaces"].([]any)
+	if len(ifs) != 4 {
+		t.Fatalf("%d interfaces, want 4", len(ifs))
+	}
+	eth0 := ifs[0].(map[string]any)
+	for k, want := range map[string]any{"name": "eth0", "label": "Fiber", "status": "active", "senderAddress": "192.0.2.2", "address": "192.0.2.2", "dstAddress": "203.0.113.10:59402", "last": 1.0} {
+		if eth0[k] != want {
+			t.Errorf("eth0 %s = %v (%T), want %v", k, eth0[k], eth0[k], want)
+		}
+	}
+	var l ClientList
+	json.Unmarshal([]byte(body), &l)
+	if l.Uptime <= 0 || !l.Started.Equal(t0) {
+		t.Errorf("uptime %v, started %v", l.Uptime, l.Started)
+	}
+	st := l.Interfaces[0].Stats
+	if st == nil || st.RxPackets != 10 || st.TxBytes != 2000 || st.Drops != (Drops{Total: 15, Full: 1, Timeout: 2, Error: 3, Closed: 4, Oversize: 5}) || st.SendErrors != 6 || st.RxErrors != 7 {
+		t.Errorf("eth0 stats %+v", st)
+	}
+	// wlan0 has never received while eth0 has: stalled.
+	if w := l.Interfaces[1]; w.Last != nil || !w.Stalled || w.Stats == nil {
+		t.Errorf("wlan0: last %v stalled %v stats %v, want null, true, present", w.Last, w.Stalled, w.Stats)
+	}
+	if e := l.Interfaces[2]; e.Status != "idle" || e.Reason != "no carrier" || e.Stats != nil || e.Last != nil || e.SenderAddress != "" {
+		t.Errorf("eth1 = %+v", e)
+	}
+	if e := l.Interfaces[3]; e.Status != "excluded" || e.SenderAddress != "10.0.0.1" || e.Stalled {
+		t.Errorf("wg0 = %+v", e)
+	}
+	// null, not absent, for an interface without a socket.
+	if !strings.Contains(body, `"name":"eth1","label":"","status":"idle","senderAddress":"","dstAddress":"203.0.113.10:59402","address":"","last":null`) {
+		t.Errorf("eth1 not in the original's shape: %s", body)
+	}
+}
+
+func TestServerList(t *testing.T) {
+	s := newTest(t, Options{Version: "v9"}, Role{Server: newFakeServer()})
+	code, _, body := do(t, s.Handler(), "GET", "/api/v1/get-list", "")
+	if code != 200 {
+		t.Fatalf("status %d: %s", code, body)
+	}
+	var raw map[string]any
+	json.Unmarshal([]byte(body), &raw)
+	for k, want := range map[string]any{"type": "server", "version": "v9", "description": "test server", "listenAddress": "0.0.0.0:59402", "dstAddress": "127.0.0.1:59301", "noClient": 2.0, "clientTimeout": 30.0} {
+		if raw[k] != want {
+			t.Errorf("%s = %v, want %v", k, raw[k], want)
+		}
+	}
+	var l ServerList
+	json.Unmarshal([]byte(body), &l)
+	if len(l.Sockets) != 2 {
+		t.Fatalf("sockets %+v", l.Sockets)
+	}
+	a, b := l.Sockets[0], l.Sockets[1]
+	if a.Address != "198.18.1.2:40000" || a.Last == nil || *a.Last != 0 || a.Stalled || a.LocalAddress != "198.18.1.1:59402" || a.Stats.RxPackets != 5 {
+		t.Errorf("first socket %+v", a)
+	}
+	if b.Address != "[fd00:2::2]:40001" || b.Last == nil || *b.Last != 10 || !b.Stalled {
+		t.Errorf("second socket %+v (want stalled: silent 10 s while the other sends)", b)
+	}
+	if l.Upstream.TxPackets != 100 {
+		t.Errorf("upstream %+v", l.Upstream)
+	}
+	// The old path answers too.
+	if code, _, _ := do(t, s.Handler(), "GET", "/get-list", ""); code != 200 {
+		t.Errorf("/get-list: %d", code)
+	}
+}
+
+func TestActions(t *testing.T) {
+	f := newFakeClient()
+	h := newTest(t, Options{}, Role{Client: f}).Handler()
+	for _, c := range []struct {
+		method, path, body string
+		code               int
+		want               string
+		excluded           bool // eth0 afterwards
+	}{
+		{"POST", "/api/v1/exclude", `{"interface":"eth0"}`, 200, `{"status":"ok"}`, true},
+		{"POST", "/api/v1/exclude", `{"interface":"eth0"}`, 200, `{"status":"already-excluded"}`, true},
+		{"POST", "/api/v1/include", `{"interface":"eth0"}`, 200, `{"status":"ok"}`, false},
+		{"POST", "/api/v1/include", `{"interface":"eth0"}`, 200, `{"status":"already-included"}`, false},
+		{"POST", "/api/v1/swap-exclusion", `{"interface":"eth0"}`, 200, `{"status":"ok"}`, true},
+		{"POST", "/api/v1/swap-exclusion", `{"interface": "eth0", "extra": 1}`, 200, `{"status":"ok"}`, false},
+		{"POST", "/swap-exclusion", `{"interface":"eth0"}`, 200, `{"status":"ok"}`, true},
+		{"POST", "/api/v1/reset-exclusions", ``, 200, `{"status":"ok"}`, false},
+		{"POST", "/api/v1/exclude", `{"interface":"eth0"}`, 200, `{"status":"ok"}`, true},
+		// The original's page reset with GET.
+		{"GET", "/api/v1/reset-exclusions", ``, 200, `{"status":"ok"}`, false},
+	} {
+		code, hdr, body := do(t, h, c.method, c.path, c.body)
+		if code != c.code || strings.TrimSpace(body) != c.want || hdr.Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s %s: %d %s, want %d %s", c.method, c.path, c.body, code, body, c.code, c.want)
+		}
+		if f.Excluded("eth0") != c.excluded {
+			t.Errorf("%s %s: eth0 excluded %v, want %v", c.method, c.path, f.Excluded("eth0"), c.excluded)
+		}
+	}
+	if f.resets != 2 {
+		t.Errorf("%d resets, want 2", f.resets)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	client := newTest(t, Options{}, Role{Client: newFakeClient()}).Handler()
+	server := newTest(t, Options{}, Role{Server: newFakeServer()}).Handler()
+	for _, c := range []struct {
+		name         string
+		h            http.Handler
+		method, path string
+		body         string
+		code         int
+		want         string // in the error
+	}{
+		{"malformed", client, "POST", "/api/v1/exclude", `{"interface":`, 400, "malformed JSON"},
+		{"not an object", client, "POST", "/api/v1/exclude", `["eth0"]`, 400, "malformed JSON"},
+		{"wrong type", client, "POST", "/api/v1/exclude", `{"interface": 3}`, 400, "malformed JSON"},
+		{"trailing data", client, "POST", "/api/v1/include", `{"interface":"eth0"} {}`, 400, "malformed JSON"},
+		{"empty body", client, "POST", "/api/v1/swap-exclusion", ``, 400, "empty body"},
+		{"missing interface", client, "POST", "/api/v1/exclude", `{"iface":"eth0"}`, 400, `missing "interface"`},
+		{"empty interface", client, "POST", "/api/v1/exclude", `{"interface":""}`, 400, `missing "interface"`},
+		{"unknown interface", client, "POST", "/api/v1/exclude", `{"interface":"eth9"}`, 404, `unknown interface "eth9"`},
+		{"too large", client, "POST", "/api/v1/exclude", `{"interface":"` + strings.Repeat("x", maxBody) + `"}`, 413, "larger than"},
+		{"GET an action", client, "GET", "/api/v1/exclude", ``, 405, "method GET not allowed; use POST"},
+		{"DELETE reset", client, "DELETE", "/api/v1/reset-exclusions", ``, 405, "not allowed"},
+		{"POST the list", client, "POST", "/api/v1/get-list", `{}`, 405, "use GET, HEAD"},
+		{"PUT metrics", client, "PUT", "/metrics", ``, 405, "not allowed"},
+		{"POST the page", client, "POST", "/", ``, 405, "not allowed"},
+		{"unknown path", client, "GET", "/api/v2/get-list", ``, 404, "no such endpoint"},
+		{"unknown file", client, "GET", "/index.php", ``, 404, "no such endpoint"},
+		{"server has no exclusions", server, "POST", "/api/v1/exclude", `{"interface":"eth0"}`, 404, "no such endpoint"},
+		{"server has no reset", server, "POST", "/api/v1/reset-exclusions", ``, 404, "no such endpoint"},
+		{"cross-origin POST", client, "POST", "/api/v1/exclude", `{"interface":"eth0"}`, 403, "cross-origin"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var hdr []string
+			if c.name == "cross-origin POST" {
+				hdr = []string{"Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"}
+			}
+			code, h, body := do(t, c.h, c.method, c.path, c.body, hdr...)
+			var e Error
+			if err := json.Unmarshal([]byte(body), &e); err != nil || h.Get("Content-Type") != "application/json" {
+				t.Fatalf("answer is not a JSON error (%v, %q): %s", err, h.Get("Content-Type"), body)
+			}
+			if code != c.code || !strings.Contains(e.Error, c.want) {
+				t.Errorf("%d %q, want %d and an error containing %q", code, e.Error, c.code, c.want)
+			}
+			if code == 405 && h.Get("Allow") == "" {
+				t.Errorf("405 without an Allow header")
+			}
+		})
+	}
+}
+
+func TestAuth(t *testing.T) {
+	paths := []struct{ method, path, body string }{
+		{"GET", "/", ""},
+		{"GET", "/app.js", ""},
+		{"GET", "/api/v1/get-list", ""},
+		{"GET", "/metrics", ""},
+		{"POST", "/api/v1/exclude", `{"interface":"eth0"}`},
+		{"POST", "/api/v1/reset-exclusions", ""},
+		{"GET", "/nothing-here", ""},
+	}
+	t.Run("on", func(t *testing.T) {
+		h := newTest(t, Options{Username: "admin", Password: "s3cret"}, Role{Client: newFakeClient()}).Handler()
+		for _, p := range paths {
+			for _, cred := range [][2]string{{}, {"admin", "wrong"}, {"wrong", "s3cret"}, {"admin", ""}, {"Admin", "s3cret"}} {
+				var hdr []string
+				if cred[0] != "" || cred[1] != "" {
+					req := httptest.NewRequest("GET", "/", nil)
+					req.SetBasicAuth(cred[0], cred[1])
+					hdr = []string{"Authorization", req.Header.Get("Authorization")}
+				}
+				code, h, body := do(t, h, p.method, p.path, p.body, hdr...)
+				if code != 401 || !strings.HasPrefix(h.Get("WWW-Authenticate"), `Basic realm="engarde"`) || !strings.Contains(body, `"error"`) {
+					t.Errorf("%s %s with %q: %d %q %s, want 401 with a Basic challenge", p.method, p.path, cred, code, h.Get("WWW-Authenticate"), body)
+				}
+			}
+			req := httptest.NewRequest("GET", "/", nil)
+			req.SetBasicAuth("admin", "s3cret")
+			code, _, body := do(t, h, p.method, p.path, p.body, "Authorization", req.Header.Get("Authorization"))
+			if code == 401 {
+				t.Errorf("%s %s with the right credentials: %d %s", p.method, p.path, code, body)
+			}
+		}
+	})
+	t.Run("off", func(t *testing.T) {
+		// Without both a username and a password there is no login, as
+		// in the original.
+		for _, o := range []Options{{}, {Username: "admin"}, {Password: "s3cret"}} {
+			h := newTest(t, o, Role{Client: newFakeClient()}).Handler()
+			for _, p := range paths {
+				if code, _, body := do(t, h, p.method, p.path, p.body); code == 401 {
+					t.Errorf("%+v: %s %s: %d %s", o, p.method, p.path, code, body)
+				}
+			}
+		}
+	})
+}
+
+func TestPage(t *testing.T) {
+	h := newTest(t, Options{}, Role{Client: newFakeClient()}).Handler()
+	for _, c := range []struct{ path, ctype, want string }{
+		{"/", "text/html", `<script src="app.js"`},
+		{"/app.js", "text/javascript", "api/v1/get-list"},
+		{"/app.css", "text/css", "@media"},
+	} {
+		code, hdr, body := do(t, h, "GET", c.path, "")
+		if code != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), c.ctype) || !strings.Contains(body, c.want) {
+			t.Errorf("GET %s: %d %q, body has %q: %v", c.path, code, hdr.Get("Content-Type"), c.want, strings.Contains(body, c.want))
+		}
+		if !strings.Contains(hdr.Get("Content-Security-Policy"), "default-src 'self'") {
+			t.Errorf("GET %s: no content security policy", c.path)
+		}
+	}
+}
+
+func TestStalled(t *testing.T) {
+	now := time.Now()
+	for _, c := range []struct {
+		name           string
+		last, freshest time.Time
+		want           bool
+	}{
+		{"both fresh", now, now, false},
+		{"a little behind", now.Add(-time.Second), now, false},
+		{"behind", now.Add(-3 * time.Second), now, true},
+		{"never, others did", time.Time{}, now, true},
+		{"nobody received", time.Time{}, time.Time{}, false},
+		{"all silent together", now.Add(-time.Hour), now.Add(-time.Hour), false},
+	} {
+		if got := stalled(c.last, c.freshest); got != c.want {
+			t.Errorf("%s: stalled = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestRates(t *testing.T) {
+	f := newFakeClient()
+	s := newTest(t, Options{}, Role{Client: f})
+	s.sample(t0)
+	if r := s.rates.get(keyLink + "eth0"); r != (Rates{}) {
+		t.Errorf("rates after one sample: %+v, want zero", r)
+	}
+	f.mu.Lock()
+	c := f.links[0].Counters
+	c.RxPackets += 1000
+	c.RxBytes += 100000
+	c.TxPackets += 500
+	c.TxBytes += 50000
+	f.mu.Unlock()
+	s.sample(t0.Add(2 * time.Second))
+	want := Rates{RxPackets: 500, TxPackets: 250, RxBits: 400000, TxBits: 200000}
+	if r := s.rates.get(keyLink + "eth0"); r != want {
+		t.Errorf("rates %+v, want %+v", r, want)
+	}
+	// A rebuilt socket starts from zero: the rate counts from zero, never
+	// negative.
+	f.mu.Lock()
+	*c = Counters{RxPackets: 100}
+	f.mu.Unlock()
+	s.sample(t0.Add(3 * time.Second))
+	if r := s.rates.get(keyLink + "eth0"); r.RxPackets != 100 || r.TxPackets != 0 {
+		t.Errorf("rates after a rebuild %+v", r)
+	}
+	// The API carries them.
+	_, _, body := do(t, s.Handler(), "GET", "/api/v1/get-list", "")
+	if !strings.Contains(body, `"rates":{"rxPps":100,"txPps":0,"rxBps":0,"txBps":0}`) {
+		t.Errorf("rates not in the list: %s", body)
+	}
+	// An excluded link is forgotten.
+	f.SetExclusion("eth0", true)
+	s.sample(t0.Add(4 * time.Second))
+	if _, ok := s.rates.prev[keyLink+"eth0"]; ok {
+		t.Errorf("sampler still holds a link that has no socket")
+	}
+}
+
+type logs struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logs) logger() *Logger {
+	add := func(level string) func(string, ...any) {
+		return func(f string, a ...any) {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.lines = append(l.lines, level+" "+fmt.Sprintf(f, a...))
+		}
+	}
+	return &Logger{Infof: add("INF"), Warnf: add("WRN"), Errorf: add("ERR")}
+}
+
+func (l *logs) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+func get(t *testing.T, addr net.Addr, path, user, pass string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+addr.String()+path, nil)
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestServe runs the server on loopback: it starts, moves to another
+// address on Reconfigure, takes new credentials, and stops.
+func TestServe(t *testing.T) {
+	var l logs
+	s := newTest(t, Options{ListenAddr: "127.0.0.1:0", Log: l.logger()}, Role{Client: newFakeClient()})
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	a1 := s.Addr()
+	if code, body := get(t, a1, "/api/v1/get-list", "", ""); code != 200 || !strings.Contains(body, `"type":"client"`) {
+		t.Fatalf("%d %s", code, body)
+	}
+	if strings.Contains(l.String(), "WRN") {
+		t.Errorf("warned on loopback:\n%s", l.String())
+	}
+
+	// New credentials, same address: the listener stays.
+	if err := s.Reconfigure(Options{ListenAddr: "127.0.0.1:0", Username: "u", Password: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	if s.Addr().String() != a1.String() {
+		t.Errorf("address changed from %v to %v with the same configuration", a1, s.Addr())
+	}
+	if code, _ := get(t, a1, "/api/v1/get-list", "", ""); code != 401 {
+		t.Errorf("without credentials after reload: %d, want 401", code)
+	}
+	if code, _ := get(t, a1, "/api/v1/get-list", "u", "p"); code != 200 {
+		t.Errorf("with credentials after reload: %d, want 200", code)
+	}
+
+	// A new address: served there, no longer on the old one.
+	if err := s.Reconfigure(Options{ListenAddr: "127.0.0.2:0"}); err != nil {
+		t.Fatal(err)
+	}
+	a2 := s.Addr()
+	if a2.String() == a1.String() {
+		t.Fatalf("still on %v", a1)
+	}
+	if code, _ := get(t, a2, "/metrics", "", ""); code != 200 {
+		t.Errorf("metrics on the new address: %d", code)
+	}
+	if _, err := net.DialTimeout("tcp", a1.String(), time.Second); err == nil {
+		t.Errorf("old address %v still accepts connections", a1)
+	}
+
+	// The same port on another address: the old listener makes way.
+	port := a2.(*net.TCPAddr).Port
+	if err := s.Reconfigure(Options{ListenAddr: fmt.Sprintf("127.0.0.3:%d", port)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Addr().String(); got != fmt.Sprintf("127.0.0.3:%d", port) {
+		t.Errorf("listening on %s after a move to 127.0.0.3:%d", got, port)
+	}
+	// A wildcard and one address on the same port conflict.
+	if err := s.Reconfigure(Options{ListenAddr: fmt.Sprintf("0.0.0.0:%d", port)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reconfigure(Options{ListenAddr: fmt.Sprintf("127.0.0.2:%d", port)}); err != nil {
+		t.Fatalf("moving from the wildcard to one address on the same port: %v", err)
+	}
+	a2 = s.Addr()
+	if code, _ := get(t, a2, "/api/v1/get-list", "", ""); code != 200 {
+		t.Errorf("after moving within the port: %d", code)
+	}
+
+	// An address that cannot be used: the error, and the old one stays.
+	if err := s.Reconfigure(Options{ListenAddr: "192.0.2.1:1"}); err == nil {
+		t.Errorf("no error listening on an address this host does not have")
+	}
+	if code, _ := get(t, a2, "/api/v1/get-list", "", ""); code != 200 {
+		t.Errorf("after a failed move: %d", code)
+	}
+
+	// Off: nothing listens, and the sampler stops.
+	if err := s.Reconfigure(Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if s.Addr() != nil {
+		t.Errorf("still listening on %v after listenAddr was emptied", s.Addr())
+	}
+	if sampling(s) {
+		t.Errorf("the sampler runs with nothing served")
+	}
+	// And on again.
+	if err := s.Reconfigure(Options{ListenAddr: "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get(t, s.Addr(), "/api/v1/get-list", "", ""); code != 200 || !sampling(s) {
+		t.Errorf("after turning it on again: %d, sampling %v", code, sampling(s))
+	}
+}
+
+func sampling(s *Server) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stop != nil
+}
+
+// TestOff checks that a server without an address serves nothing and
+// samples nothing until a reload gives it one.
+func TestOff(t *testing.T) {
+	s := newTest(t, Options{}, Role{Server: newFakeServer()})
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Addr() != nil || sampling(s) {
+		t.Fatalf("listening on %v, sampling %v, with no address", s.Addr(), sampling(s))
+	}
+	if err := s.Reconfigure(Options{ListenAddr: "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, s.Addr(), "/api/v1/get-list", "", ""); code != 200 || !strings.Contains(body, `"type":"server"`) {
+		t.Errorf("%d %s", code, body)
+	}
+	s.Close()
+	if sampling(s) || s.Addr() != nil {
+		t.Errorf("after Close: sampling %v, listening on %v", sampling(s), s.Addr())
+	}
+}
+
+func TestLoopbackWarning(t *testing.T) {
+	for _, c := range []struct {
+		addr string
+		want bool
+	}{
+		{"127.0.0.1:9001", true},
+		{"[::1]:9001", true},
+		{"0.0.0.0:9001", false},
+		{"[::]:9001", false},
+		{"192.0.2.1:9001", false},
+	} {
+		a, _ := net.ResolveTCPAddr("tcp", c.addr)
+		if got := loopback(a); got != c.want {
+			t.Errorf("loopback(%s) = %v, want %v", c.addr, got, c.want)
+		}
+	}
+	// A server exposed without credentials says so.
+	var l logs
+	s := newTest(t, Options{Log: l.logger()}, Role{Client: newFakeClient()})
+	s.ln = fakeListener{&net.TCPAddr{IP: net.IPv4zero, Port: 9001}}
+	s.warnExposedLocked()
+	if !strings.Contains(l.String(), "WRN web manager on 0.0.0.0:9001 is reachable from other hosts without a password") {
+		t.Errorf("no warning:\n%s", l.String())
+	}
+	// Half the credentials: a warning that there is no login.
+	var l2 logs
+	newTest(t, Options{ListenAddr: "127.0.0.1:0", Username: "u", Log: l2.logger()}, Role{Client: newFakeClient()})
+	if !strings.Contains(l2.String(), "a username and a password are both needed") {
+		t.Errorf("no warning about half the credentials:\n%s", l2.String())
+	}
+}
+
+type fakeListener struct{ a net.Addr }
+
+func (f fakeListener) Accept() (net.Conn, error) { return nil, net.ErrClosed }
+func (f fakeListener) Close() error              { return nil }
+func (f fakeListener) Addr() net.Addr            { return f.a }
+
+func TestNewNeedsOneRole(t *testing.T) {
+	if _, err := New(Options{}, Role{}); err == nil {
+		t.Error("no error without a role")
+	}
+	if _, err := New(Options{}, Role{Client: newFakeClient(), Server: newFakeServer()}); err == nil {
+		t.Error("no error with two roles")
+	}
+}

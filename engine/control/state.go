@@ -1,0 +1,112 @@
+package control
+
+import (
+	"net/netip"
+	"time"
+)
+
+// ClientRole is what the control plane reads from a client and does to
+// it. Its methods are called from HTTP handlers, concurrently.
+type ClientRole interface {
+	// ClientStatus returns the client's state now.
+	ClientStatus() ClientStatus
+	// SetExclusion excludes or includes an interface until
+	// ResetExclusions or a restart, and reports whether that changed
+	// anything.
+	SetExclusion(name string, exclude bool) bool
+	// Excluded reports whether an interface is excluded now.
+	Excluded(name string) bool
+	// ResetExclusions drops the run-time exclusion changes, so the
+	// configuration decides again.
+	ResetExclusions()
+}
+
+// ServerRole is what the control plane reads from a server. ServerStatus
+// is called from HTTP handlers, concurrently.
+type ServerRole interface {
+	// ServerStatus returns the server's state now.
+	ServerStatus() ServerStatus
+}
+
+// Counters are one socket's counters, read at one moment. They only grow,
+// except that a socket that is rebuilt starts again from zero.
+type Counters struct {
+	RxPackets, RxBytes uint64
+	TxPackets, TxBytes uint64
+	// LastRx is when the socket last received a datagram; zero if never.
+	LastRx time.Time
+	// Receive side: datagrams too large for a buffer, failed receives.
+	Oversize, RxErrors uint64
+	// Send side, drops by reason: the backlog was full, the write timeout
+	// passed, the kernel refused, the socket closed first. SendErrors
+	// counts failed send calls.
+	DropFull, DropTimeout, DropError, DropClosed uint64
+	SendErrors                                   uint64
+}
+
+// Link is one interface as the client sees it.
+type Link struct {
+	// Name is the interface name; Label its label from the configuration.
+	Name, Label string
+	// Status is "active" (carries traffic), "idle" (no link now: down,
+	// no carrier, no usable address) or "excluded".
+	Status string
+	// Reason says why an interface is not active.
+	Reason string
+	// Local is the address the link sends from (or the interface's
+	// address when it has no link); Dst where it sends to, as an address
+	// or as configured.
+	Local netip.Addr
+	Dst   string
+	// Counters are the link socket's; nil when the interface has none.
+	Counters *Counters
+}
+
+// ClientStatus is a client's state at one moment.
+type ClientStatus struct {
+	Description string
+	// ListenAddr is where WireGuard sends.
+	ListenAddr string
+	// Backend is the data-path backend in use.
+	Backend string
+	// Started is when the client started.
+	Started time.Time
+	// Links lists every interface, in a stable order.
+	Links []Link
+	// WireGuard counts the socket facing WireGuard: Rx is what WireGuard
+	// sent, Tx what went back to it.
+	WireGuard Counters
+	// NoLink counts datagrams from WireGuard dropped because no link was
+	// up.
+	NoLink uint64
+}
+
+// Peer is one client address as the server sees it.
+type Peer struct {
+	// Addr is the client's address; Local the server address it sends
+	// to and replies come from.
+	Addr, Local netip.AddrPort
+	// Since is when the address appeared.
+	Since time.Time
+	// LastSeen is when it last sent anything.
+	LastSeen time.Time
+	Counters Counters
+}
+
+// ServerStatus is a server's state at one moment.
+type ServerStatus struct {
+	Description string
+	// ListenAddr is where clients send; DstAddr is WireGuard.
+	ListenAddr, DstAddr string
+	Backend             string
+	Started             time.Time
+	// ClientTimeout is how long a silent client address is kept.
+	ClientTimeout time.Duration
+	Peers         []Peer
+	// Listen counts the listen socket (addresses not known yet);
+	// Upstream the socket to WireGuard (Tx: to WireGuard, Rx: replies).
+	Listen, Upstream Counters
+	// NoPeer counts replies from WireGuard dropped because no client
+	// address was live.
+	NoPeer uint64
+}
