@@ -20,9 +20,8 @@ const (
 var allScenarios = []string{scThroughput, scLatency, scFailover, scLoss, scSlow, scWireGuard}
 
 // defaultBackends are the engine backends `make bench` measures, the
-// primary one first (-backends overrides it). Add "uring" here once the
-// engine and the configuration accept it.
-var defaultBackends = []string{"mmsg", "std"}
+// primary one (the default) first (-backends overrides it).
+var defaultBackends = []string{"mmsg", "uring", "std"}
 
 // Plan is what a run measures and for how long.
 //
