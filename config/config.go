@@ -161,11 +161,11 @@ const (
 	defaultQueueLength = 1024
 	minQueueLength     = 16
 	maxQueueLength     = 65536
-	defaultBufferSize  = 2048
+	defaultBufferSize  = 65536
 	minBufferSize      = 1500
 	maxBufferSize      = 65536
 	defaultGSO         = true
-	defaultGRO         = false
+	defaultGRO         = true
 	defaultDedup       = true
 
 	maxFwMark = 0xFFFFFFFF

@@ -95,7 +95,7 @@ func TestErrorString(t *testing.T) {
 }
 
 func TestSample(t *testing.T) {
-	engine := Engine{Backend: "auto", BatchSize: 64, QueueLength: 1024, BufferSize: 2048, GSO: true, GRO: false, Dedup: true}
+	engine := Engine{Backend: "auto", BatchSize: 64, QueueLength: 1024, BufferSize: 65536, GSO: true, GRO: true, Dedup: true}
 	web := WebManager{ListenAddr: "0.0.0.0:9001", Username: "engarde", Password: "engarde"}
 	for _, tt := range []struct {
 		role Role
@@ -336,7 +336,7 @@ func TestDefaults(t *testing.T) {
 			WriteTimeout:    10 * time.Millisecond,
 			InterfaceLabels: map[string]string{},
 			Log:             Log{Level: "info", Format: "auto"},
-			Engine:          Engine{Backend: "auto", BatchSize: 64, QueueLength: 1024, BufferSize: 2048, GSO: true, GRO: false, Dedup: true},
+			Engine:          Engine{Backend: "auto", BatchSize: 64, QueueLength: 1024, BufferSize: 65536, GSO: true, GRO: true, Dedup: true},
 		}
 		if !reflect.DeepEqual(c, want) {
 			t.Errorf("got\n%+v\nwant\n%+v", *c, *want)
@@ -350,7 +350,7 @@ func TestDefaults(t *testing.T) {
 			ClientTimeout: 30 * time.Second,
 			WriteTimeout:  10 * time.Millisecond,
 			Log:           Log{Level: "info", Format: "auto"},
-			Engine:        Engine{Backend: "auto", BatchSize: 64, QueueLength: 1024, BufferSize: 2048, GSO: true, GRO: false, Dedup: true},
+			Engine:        Engine{Backend: "auto", BatchSize: 64, QueueLength: 1024, BufferSize: 65536, GSO: true, GRO: true, Dedup: true},
 		}
 		if !reflect.DeepEqual(s, want) {
 			t.Errorf("got\n%+v\nwant\n%+v", *s, *want)
@@ -452,7 +452,7 @@ func TestValues(t *testing.T) {
 			return c.Engine == Engine{Backend: "mmsg", BatchSize: 1, QueueLength: 16, BufferSize: 65536, GSO: false, GRO: true, Dedup: false}
 		}},
 		{"engine max", "  engine: {backend: std, batchSize: 1024, queueLength: 65536, bufferSize: 1500}\n", func(c *Client) bool {
-			return c.Engine == Engine{Backend: "std", BatchSize: 1024, QueueLength: 65536, BufferSize: 1500, GSO: true, Dedup: true}
+			return c.Engine == Engine{Backend: "std", BatchSize: 1024, QueueLength: 65536, BufferSize: 1500, GSO: true, GRO: true, Dedup: true}
 		}},
 		{"listen on all addresses", "  webManager: {listenAddr: \":9001\"}\n", func(c *Client) bool { return c.WebManager.ListenAddr == ":9001" }},
 		{"webManager disabled", "  webManager: {listenAddr: \"\"}\n", func(c *Client) bool { return c.WebManager.ListenAddr == "" }},

@@ -87,7 +87,10 @@ func (o *Options) socket() SocketOptions {
 // newPool sizes a buffer pool for sockets sockets with a backlog each.
 func (o *Options) newPool(sockets int) (*ring.Pool, error) {
 	initial := sockets*(o.BatchSize+o.QueueLength/4) + o.BatchSize
-	limit := max(1<<16, 4*initial)
+	// Room to grow for links and client addresses that come later, up to
+	// 256 MiB of buffers (address space: a buffer's pages are touched only
+	// as far as data lands in it).
+	limit := max(4*initial, (256<<20)/o.BufferSize)
 	return ring.NewPool(o.BufferSize, min(initial, limit), limit)
 }
 

@@ -218,7 +218,7 @@ func startLoopbackTunnel(t *testing.T) *loopbackTunnel {
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	return &loopbackTunnel{client: lb.Client, view: cli.NewClientControl(lb.Client, ccfg, "browser test client"), server: lb.Server, dst: lb.Sink.Addr().String()}
+	return &loopbackTunnel{client: lb.Client, view: cli.NewClientControl(lb.Client, "browser test client"), server: lb.Server, dst: lb.Sink.Addr().String()}
 }
 
 // browser starts headless Chromium with no network beyond this host: the

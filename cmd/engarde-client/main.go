@@ -116,7 +116,7 @@ func run(path string) error {
 	if err != nil {
 		return err
 	}
-	view := cli.NewClientControl(cl, ecfg, c.Description)
+	view := cli.NewClientControl(cl, c.Description)
 	web, err := cli.StartWeb(zl, c.WebManager, control.Role{Client: view})
 	if err != nil {
 		return err
@@ -131,7 +131,7 @@ func run(path string) error {
 		o := opts
 		o.WriteTimeout = n.WriteTimeout
 		ncfg := engineConfig(n, o)
-		view.Configure(ncfg, n.Description)
+		view.Configure(n.Description)
 		return cl.Reconfigure(ncfg)
 	})
 	err = sig.Serve(cl.Run, reload.Reload)

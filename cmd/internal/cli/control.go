@@ -14,39 +14,24 @@ import (
 // ClientControl shows an engine client to the control plane.
 type ClientControl struct {
 	*engine.Client
-	// Interfaces lists the interfaces, for the addresses of those that
-	// carry no link (the engine reports a source address only for a
-	// link); nil means the system's.
-	Interfaces func() ([]engine.Iface, error)
-	view       atomic.Pointer[clientView]
+	description atomic.Pointer[string]
 }
 
-// clientView is the part of the configuration the control plane shows
-// beyond what the engine reports.
-type clientView struct {
-	description string
-	dst         string
-	overrides   map[string]string
-}
-
-// NewClientControl wraps c, configured with cfg.
-func NewClientControl(c *engine.Client, cfg engine.ClientConfig, description string) *ClientControl {
-	cc := &ClientControl{Client: c, Interfaces: cfg.Interfaces}
-	cc.Configure(cfg, description)
+// NewClientControl wraps c, whose configuration file describes it so.
+func NewClientControl(c *engine.Client, description string) *ClientControl {
+	cc := &ClientControl{Client: c}
+	cc.Configure(description)
 	return cc
 }
 
-// Configure takes a reloaded configuration.
-func (c *ClientControl) Configure(cfg engine.ClientConfig, description string) {
-	c.view.Store(&clientView{description: description, dst: cfg.DstAddr, overrides: cfg.DstOverrides})
-}
+// Configure takes a reloaded description.
+func (c *ClientControl) Configure(description string) { c.description.Store(&description) }
 
 // ClientStatus implements control.ClientRole.
 func (c *ClientControl) ClientStatus() control.ClientStatus {
-	v := c.view.Load()
 	links := c.Links()
 	st := control.ClientStatus{
-		Description: v.description,
+		Description: *c.description.Load(),
 		ListenAddr:  c.ListenAddr().String(),
 		Backend:     c.Backend(),
 		Started:     c.Started(),
@@ -54,23 +39,16 @@ func (c *ClientControl) ClientStatus() control.ClientStatus {
 		WireGuard:   counters(&c.WireGuardStats),
 		NoLink:      c.NoLink.Load(),
 	}
-	var addrs map[string][]netip.Addr
 	for _, l := range links {
 		cl := control.Link{Name: l.Name, Label: l.Label, Status: l.Status, Reason: l.Reason, Local: l.Local}
-		if l.Dst.IsValid() {
+		switch {
+		case l.Dst.IsValid():
 			cl.Dst = l.Dst.String()
-		} else if l.Status != "excluded" {
-			// As configured: the link would go there.
-			cl.Dst = v.dst
-			if o, ok := v.overrides[l.Name]; ok {
-				cl.Dst = o
-			}
+		case l.Status != "excluded":
+			cl.Dst = l.Target // where the link would go
 		}
 		if !cl.Local.IsValid() {
-			if addrs == nil {
-				addrs = c.interfaceAddrs()
-			}
-			cl.Local = firstAddr(addrs[l.Name])
+			cl.Local = firstAddr(l.Addrs)
 		}
 		if l.Stats != nil {
 			cs := counters(l.Stats)
@@ -79,22 +57,6 @@ func (c *ClientControl) ClientStatus() control.ClientStatus {
 		st.Links = append(st.Links, cl)
 	}
 	return st
-}
-
-func (c *ClientControl) interfaceAddrs() map[string][]netip.Addr {
-	list := c.Interfaces
-	if list == nil {
-		list = engine.SystemInterfaces
-	}
-	ifs, err := list()
-	out := make(map[string][]netip.Addr, len(ifs))
-	if err != nil {
-		return out
-	}
-	for _, i := range ifs {
-		out[i.Name] = i.Addrs
-	}
-	return out
 }
 
 // firstAddr picks the address to show for an interface without a link:
