@@ -145,7 +145,7 @@ func run(path string) error {
 	}
 	w := &cl.WireGuardStats
 	zl.Info().Uint64("fromWireGuard", w.RxPackets.Load()).Uint64("toWireGuard", w.TxPackets.Load()).
-		Uint64("noLink", cl.NoLink.Load()).Msg("stopped")
+		Uint64("noLink", cl.NoLink.Load()).Uint64("duplicatesDropped", cl.Duplicates.Load()).Msg("stopped")
 	return err
 }
 

@@ -39,6 +39,9 @@ type ClientList struct {
 	// NoLink counts datagrams from WireGuard dropped because no link was
 	// up.
 	NoLink uint64 `json:"noLink"`
+	// Duplicates counts replies not handed to WireGuard because another
+	// link had delivered them already.
+	Duplicates uint64 `json:"duplicatesDropped"`
 }
 
 // Interface is one interface in a ClientList.
@@ -79,6 +82,9 @@ type ServerList struct {
 	// NoClient counts replies from WireGuard dropped because no client
 	// address was live.
 	NoClient uint64 `json:"noClient"`
+	// Duplicates counts datagrams not forwarded to WireGuard because
+	// another link had delivered them already.
+	Duplicates uint64 `json:"duplicatesDropped"`
 }
 
 // Socket is one client address in a ServerList.
@@ -147,6 +153,7 @@ func (s *Server) clientList(now time.Time) ClientList {
 		Run:        run(now, st.Backend, st.Started),
 		WireGuard:  s.stats(keyWireGuard, &st.WireGuard),
 		NoLink:     st.NoLink,
+		Duplicates: st.Duplicates,
 	}
 	var active []time.Time
 	for _, l := range st.Links {
@@ -186,6 +193,7 @@ func (s *Server) serverList(now time.Time) ServerList {
 		Listen:        s.stats(keyListen, &st.Listen),
 		Upstream:      s.stats(keyUpstream, &st.Upstream),
 		NoClient:      st.NoPeer,
+		Duplicates:    st.Duplicates,
 	}
 	seen := make([]time.Time, len(st.Peers))
 	for i, p := range st.Peers {

@@ -133,7 +133,7 @@ func (m *metrics) client(st ClientStatus, version string) {
 	}
 	m.sockets("engarde_link", "each link socket (label interface)", links, nil)
 	m.sockets("engarde_wireguard", "the socket facing WireGuard (rx: from WireGuard, tx: to it)",
-		[]socket{{nil, &st.WireGuard}}, map[string]uint64{"no_link": st.NoLink})
+		[]socket{{nil, &st.WireGuard}}, map[string]uint64{"no_link": st.NoLink, "duplicate": st.Duplicates})
 }
 
 func (m *metrics) server(st ServerStatus, version string) {
@@ -150,7 +150,7 @@ func (m *metrics) server(st ServerStatus, version string) {
 	m.sockets("engarde_client_address", "each client address's socket (label address)", peers, nil)
 	m.sockets("engarde_listen", "the listen socket (datagrams from addresses not known yet)", []socket{{nil, &st.Listen}}, nil)
 	m.sockets("engarde_upstream", "the socket to WireGuard (tx: to WireGuard, rx: its replies)",
-		[]socket{{nil, &st.Upstream}}, map[string]uint64{"no_client": st.NoPeer})
+		[]socket{{nil, &st.Upstream}}, map[string]uint64{"no_client": st.NoPeer, "duplicate": st.Duplicates})
 }
 
 func unixSeconds(t time.Time) float64 {

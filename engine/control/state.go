@@ -79,6 +79,9 @@ type ClientStatus struct {
 	// NoLink counts datagrams from WireGuard dropped because no link was
 	// up.
 	NoLink uint64
+	// Duplicates counts replies not handed to WireGuard because another
+	// link had delivered them already.
+	Duplicates uint64
 }
 
 // Peer is one client address as the server sees it.
@@ -109,4 +112,7 @@ type ServerStatus struct {
 	// NoPeer counts replies from WireGuard dropped because no client
 	// address was live.
 	NoPeer uint64
+	// Duplicates counts datagrams not forwarded to WireGuard because
+	// another link had delivered them already.
+	Duplicates uint64
 }

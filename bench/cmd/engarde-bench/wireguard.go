@@ -254,7 +254,7 @@ func (r *WireGuardResult) summarize() {
 		}
 		r.Notes = append(r.Notes, fmt.Sprintf("%s: %s of one core; together %.0f%% of the machine's %.0f%% (averaged over the run, start-up included).", what, strings.Join(parts, ", "), busy[over], machine))
 	}
-	r.Notes = append(r.Notes, "Over engarde, every WireGuard packet arrives twice (once per link), and wireguard-go decrypts both copies before its replay filter drops the second (device/receive.go: Open in RoutineDecryption, ValidateCounter in RoutineSequentialReceiver): the receiving side does twice the cryptographic work, on the same two cores as engarde-client and engarde-server.")
+	r.Notes = append(r.Notes, "Over engarde, every WireGuard packet crosses both links, and engarde passes only the first copy of each data message on to wireguard-go (engine.dedup): without that filter wireguard-go would decrypt both copies before its replay check dropped the second (device/receive.go: Open in RoutineDecryption, ValidateCounter in RoutineSequentialReceiver). What engarde costs here is its own two processes on the same two cores as wireguard-go, and TCP's reaction to segments lost or reordered in the tunnel (each copy races over its own link; the first to arrive goes on).")
 	r.Notes = append(r.Notes, limitNote("WireGuard alone", busy[false], machine, float64(r.AloneRetransmits), float64(r.AloneRetransmits)),
 		limitNote("WireGuard over engarde", busy[true], machine, float64(r.EngardeRetransmits), float64(r.AloneRetransmits)))
 }

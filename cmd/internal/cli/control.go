@@ -38,6 +38,7 @@ func (c *ClientControl) ClientStatus() control.ClientStatus {
 		Links:       make([]control.Link, 0, len(links)),
 		WireGuard:   counters(&c.WireGuardStats),
 		NoLink:      c.NoLink.Load(),
+		Duplicates:  c.Duplicates.Load(),
 	}
 	for _, l := range links {
 		cl := control.Link{Name: l.Name, Label: l.Label, Status: l.Status, Reason: l.Reason, Local: l.Local}
@@ -112,6 +113,7 @@ func (s *ServerControl) ServerStatus() control.ServerStatus {
 		Listen:        counters(&s.ListenStats),
 		Upstream:      counters(&s.UpstreamStats),
 		NoPeer:        s.NoPeer.Load(),
+		Duplicates:    s.Duplicates.Load(),
 	}
 	for _, p := range peers {
 		st.Peers = append(st.Peers, control.Peer{Addr: p.Addr, Local: p.Local, Since: p.Since, LastSeen: p.LastSeen, Counters: counters(p.Stats)})
