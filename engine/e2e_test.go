@@ -72,6 +72,9 @@ type testNet struct {
 	// serverListen, when valid, is the server's listen address instead
 	// of server:0 (a wildcard, say).
 	serverListen netip.AddrPort
+	// clientTimeout is the server's (30 s when 0: longer than any stall
+	// of a test slowed down by the race detector on a busy machine).
+	clientTimeout time.Duration
 	// open opens a plain socket for the WireGuard stand-ins.
 	open func(t *testing.T, laddr netip.AddrPort) Conn
 }
@@ -125,7 +128,7 @@ func startTunnel(t *testing.T, n *testNet, opts Options) *tunnel {
 		Options:       opts,
 		ListenAddr:    listen.String(),
 		DstAddr:       echo.LocalAddr().String(),
-		ClientTimeout: 2 * time.Second,
+		ClientTimeout: n.clientTimeout,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -450,6 +453,33 @@ func fakeTestNet(fn *fakeNet) *testNet {
 
 func TestEndToEndFake(t *testing.T) {
 	e2eBody(t, fakeTestNet(newFakeNet()))
+}
+
+// TestServerForgetsSilentAddresses checks clientTimeout: an address that
+// stops sending is forgotten, and comes back when it sends again.
+func TestServerForgetsSilentAddresses(t *testing.T) {
+	n := fakeTestNet(newFakeNet())
+	n.clientTimeout = 300 * time.Millisecond
+	tu := startTunnel(t, n, Options{})
+	if got, _ := tu.stream(100, 200, 5000, nil); got != 100 {
+		t.Fatalf("%d of 100 came back", got)
+	}
+	if p := tu.server.Peers(); len(p) != 2 {
+		t.Fatalf("server knows %d addresses, want 2", len(p))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(tu.server.Peers()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if p := tu.server.Peers(); len(p) != 0 {
+		t.Fatalf("server still knows %d addresses after 5 s of silence", len(p))
+	}
+	if got, _ := tu.stream(100, 200, 5000, nil); got != 100 {
+		t.Fatalf("%d of 100 came back after the addresses were forgotten", got)
+	}
+	if p := tu.server.Peers(); len(p) != 2 {
+		t.Fatalf("server knows %d addresses again, want 2", len(p))
+	}
 }
 
 // TestStalledLinkDoesNotStallOthers pins the original's worst failure: a
