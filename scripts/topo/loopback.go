@@ -44,7 +44,8 @@ func StartLoopback(be engine.Backend) (*Loopback, error) {
 	}, ch: make(chan struct{}, 1)}}
 	l.wg.Add(1)
 	go func() { defer l.wg.Done(); sink.Serve() }()
-	opts := engine.Options{Backend: be, GSO: true}
+	// The data-path settings engarde ships with (config's defaults).
+	opts := engine.Options{Backend: be, GSO: true, GRO: true, BufferSize: 65536, Dedup: true}
 	l.Server, err = engine.NewServer(engine.ServerConfig{Options: opts, ListenAddr: "127.0.0.1:0", DstAddr: sink.Addr().String()})
 	if err != nil {
 		l.Close()
