@@ -99,15 +99,9 @@ func run(path string) error {
 		return err
 	}
 	c := cfg.Client
-	zl := cli.NewLogger(c.Log, os.Stderr)
-	log := cli.EngineLogger(zl)
-	opts, err := cli.Options(c.Engine, c.WriteTimeout, log)
+	zl, opts, err := cli.Setup(prog, path, c.Log, c.Engine, c.WriteTimeout, c.Description)
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	zl.Info().Str("version", cli.Version).Str("config", path).Str("backend", opts.Backend.Name()).Msg("engarde-client starting")
-	if c.Description != "" {
-		zl.Info().Msg(c.Description)
+		return err
 	}
 	sig := cli.CatchSignals()
 	defer sig.Stop()

@@ -116,3 +116,18 @@ func Fatal(prog string, err error) {
 func PrintVersion(prog string) {
 	fmt.Printf("%s %s (%s backend by default)\n", prog, Version, engine.DefaultBackend(nil).Name())
 }
+
+// Setup is what both programs do first: the logger, the engine options
+// (with the environment's overrides) and the start-up log lines.
+func Setup(prog, path string, lc config.Log, ec config.Engine, writeTimeout time.Duration, description string) (zerolog.Logger, engine.Options, error) {
+	zl := NewLogger(lc, os.Stderr)
+	opts, err := Options(ec, writeTimeout, EngineLogger(zl))
+	if err != nil {
+		return zl, opts, fmt.Errorf("%s: %w", path, err)
+	}
+	zl.Info().Str("version", Version).Str("config", path).Str("backend", opts.Backend.Name()).Msg(prog + " starting")
+	if description != "" {
+		zl.Info().Msg(description)
+	}
+	return zl, opts, nil
+}
