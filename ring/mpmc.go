@@ -10,7 +10,7 @@ import "sync/atomic"
 // other except for the slot they claimed.
 //
 // The engine uses it where several goroutines feed one sender (replies from
-// every link going to WireGuard) and as the buffer pool's free list.
+// every link going to WireGuard).
 type MPMC[T any] struct {
 	_     cacheLinePad
 	enq   atomic.Uint64
@@ -49,16 +49,6 @@ func (q *MPMC[T]) Len() int {
 		return 0
 	}
 	return int(e - d)
-}
-
-// full reports whether Cap items are queued that no Pop has claimed yet.
-// Push also fails when fewer are queued but the slot it needs was claimed
-// by a Pop that has not finished reading it.
-func (q *MPMC[T]) full() bool {
-	// enq before deq: deq only grows, so a late deq can only make the
-	// difference smaller, never report full when the queue was not.
-	e := q.enq.Load()
-	return int64(e-q.deq.Load()) >= int64(len(q.cells))
 }
 
 // Push appends v and reports whether there was room.

@@ -3,7 +3,6 @@ package ring
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -32,6 +31,9 @@ type Buf struct {
 	data []byte // the whole buffer, len == cap == pool size
 	refs atomic.Int32
 	pool *Pool
+	idx  uint32        // position in the pool's table
+	next atomic.Uint32 // the buffer below this one in the free stack, idx+1 (0: none)
+	free atomic.Bool   // in the free stack: catches a buffer put back twice
 }
 
 // Data returns the whole buffer, for receiving into.
@@ -83,15 +85,25 @@ func (b *Buf) Refs() int { return int(b.refs.Load()) }
 // it. The pool starts with a few slabs and grows a slab at a time, up to a
 // limit, when Get finds it empty. Get and Release are lock-free; growing
 // takes a mutex.
+//
+// Free buffers sit on a stack (Treiber's lock-free stack, with a version
+// tag against the ABA problem): the buffer released last is handed out
+// first, while its memory is still in the CPU's caches, and buffers at the
+// bottom stay untouched, so the memory a quiet pool really uses stays
+// small even when its buffers are large (64 KiB for GRO trains).
 type Pool struct {
 	size    int
 	perSlab int
 	max     int
-	free    *MPMC[*Buf]
-	count   atomic.Int64 // buffers allocated so far
-	misses  atomic.Uint64
+	table   []*Buf // every buffer by index; an entry is set before its buffer is first pushed
+	// top packs the version tag (high 32 bits) and the top buffer's
+	// idx+1 (low 32 bits; 0 when the stack is empty).
+	top    atomic.Uint64
+	nfree  atomic.Int64 // buffers on the stack, for Available
+	count  atomic.Int64 // buffers allocated so far
+	misses atomic.Uint64
 
-	mu     sync.Mutex // guards slabs and closed
+	mu     sync.Mutex // guards slabs, closed and growth
 	slabs  [][]byte
 	closed bool
 }
@@ -105,11 +117,11 @@ var (
 // NewPool returns a pool of buffers of size bytes, with initial buffers
 // allocated now and room to grow to limit.
 func NewPool(size, initial, limit int) (*Pool, error) {
-	if size <= 0 || initial < 0 || limit < 1 || initial > limit {
+	if size <= 0 || initial < 0 || limit < 1 || initial > limit || limit >= 1<<32-1 {
 		return nil, fmt.Errorf("ring: bad pool shape size=%d initial=%d max=%d", size, initial, limit)
 	}
 	per := max(1, min(limit, (1<<20)/size)) // about 1 MiB per slab
-	p := &Pool{size: size, perSlab: per, max: limit, free: NewMPMC[*Buf](limit)}
+	p := &Pool{size: size, perSlab: per, max: limit, table: make([]*Buf, limit)}
 	for int(p.count.Load()) < initial {
 		p.mu.Lock()
 		err := p.addSlabLocked()
@@ -129,7 +141,7 @@ func (p *Pool) Size() int { return p.size }
 func (p *Pool) Allocated() int { return int(p.count.Load()) }
 
 // Available returns how many buffers are free at the moment.
-func (p *Pool) Available() int { return p.free.Len() }
+func (p *Pool) Available() int { return int(p.nfree.Load()) }
 
 // Misses returns how many times Get found the pool exhausted.
 func (p *Pool) Misses() uint64 { return p.misses.Load() }
@@ -138,16 +150,10 @@ func (p *Pool) Misses() uint64 { return p.misses.Load() }
 // or nil when the pool is exhausted and may not grow further.
 func (p *Pool) Get() *Buf {
 	for {
-		if b, ok := p.free.Pop(); ok {
+		if b := p.pop(); b != nil {
 			b.N, b.Seg, b.Stamp = 0, 0, 0
 			b.refs.Store(1)
 			return b
-		}
-		if p.free.Len() > 0 {
-			// A Release has claimed a slot but not published it yet
-			// (it was preempted in between); it is about to.
-			runtime.Gosched()
-			continue
 		}
 		if int(p.count.Load()) >= p.max || p.grow() != nil {
 			p.misses.Add(1)
@@ -156,26 +162,48 @@ func (p *Pool) Get() *Buf {
 	}
 }
 
-func (p *Pool) put(b *Buf) {
-	for !p.free.Push(b) {
-		// The free list has room for every buffer, so Push fails only
-		// when the slot it needs was claimed by a Get that has not yet
-		// finished reading it (it was preempted between its claim and
-		// its handover); that Get is about to let go. Really holding Cap
-		// entries means a buffer was put twice.
-		if p.free.full() {
-			panic("ring: pool free list overflow")
+// pop takes the top of the free stack, or returns nil when it is empty.
+func (p *Pool) pop() *Buf {
+	for {
+		old := p.top.Load()
+		i := uint32(old)
+		if i == 0 {
+			return nil
 		}
-		runtime.Gosched()
+		b := p.table[i-1]
+		// b.next may change under us if b is popped and pushed back
+		// meanwhile; then top's tag has changed too, and the CAS fails.
+		next := b.next.Load()
+		if p.top.CompareAndSwap(old, (old>>32+1)<<32|uint64(next)) {
+			b.free.Store(false)
+			p.nfree.Add(-1)
+			return b
+		}
 	}
 }
 
-// grow adds a slab of buffers when the free list is empty.
+func (p *Pool) put(b *Buf) {
+	if b.free.Swap(true) {
+		panic("ring: buffer put back into the pool twice")
+	}
+	for {
+		old := p.top.Load()
+		b.next.Store(uint32(old))
+		// Publishing b as the top also publishes its table entry and
+		// next: a pop that loads this top then reads them.
+		if p.top.CompareAndSwap(old, (old>>32+1)<<32|uint64(b.idx+1)) {
+			p.nfree.Add(1)
+			return
+		}
+	}
+}
+
+// grow adds a slab of buffers when the free stack is empty.
 func (p *Pool) grow() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.free.Len() > 0 {
-		return nil // another goroutine grew the pool meanwhile
+	if uint32(p.top.Load()) != 0 {
+		return nil // another goroutine grew the pool, or a buffer came back
 	}
 	return p.addSlabLocked()
 }
@@ -184,7 +212,8 @@ func (p *Pool) addSlabLocked() error {
 	if p.closed {
 		return ErrPoolClosed
 	}
-	n := min(p.perSlab, p.max-int(p.count.Load()))
+	first := int(p.count.Load())
+	n := min(p.perSlab, p.max-first)
 	if n <= 0 {
 		return errPoolFull
 	}
@@ -198,9 +227,14 @@ func (p *Pool) addSlabLocked() error {
 		b := &bufs[i]
 		b.data = slab[i*p.size : (i+1)*p.size : (i+1)*p.size]
 		b.pool = p
-		p.put(b)
+		b.idx = uint32(first + i)
+		p.table[first+i] = b
 	}
 	p.count.Add(int64(n))
+	// Pushed last to first, so that Get hands them out in address order.
+	for i := n - 1; i >= 0; i-- {
+		p.put(&bufs[i])
+	}
 	return nil
 }
 
