@@ -27,6 +27,37 @@ func wgTransport(b []byte) (index uint32, counter uint64, ok bool) {
 	return binary.LittleEndian.Uint32(b[4:8]), binary.LittleEndian.Uint64(b[8:16]), true
 }
 
+// WireGuard's handshake messages have fixed sizes (whitepaper, section
+// 5.4): initiation 148 bytes, response 92, cookie reply 64.
+const (
+	wgInitiationType, wgInitiationLen = 1, 148
+	wgResponseType, wgResponseLen     = 2, 92
+	wgCookieType, wgCookieLen         = 3, 64
+)
+
+// wgMessage reports whether b (a datagram, or the first of a train of
+// seg-sized ones) is shaped like a WireGuard message: a known type, three
+// zero bytes, and that type's size.
+func wgMessage(b []byte, seg int) bool {
+	if seg > 0 && seg < len(b) {
+		b = b[:seg]
+	}
+	if len(b) < 4 || b[1]|b[2]|b[3] != 0 {
+		return false
+	}
+	switch b[0] {
+	case wgInitiationType:
+		return len(b) == wgInitiationLen
+	case wgResponseType:
+		return len(b) == wgResponseLen
+	case wgCookieType:
+		return len(b) == wgCookieLen
+	case wgTransportType:
+		return len(b) >= wgTransportMinLen
+	}
+	return false
+}
+
 // dedup drops the copies of a WireGuard transport message after the first,
 // before they cost WireGuard a decryption each (it would drop them too, as
 // replays). It keeps, per session index, a window of the counters seen

@@ -189,3 +189,35 @@ func BenchmarkDedup(b *testing.B) {
 		c++
 	}
 }
+
+func TestWGMessage(t *testing.T) {
+	msg := func(typ byte, n int) []byte {
+		b := make([]byte, n)
+		b[0] = typ
+		return b
+	}
+	for _, c := range []struct {
+		name string
+		b    []byte
+		seg  int
+		ok   bool
+	}{
+		{"initiation", msg(1, 148), 0, true},
+		{"initiation, wrong size", msg(1, 149), 0, false},
+		{"response", msg(2, 92), 0, true},
+		{"cookie reply", msg(3, 64), 0, true},
+		{"transport", msg(4, 32), 0, true},
+		{"transport, short", msg(4, 31), 0, false},
+		{"train of transport messages", append(msg(4, 100), msg(4, 100)...), 100, true},
+		{"unknown type", msg(5, 148), 0, false},
+		{"reserved bytes set", append([]byte{1, 0, 0, 1}, make([]byte, 144)...), 0, false},
+		{"empty", nil, 0, false},
+		{"text", []byte("hello, server"), 0, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := wgMessage(c.b, c.seg); got != c.ok {
+				t.Errorf("wgMessage = %v, want %v", got, c.ok)
+			}
+		})
+	}
+}

@@ -482,6 +482,45 @@ func TestServerForgetsSilentAddresses(t *testing.T) {
 	}
 }
 
+// TestServerLearnsOnlyFromWireGuard checks that a datagram that is not
+// WireGuard's, from an address the server does not know, is forwarded but
+// does not make the server send replies to that address: a forged source
+// address must not turn the server into a reflector.
+func TestServerLearnsOnlyFromWireGuard(t *testing.T) {
+	fn := newFakeNet()
+	n := fakeTestNet(fn)
+	tu := startTunnel(t, n, Options{})
+	stranger, err := fn.Listen(netip.MustParseAddrPort("10.9.9.9:0"), SocketOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	junk := []byte("not a WireGuard message, whatever its source claims")
+	if _, err := stranger.WriteBatch([]Message{{Buf: junk, N: len(junk), Addr: tu.server.ListenAddr()}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for tu.server.NotLearned.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if tu.server.NotLearned.Load() != 1 {
+		t.Fatalf("NotLearned = %d, want 1", tu.server.NotLearned.Load())
+	}
+	if p := tu.server.Peers(); len(p) != 0 {
+		t.Errorf("server learned %v from a datagram that is not WireGuard's", p[0].Addr)
+	}
+	if tu.server.UpstreamStats.TxPackets.Load() != 1 {
+		t.Errorf("the datagram was not forwarded (upstream sent %d)", tu.server.UpstreamStats.TxPackets.Load())
+	}
+	// WireGuard's messages still teach it.
+	if got, _ := tu.stream(10, 100, 1000, nil); got != 10 {
+		t.Fatalf("%d of 10 came back", got)
+	}
+	if p := tu.server.Peers(); len(p) != 2 {
+		t.Errorf("server knows %d addresses, want 2", len(p))
+	}
+}
+
 // TestStalledLinkDoesNotStallOthers pins the original's worst failure: a
 // link whose socket stops draining held every other link up for
 // writeTimeout per packet. Here link a's sends block for good; link b must

@@ -61,10 +61,15 @@ type Server struct {
 	// Duplicates counts copies of WireGuard messages (the same message
 	// over another link) not forwarded to WireGuard.
 	Duplicates atomic.Uint64
+	// NotLearned counts datagrams from unknown addresses that did not make
+	// the server learn the address: not WireGuard's, or too many
+	// addresses.
+	NotLearned atomic.Uint64
 	dedup      dedup
 
 	mu      sync.Mutex // guards peer creation and removal
 	failLog rateLimit
+	fullLog rateLimit
 }
 
 type peerSet struct {
@@ -201,19 +206,41 @@ func (s *Server) Run(ctx context.Context) error {
 
 // fromListen handles datagrams on the listen socket: from client addresses
 // seen for the first time, or before their own socket took over.
+//
+// A new address is learned (and will receive every reply) only from a
+// datagram shaped like a WireGuard message, and only up to MaxClientAddrs
+// addresses: a datagram with a forged source address must not turn the
+// server into a reflector that floods the forged address with replies, or
+// make it open sockets without bound. Anything else is still forwarded:
+// WireGuard decides what it accepts.
 func (s *Server) fromListen(bufs []*ring.Buf, msgs []Message) {
 	now := nanotime()
 	set := s.peers.Load()
 	for i := range msgs {
-		p := set.byAddr[msgs[i].Addr]
+		m := &msgs[i]
+		p := set.byAddr[m.Addr]
 		if p == nil {
-			p = s.learn(msgs[i].Addr, msgs[i].Local)
+			if !wgMessage(m.Buf[:m.N], m.Seg) {
+				s.NotLearned.Add(1)
+				continue
+			}
+			if len(set.list) >= MaxClientAddrs {
+				s.NotLearned.Add(1)
+				if s.fullLog.allow() {
+					s.log.warnf("client address %v not learned: already %d addresses", m.Addr, MaxClientAddrs)
+				}
+				continue
+			}
+			p = s.learn(m.Addr, m.Local)
 			set = s.peers.Load()
 		}
 		p.lastSeen.Store(now)
 	}
 	s.forward(bufs, msgs)
 }
+
+// MaxClientAddrs is the most client addresses a server answers at once.
+const MaxClientAddrs = 1024
 
 // fromPeer handles datagrams on a client address's own socket.
 func (s *Server) fromPeer(p *peer) func([]*ring.Buf, []Message) {

@@ -108,6 +108,7 @@ func run(path string) error {
 	}
 	u := &srv.UpstreamStats
 	zl.Info().Uint64("toWireGuard", u.TxPackets.Load()).Uint64("fromWireGuard", u.RxPackets.Load()).
-		Uint64("noClient", srv.NoPeer.Load()).Uint64("duplicatesDropped", srv.Duplicates.Load()).Msg("stopped")
+		Uint64("noClient", srv.NoPeer.Load()).Uint64("duplicatesDropped", srv.Duplicates.Load()).
+		Uint64("notLearned", srv.NotLearned.Load()).Msg("stopped")
 	return err
 }

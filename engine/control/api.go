@@ -85,6 +85,9 @@ type ServerList struct {
 	// Duplicates counts datagrams not forwarded to WireGuard because
 	// another link had delivered them already.
 	Duplicates uint64 `json:"duplicatesDropped"`
+	// NotLearned counts datagrams from unknown addresses that did not
+	// make the server learn the address (not WireGuard's, or too many).
+	NotLearned uint64 `json:"notLearned"`
 }
 
 // Socket is one client address in a ServerList.
@@ -194,6 +197,7 @@ func (s *Server) serverList(now time.Time) ServerList {
 		Upstream:      s.stats(keyUpstream, &st.Upstream),
 		NoClient:      st.NoPeer,
 		Duplicates:    st.Duplicates,
+		NotLearned:    st.NotLearned,
 	}
 	seen := make([]time.Time, len(st.Peers))
 	for i, p := range st.Peers {

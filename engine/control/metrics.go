@@ -143,6 +143,8 @@ func (m *metrics) server(st ServerStatus, version string) {
 	m.sample("engarde_client_addresses", float64(len(st.Peers)))
 	m.family("engarde_client_timeout_seconds", "gauge", "How long a silent client address is kept.")
 	m.sample("engarde_client_timeout_seconds", st.ClientTimeout.Seconds())
+	m.family("engarde_not_learned_total", "counter", "Datagrams from unknown addresses that did not make the server learn the address (not WireGuard's, or too many addresses).")
+	m.sample("engarde_not_learned_total", float64(st.NotLearned))
 	peers := make([]socket, len(st.Peers))
 	for i := range st.Peers {
 		peers[i] = socket{[]string{"address", st.Peers[i].Addr.String()}, &st.Peers[i].Counters}

@@ -115,4 +115,7 @@ type ServerStatus struct {
 	// Duplicates counts datagrams not forwarded to WireGuard because
 	// another link had delivered them already.
 	Duplicates uint64
+	// NotLearned counts datagrams from unknown addresses that did not
+	// make the server learn the address (not WireGuard's, or too many).
+	NotLearned uint64
 }

@@ -114,6 +114,7 @@ func (s *ServerControl) ServerStatus() control.ServerStatus {
 		Upstream:      counters(&s.UpstreamStats),
 		NoPeer:        s.NoPeer.Load(),
 		Duplicates:    s.Duplicates.Load(),
+		NotLearned:    s.NotLearned.Load(),
 	}
 	for _, p := range peers {
 		st.Peers = append(st.Peers, control.Peer{Addr: p.Addr, Local: p.Local, Since: p.Since, LastSeen: p.LastSeen, Counters: counters(p.Stats)})
