@@ -71,9 +71,12 @@ type Client struct {
 	Duplicates atomic.Uint64
 	dedup      dedup
 
-	active  atomic.Pointer[[]*link] // links that carry traffic now
-	timeout atomic.Int64            // write timeout of every sender, ns; reloadable
-	started time.Time
+	active atomic.Pointer[[]*link] // links that carry traffic now
+	// The fan-out's scratch, used only on the WireGuard receive loop.
+	batchWrites []BatchWrite
+	batchLinks  []*link
+	timeout     atomic.Int64 // write timeout of every sender, ns; reloadable
+	started     time.Time
 
 	mu       sync.Mutex // guards links, plans, the planner, swaps and cfg
 	links    map[string]*link
@@ -339,9 +342,36 @@ func (c *Client) fanout(bufs []*ring.Buf, msgs []Message) {
 	for _, b := range bufs {
 		b.Ref(len(links))
 	}
+	if bw, ok := c.cfg.Backend.(BatchWriter); ok && len(links) > 1 {
+		c.fanoutOnce(bw, links, bufs, msgs)
+		return
+	}
 	for _, l := range links {
 		l.tx.send(bufs, msgs)
 	}
+}
+
+// fanoutOnce hands every link's copy of the batch to the kernel in one
+// call (io_uring: one io_uring_enter for all links); a link with a backlog
+// queues behind it instead, as in send.
+func (c *Client) fanoutOnce(bw BatchWriter, links []*link, bufs []*ring.Buf, msgs []Message) {
+	msgs = fill(msgs, bufs, netip.AddrPort{}) // link sockets are connected
+	ws, to := c.batchWrites[:0], c.batchLinks[:0]
+	for _, l := range links {
+		if !l.tx.direct() {
+			l.tx.send(bufs, msgs)
+			continue
+		}
+		ws = append(ws, BatchWrite{Conn: l.conn, Msgs: msgs})
+		to = append(to, l)
+	}
+	bw.TryWriteBatches(ws)
+	for i, w := range ws {
+		to[i].tx.finish(bufs, msgs, w.N, w.Err)
+	}
+	clear(ws) // no references to links that may close
+	clear(to)
+	c.batchWrites, c.batchLinks = ws, to // keep the grown scratch
 }
 
 func (c *Client) setWireGuardAddr(a netip.AddrPort) {

@@ -70,7 +70,6 @@ func wgMessage(b []byte, seg int) bool {
 // forget) passes, and WireGuard judges it; a first copy is never dropped.
 type dedup struct {
 	sessions [dedupSessions]atomic.Pointer[dedupSession]
-	next     atomic.Uint32 // round-robin victim for a new session
 }
 
 const (
@@ -125,19 +124,32 @@ func (d *dedup) seen(index uint32, counter uint64) bool {
 	}
 }
 
-// session finds or creates the window of a session index. New sessions
+// session finds or creates the window of a session index. The table is
+// open-addressed from the index's hash: every goroutine looking for an
+// index probes the same slots in the same order and installs a new window
+// with a compare-and-swap into the first empty one, so two links that see
+// a new session at the same moment end up sharing one window. New sessions
 // are rare (a handshake every two minutes per peer): they allocate.
 func (d *dedup) session(index uint32) *dedupSession {
-	for i := range d.sessions {
-		if s := d.sessions[i].Load(); s != nil && s.index == index {
+	h := (index * 2654435761) >> 27 // Fibonacci hashing to 0..31
+	for i := range uint32(dedupSessions) {
+		slot := &d.sessions[(h+i)%dedupSessions]
+		s := slot.Load()
+		if s == nil {
+			s = &dedupSession{index: index}
+			if slot.CompareAndSwap(nil, s) {
+				return s
+			}
+			s = slot.Load() // another goroutine filled it first
+		}
+		if s.index == index {
 			return s
 		}
 	}
+	// Full of other sessions: the one in this index's home slot makes
+	// way (copies may pass while two goroutines race to replace it).
 	s := &dedupSession{index: index}
-	// Another goroutine may install the same index meanwhile; then two
-	// windows exist for a moment and a few copies pass. Harmless.
-	victim := d.next.Add(1) % dedupSessions
-	d.sessions[victim].Store(s)
+	d.sessions[h].Store(s)
 	return s
 }
 

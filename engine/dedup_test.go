@@ -95,7 +95,6 @@ func TestDedupWindow(t *testing.T) {
 func TestDedupConcurrentLinks(t *testing.T) {
 	const links, rounds, per = 4, 200, 1024
 	var d dedup
-	d.session(42) // created up front: racing creations may pass a few copies, by design
 	passed := make([]atomic.Int32, rounds*per)
 	for r := range rounds {
 		// Links run concurrently within a round of 1024 counters, so no
@@ -176,6 +175,33 @@ func TestDedupFilter(t *testing.T) {
 	}
 	for _, b := range append(bufs, second...) {
 		b.Release()
+	}
+}
+
+// TestDedupSessionsConverge checks that goroutines meeting a new session
+// index at the same moment share one window: a second window would let a
+// copy through.
+func TestDedupSessionsConverge(t *testing.T) {
+	for round := range 200 {
+		var d dedup
+		got := make([]*dedupSession, 4)
+		var wg sync.WaitGroup
+		for i := range got {
+			wg.Go(func() { got[i] = d.session(uint32(round)) })
+		}
+		wg.Wait()
+		for _, s := range got[1:] {
+			if s != got[0] {
+				t.Fatalf("round %d: goroutines got different windows for one session", round)
+			}
+		}
+	}
+	// A full table still answers, for old and new sessions.
+	var d dedup
+	for i := range uint32(dedupSessions + 5) {
+		if s := d.session(i); s.index != i {
+			t.Fatalf("session(%d) returned the window of %d", i, s.index)
+		}
 	}
 }
 

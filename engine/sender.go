@@ -99,28 +99,50 @@ func (s *sender) send(bufs []*ring.Buf, scratch []Message) {
 	}
 	if s.pending.Load() == 0 {
 		msgs := fill(scratch, bufs, dst)
-		off := 0
-		for off < len(bufs) {
-			k, err := s.conn.TryWriteBatch(msgs[off:])
-			s.sent(bufs[off:off+k], msgs[off:off+k])
-			off += k
-			if err == nil || errors.Is(err, ErrWouldBlock) {
-				break
-			}
-			if errors.Is(err, net.ErrClosed) {
-				s.drop(bufs[off:], &s.stats.DropClosed)
-				return
-			}
-			if off < len(bufs) {
-				s.failed(bufs[off], err)
-				off++
-			}
-		}
-		bufs = bufs[off:]
-	}
-	if len(bufs) == 0 {
+		k, err := s.conn.TryWriteBatch(msgs)
+		s.finish(bufs, msgs, k, err)
 		return
 	}
+	s.enqueue(bufs)
+}
+
+// direct reports whether send would write at once rather than queue: the
+// fan-out then may write for it, and call finish with the outcome.
+func (s *sender) direct() bool {
+	return s.dst == nil && s.pending.Load() == 0 && !s.closed.Load()
+}
+
+// finish takes the outcome of a non-blocking write of msgs (for bufs) that
+// sent k of them and returned err: it accounts for what went, drops a
+// message the kernel refused and goes on with the rest, and queues what a
+// full socket did not take.
+func (s *sender) finish(bufs []*ring.Buf, msgs []Message, k int, err error) {
+	off := 0
+	for {
+		s.sent(bufs[off:off+k], msgs[off:off+k])
+		off += k
+		if err == nil || errors.Is(err, ErrWouldBlock) || off >= len(bufs) {
+			break
+		}
+		if errors.Is(err, net.ErrClosed) {
+			s.drop(bufs[off:], &s.stats.DropClosed)
+			return
+		}
+		s.failed(bufs[off], err)
+		off++
+		if off == len(bufs) {
+			return
+		}
+		k, err = s.conn.TryWriteBatch(msgs[off:])
+	}
+	if off < len(bufs) {
+		s.enqueue(bufs[off:])
+	}
+}
+
+// enqueue puts bufs in the backlog for the flusher, dropping (and
+// counting) what does not fit.
+func (s *sender) enqueue(bufs []*ring.Buf) {
 	queued := false
 	for _, b := range bufs {
 		s.pending.Add(1)
