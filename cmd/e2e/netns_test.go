@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/engarde-project/engarde/bench/loadgen"
+	"github.com/engarde-project/engarde/engine"
 	"github.com/engarde-project/engarde/scripts/topo"
 )
 
@@ -121,31 +122,49 @@ func (e *env) waitLog(p *topo.Proc, d time.Duration, n int, subs ...string) {
 }
 
 func TestNetnsEveryPacketArrives(t *testing.T) {
-	for _, v6 := range []bool{false, true} {
-		name := "ipv4"
-		if v6 {
-			name = "ipv6"
-		}
-		t.Run(name, func(t *testing.T) {
-			e := newEnv(t, topo.TunnelConfig{V6: v6})
-			r := e.gen(10000, 2*time.Second, 1400)
-			if r.Lost != 0 || r.Received == 0 {
-				t.Errorf("lost %d of %d", r.Lost, r.Sent)
+	forBackends(t, func(t *testing.T, backend string) {
+		for _, v6 := range []bool{false, true} {
+			name := "ipv4"
+			if v6 {
+				name = "ipv6"
 			}
-			cl, _ := e.stop()
-			for _, l := range []string{"eth-a", "eth-b"} {
-				if cl[l]["tx"] < float64(r.Sent) {
-					t.Errorf("link %s sent %v datagrams, want every one of %d", l, cl[l]["tx"], r.Sent)
+			t.Run(name, func(t *testing.T) {
+				e := newEnv(t, topo.TunnelConfig{V6: v6, Backend: backend})
+				r := e.gen(10000, 2*time.Second, 1400)
+				if r.Lost != 0 || r.Received == 0 {
+					t.Errorf("lost %d of %d", r.Lost, r.Sent)
 				}
+				cl, _ := e.stop()
+				for _, l := range []string{"eth-a", "eth-b"} {
+					if cl[l]["tx"] < float64(r.Sent) {
+						t.Errorf("link %s sent %v datagrams, want every one of %d", l, cl[l]["tx"], r.Sent)
+					}
+				}
+			})
+		}
+	})
+}
+
+// forBackends runs f once per data-path backend the namespace tests cover
+// (the default, mmsg, and io_uring), skipping io_uring with the reason
+// where this kernel or process cannot use it.
+func forBackends(t *testing.T, f func(t *testing.T, backend string)) {
+	for _, b := range []string{"mmsg", "uring"} {
+		t.Run(b, func(t *testing.T) {
+			if _, err := engine.OpenBackend(b, nil); err != nil {
+				t.Skipf("skipping the %s backend: %v", b, err)
 			}
+			f(t, b)
 		})
 	}
 }
 
 // TestNetnsLinkDown takes link a down for 2 s mid-stream, then brings it
 // back: nothing may be lost, and link a must carry traffic again.
-func TestNetnsLinkDown(t *testing.T) {
-	e := newEnv(t, topo.TunnelConfig{})
+func TestNetnsLinkDown(t *testing.T) { forBackends(t, testLinkDown) }
+
+func testLinkDown(t *testing.T, backend string) {
+	e := newEnv(t, topo.TunnelConfig{Backend: backend})
 	wait := at(1500*time.Millisecond, func() {
 		if err := e.SetUp("eth-a", false); err != nil {
 			t.Error(err)
@@ -168,8 +187,10 @@ func TestNetnsLinkDown(t *testing.T) {
 // completes, so the kernel holds every packet sent on it until the
 // socket's send buffer is full, on the client and on the server. The
 // other link must not notice.
-func TestNetnsDeadLinkFillsBuffers(t *testing.T) {
-	e := newEnv(t, topo.TunnelConfig{})
+func TestNetnsDeadLinkFillsBuffers(t *testing.T) { forBackends(t, testDeadLinkFillsBuffers) }
+
+func testDeadLinkFillsBuffers(t *testing.T, backend string) {
+	e := newEnv(t, topo.TunnelConfig{Backend: backend})
 	wait := at(1500*time.Millisecond, func() {
 		if err := e.Blackhole("eth-a", true); err != nil {
 			t.Error(err)
