@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"net/netip"
 	"runtime"
 	"sync/atomic"
 	"syscall"
@@ -54,7 +53,7 @@ func BenchmarkConnLoopback(b *testing.B) {
 					defer func(w bool) { uringWaitInEnter = w }(uringWaitInEnter)
 					uringWaitInEnter = v.waitEnter
 					o := SocketOptions{GSO: opt.gso, GRO: opt.gro, BatchSize: 64}
-					rx, tx := benchPair(b, be, o, o)
+					rx, tx := connPair(b, be, o, o)
 					var got atomic.Int64
 					var waiting atomic.Bool
 					credit := make(chan struct{}, 1)
@@ -145,7 +144,7 @@ func BenchmarkFanoutSend(b *testing.B) {
 						o := SocketOptions{GSO: gso, BatchSize: batch}
 						var conns []Conn
 						for range links {
-							_, tx := benchPair(b, be, SocketOptions{RecvBuffer: 256 << 10}, o)
+							_, tx := connPair(b, be, SocketOptions{RecvBuffer: 256 << 10}, o)
 							conns = append(conns, tx)
 						}
 						msgs := make([]Message, batch)
@@ -184,22 +183,6 @@ func BenchmarkFanoutSend(b *testing.B) {
 			}
 		}
 	}
-}
-
-// benchPair opens a receiving socket on loopback and a sending one
-// connected to it, both closed when the benchmark ends.
-func benchPair(b *testing.B, be Backend, rxo, txo SocketOptions) (rx, tx Conn) {
-	rx, err := be.Listen(netip.MustParseAddrPort("127.0.0.1:0"), rxo)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { rx.Close() })
-	tx, err = be.Dial(netip.AddrPort{}, rx.LocalAddr(), txo)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { tx.Close() })
-	return rx, tx
 }
 
 // cpuTime returns the CPU time the process has used, user and system, in

@@ -7,6 +7,23 @@ import (
 	"time"
 )
 
+// connPair opens a receiving socket on loopback and a sending one
+// connected to it, both closed when the test ends.
+func connPair(tb testing.TB, be Backend, rxo, txo SocketOptions) (rx, tx Conn) {
+	tb.Helper()
+	rx, err := be.Listen(netip.MustParseAddrPort("127.0.0.1:0"), rxo)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { rx.Close() })
+	tx, err = be.Dial(netip.AddrPort{}, rx.LocalAddr(), txo)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { tx.Close() })
+	return rx, tx
+}
+
 func backendsForTest(t *testing.T) []Backend {
 	t.Helper()
 	return append(platformBackends(), NewStdBackend())
@@ -23,16 +40,7 @@ func TestConnLoopback(t *testing.T) {
 		}{{"plain", false, false}, {"gso", true, false}, {"gso+gro", true, true}} {
 			t.Run(be.Name()+"/"+opt.name, func(t *testing.T) {
 				o := SocketOptions{GSO: opt.gso, GRO: opt.gro, BatchSize: 64}
-				rx, err := be.Listen(netip.MustParseAddrPort("127.0.0.1:0"), o)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer rx.Close()
-				tx, err := be.Dial(netip.AddrPort{}, rx.LocalAddr(), o)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer tx.Close()
+				rx, tx := connPair(t, be, o, o)
 				sizes := []int{100, 100, 100, 50, 1400, 1400, 1400, 1400, 7, 0, 1400}
 				var out []Message
 				for i, s := range sizes {

@@ -133,16 +133,7 @@ func TestConnAllocs(t *testing.T) {
 	for _, be := range platformBackends() {
 		t.Run(be.Name(), func(t *testing.T) {
 			o := SocketOptions{GSO: true, BatchSize: 64}
-			rx, err := be.Listen(netip.MustParseAddrPort("127.0.0.1:0"), o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rx.Close()
-			tx, err := be.Dial(netip.AddrPort{}, rx.LocalAddr(), o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tx.Close()
+			rx, tx := connPair(t, be, o, o)
 			out := make([]Message, 16)
 			in := make([]Message, 64)
 			for i := range out {

@@ -101,16 +101,7 @@ func TestCloseUnblocksRead(t *testing.T) {
 // already received.
 func TestURingReaderHandover(t *testing.T) {
 	be := uringForTest(t)
-	rx, err := be.Listen(netip.MustParseAddrPort("127.0.0.1:0"), SocketOptions{BatchSize: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rx.Close()
-	tx, err := be.Dial(netip.AddrPort{}, rx.LocalAddr(), SocketOptions{BatchSize: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Close()
+	rx, tx := connPair(t, be, SocketOptions{BatchSize: 16}, SocketOptions{BatchSize: 16})
 	const total = 10
 	send := func(from, to int) {
 		for i := from; i < to; i++ {
