@@ -100,7 +100,6 @@ type link struct {
 	index int
 	local netip.Addr
 	dst   netip.AddrPort
-	conn  Conn
 	tx    *sender
 	rx    *pump
 	stats Stats
@@ -342,30 +341,25 @@ func (c *Client) fanout(bufs []*ring.Buf, msgs []Message) {
 	for _, b := range bufs {
 		b.Ref(len(links))
 	}
-	if bw, ok := c.cfg.Backend.(BatchWriter); ok && len(links) > 1 {
-		c.fanoutOnce(bw, links, bufs, msgs)
-		return
-	}
-	for _, l := range links {
-		l.tx.send(bufs, msgs)
-	}
-}
-
-// fanoutOnce hands every link's copy of the batch to the kernel in one
-// call (io_uring: one io_uring_enter for all links); a link with a backlog
-// queues behind it instead, as in send.
-func (c *Client) fanoutOnce(bw BatchWriter, links []*link, bufs []*ring.Buf, msgs []Message) {
-	msgs = fill(msgs, bufs, netip.AddrPort{}) // link sockets are connected
+	// Link sockets are connected: one set of messages serves every link.
+	msgs = fill(msgs, bufs, netip.AddrPort{})
 	ws, to := c.batchWrites[:0], c.batchLinks[:0]
 	for _, l := range links {
 		if !l.tx.direct() {
-			l.tx.send(bufs, msgs)
+			l.tx.send(bufs, msgs) // it queues behind its backlog, or drops
 			continue
 		}
-		ws = append(ws, BatchWrite{Conn: l.conn, Msgs: msgs})
+		ws = append(ws, BatchWrite{Conn: l.tx.conn, Msgs: msgs})
 		to = append(to, l)
 	}
-	bw.TryWriteBatches(ws)
+	if bw, ok := c.cfg.Backend.(BatchWriter); ok && len(ws) > 1 {
+		// Every link's copy in one call (io_uring: one io_uring_enter).
+		bw.TryWriteBatches(ws)
+	} else {
+		for i := range ws {
+			ws[i].N, ws[i].Err = ws[i].Conn.TryWriteBatch(msgs)
+		}
+	}
 	for i, w := range ws {
 		to[i].tx.finish(bufs, msgs, w.N, w.Err)
 	}
@@ -581,7 +575,6 @@ func (c *Client) openLink(p Plan) (*link, error) {
 		index: p.Iface.Index,
 		local: p.Local,
 		dst:   p.Dst,
-		conn:  conn,
 	}
 	l.tx = newSender("link "+l.name, conn, true, nil, c.cfg.QueueLength, c.cfg.BatchSize, &c.timeout, &l.stats, c.log)
 	l.rx = newPump("link "+l.name, conn, c.pool, c.cfg.BatchSize, &l.stats, c.log, c.reply).start()
