@@ -31,51 +31,17 @@ import (
 const prog = "engarde-client"
 
 func main() {
-	args := os.Args[1:]
-	if len(args) > 0 {
-		switch args[0] {
-		case "-v", "--version", "version":
-			cli.PrintVersion(prog)
-			return
-		case "-h", "--help", "help":
-			usage()
-			return
-		case "list-interfaces":
-			if err := listInterfaces(configPath(args[1:])); err != nil {
-				cli.Fatal(prog, err)
-			}
-			return
-		case "status":
-			if err := cli.Status(os.Stdout, prog, config.RoleClient, args[1:]); err != nil {
-				cli.Fatal(prog, err)
-			}
-			return
-		}
-	}
-	if len(args) > 1 {
-		usage()
-		os.Exit(2)
-	}
-	if err := run(configPath(args)); err != nil {
-		cli.Fatal(prog, err)
-	}
+	cli.Main(prog, usage, config.RoleClient, run, map[string]func([]string) error{
+		"list-interfaces": func(args []string) error { return listInterfaces(cli.ConfigPath(args)) },
+	})
 }
 
-func usage() {
-	fmt.Fprintf(os.Stderr, `usage:
+const usage = `usage:
   %[1]s [config.yml]                  run (default config: %[2]s)
   %[1]s list-interfaces [config.yml]  show which interfaces would carry traffic, and why not
   %[1]s status [-json] [config.yml]   ask the running client (its web manager) for its links
   %[1]s -v                            print the version
-`, prog, cli.DefaultConfig)
-}
-
-func configPath(args []string) string {
-	if len(args) > 0 {
-		return args[0]
-	}
-	return cli.DefaultConfig
-}
+`
 
 func engineConfig(c *config.Client, opts engine.Options) engine.ClientConfig {
 	overrides := map[string]string{}

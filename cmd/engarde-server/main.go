@@ -14,9 +14,6 @@
 package main
 
 import (
-	"fmt"
-	"os"
-
 	"github.com/engarde-project/engarde/cmd/internal/cli"
 	"github.com/engarde-project/engarde/config"
 	"github.com/engarde-project/engarde/engine"
@@ -25,43 +22,13 @@ import (
 
 const prog = "engarde-server"
 
-func main() {
-	args := os.Args[1:]
-	if len(args) > 0 {
-		switch args[0] {
-		case "-v", "--version", "version":
-			cli.PrintVersion(prog)
-			return
-		case "-h", "--help", "help":
-			usage()
-			return
-		case "status":
-			if err := cli.Status(os.Stdout, prog, config.RoleServer, args[1:]); err != nil {
-				cli.Fatal(prog, err)
-			}
-			return
-		}
-	}
-	if len(args) > 1 {
-		usage()
-		os.Exit(2)
-	}
-	path := cli.DefaultConfig
-	if len(args) == 1 {
-		path = args[0]
-	}
-	if err := run(path); err != nil {
-		cli.Fatal(prog, err)
-	}
-}
+func main() { cli.Main(prog, usage, config.RoleServer, run, nil) }
 
-func usage() {
-	fmt.Fprintf(os.Stderr, `usage:
+const usage = `usage:
   %[1]s [config.yml]                 run (default config: %[2]s)
   %[1]s status [-json] [config.yml]  ask the running server (its web manager) for its client addresses
   %[1]s -v                           print the version
-`, prog, cli.DefaultConfig)
-}
+`
 
 func run(path string) error {
 	cfg, err := config.Load(path, config.RoleServer)

@@ -131,3 +131,46 @@ func Setup(prog, path string, lc config.Log, ec config.Engine, writeTimeout time
 	}
 	return zl, opts, nil
 }
+
+// Main is both programs' command line, as the original's: -v prints the
+// version, -h the usage, "status" asks the running daemon, the names in
+// sub are further subcommands (given the arguments after the name), and
+// otherwise the only argument is the configuration file (DefaultConfig
+// when absent), which run runs. Errors print and exit 1; a bad command
+// line prints the usage and exits 2.
+func Main(prog, usage string, role config.Role, run func(path string) error, sub map[string]func(args []string) error) {
+	args := os.Args[1:]
+	usageExit := func(code int) {
+		fmt.Fprintf(os.Stderr, usage, prog, DefaultConfig)
+		os.Exit(code)
+	}
+	var err error
+	switch {
+	case len(args) == 0:
+		err = run(DefaultConfig)
+	case args[0] == "-v" || args[0] == "--version" || args[0] == "version":
+		PrintVersion(prog)
+	case args[0] == "-h" || args[0] == "--help" || args[0] == "help":
+		usageExit(0)
+	case args[0] == "status":
+		err = Status(os.Stdout, prog, role, args[1:])
+	case sub[args[0]] != nil:
+		err = sub[args[0]](args[1:])
+	case len(args) > 1:
+		usageExit(2)
+	default:
+		err = run(args[0])
+	}
+	if err != nil {
+		Fatal(prog, err)
+	}
+}
+
+// ConfigPath returns the configuration file named by args, or
+// DefaultConfig.
+func ConfigPath(args []string) string {
+	if len(args) > 0 {
+		return args[0]
+	}
+	return DefaultConfig
+}
