@@ -473,27 +473,21 @@ func (d *decoder) client(path string, sec pair) *Client {
 	if !ok {
 		return c
 	}
+	common := shared{&c.Description, &c.ListenAddr, &c.DstAddr, &c.WriteTimeout, &c.WebManager, &c.Log, &c.Engine}
 	got := make(map[string]bool)
 	for _, p := range ps {
 		kp := join(path, p.name)
 		got[p.name] = true
+		if d.sharedKey(kp, p, common) {
+			continue
+		}
 		switch p.name {
-		case "description":
-			c.Description, _ = d.str(kp, p.val)
-		case "listenAddr":
-			c.ListenAddr = d.required(kp, p.val, false)
-		case "dstAddr":
-			c.DstAddr = d.required(kp, p.val, true)
-		case "writeTimeout":
-			c.WriteTimeout = d.writeTimeout(kp, p.val)
 		case "excludedInterfaces":
 			c.ExcludedInterfaces = d.ifNames(kp, p.val)
 		case "interfaceLabels":
 			c.InterfaceLabels = d.labels(kp, p.val)
 		case "dstOverrides":
 			c.DstOverrides = d.overrides(kp, p.val)
-		case "webManager":
-			c.WebManager = d.webManager(kp, p.val)
 		case "fwmark":
 			if v, ok := d.integer(kp, p.val, "an integer"); ok {
 				if v < 0 || v > maxFwMark {
@@ -502,10 +496,6 @@ func (d *decoder) client(path string, sec pair) *Client {
 					c.FwMark = uint32(v)
 				}
 			}
-		case "log":
-			c.Log = d.log(kp, p.val)
-		case "engine":
-			c.Engine = d.engine(kp, p.val)
 		default:
 			got[p.name] = false
 			got[d.unknown(kp, p, clientKeys)] = true
@@ -513,6 +503,39 @@ func (d *decoder) client(path string, sec pair) *Client {
 	}
 	d.missing(sec.key, path, got, "listenAddr", "dstAddr")
 	return c
+}
+
+// shared points at the fields both sections have.
+type shared struct {
+	description, listenAddr, dstAddr *string
+	writeTimeout                     *time.Duration
+	webManager                       *WebManager
+	log                              *Log
+	engine                           *Engine
+}
+
+// sharedKey decodes p into f when it is a key both sections have, and
+// reports whether it was.
+func (d *decoder) sharedKey(kp string, p pair, f shared) bool {
+	switch p.name {
+	case "description":
+		*f.description, _ = d.str(kp, p.val)
+	case "listenAddr":
+		*f.listenAddr = d.required(kp, p.val, false)
+	case "dstAddr":
+		*f.dstAddr = d.required(kp, p.val, true)
+	case "writeTimeout":
+		*f.writeTimeout = d.writeTimeout(kp, p.val)
+	case "webManager":
+		*f.webManager = d.webManager(kp, p.val)
+	case "log":
+		*f.log = d.log(kp, p.val)
+	case "engine":
+		*f.engine = d.engine(kp, p.val)
+	default:
+		return false
+	}
+	return true
 }
 
 // server decodes the server section sec.
@@ -527,27 +550,17 @@ func (d *decoder) server(path string, sec pair) *Server {
 	if !ok {
 		return s
 	}
+	common := shared{&s.Description, &s.ListenAddr, &s.DstAddr, &s.WriteTimeout, &s.WebManager, &s.Log, &s.Engine}
 	got := make(map[string]bool)
 	for _, p := range ps {
 		kp := join(path, p.name)
 		got[p.name] = true
+		if d.sharedKey(kp, p, common) {
+			continue
+		}
 		switch p.name {
-		case "description":
-			s.Description, _ = d.str(kp, p.val)
-		case "listenAddr":
-			s.ListenAddr = d.required(kp, p.val, false)
-		case "dstAddr":
-			s.DstAddr = d.required(kp, p.val, true)
 		case "clientTimeout":
 			s.ClientTimeout = d.clientTimeout(kp, p.val)
-		case "writeTimeout":
-			s.WriteTimeout = d.writeTimeout(kp, p.val)
-		case "webManager":
-			s.WebManager = d.webManager(kp, p.val)
-		case "log":
-			s.Log = d.log(kp, p.val)
-		case "engine":
-			s.Engine = d.engine(kp, p.val)
 		default:
 			got[p.name] = false
 			got[d.unknown(kp, p, serverKeys)] = true
