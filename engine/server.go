@@ -297,7 +297,7 @@ func (s *Server) learn(addr netip.AddrPort, local netip.Addr) *peer {
 	if err == nil && !laddr.Addr().IsUnspecified() {
 		p.conn, p.local = conn, laddr
 		p.tx = newSender("client "+addr.String(), conn, true, nil, o.QueueLength, o.BatchSize, &s.wtimeout, &p.stats, s.log)
-		p.rx = newPump("client "+addr.String(), conn, s.pool, o.BatchSize, &p.stats, s.log, s.fromPeer(p)).start()
+		p.rx = newPump("client "+addr.String(), conn, s.pool, o.BatchSize, &p.stats, s.log, s.fromPeer(p))
 	} else {
 		// Without a socket of its own the address shares the listen
 		// socket: replies still flow, without isolation.
@@ -321,6 +321,13 @@ func (s *Server) learn(addr netip.AddrPort, local netip.Addr) *peer {
 	}
 	ns.byAddr[addr] = p
 	s.peers.Store(ns)
+	// Only now may the address's own socket forward anything: a reply to
+	// what it forwards must find the address in the set. (Started before
+	// the set was published, the pump forwarded datagrams queued on the
+	// new socket, and the first replies found no address to go to.)
+	if p.rx != nil {
+		p.rx.start()
+	}
 	s.log.infof("client address %v appeared (replying from %v)", addr, p.local)
 	return p
 }
