@@ -182,10 +182,21 @@ func (tu *tunnel) dump() {
 		}
 	}
 	tu.t.Logf("server listen: %s", st(&tu.server.ListenStats))
-	tu.t.Logf("server upstream: %s; no peer %d; echoed %d", st(&tu.server.UpstreamStats), tu.server.NoPeer.Load(), tu.echoed.Load())
+	tu.t.Logf("server upstream: %s; no peer %d; not learned %d; echoed %d", st(&tu.server.UpstreamStats), tu.server.NoPeer.Load(), tu.server.NotLearned.Load(), tu.echoed.Load())
 	for _, p := range tu.server.Peers() {
 		tu.t.Logf("server peer %v: %s", p.Addr, st(p.Stats))
 	}
+}
+
+// waitPeers waits up to 2 s for the server to know n client addresses (a
+// stream can end before the slower link's first datagram arrives) and
+// returns how many it knows.
+func (tu *tunnel) waitPeers(n int) int {
+	deadline := time.Now().Add(2 * time.Second)
+	for len(tu.server.Peers()) != n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return len(tu.server.Peers())
 }
 
 func (tu *tunnel) waitLinks(n int) {
@@ -326,8 +337,8 @@ func e2eBody(t *testing.T, n *testNet) {
 		if dups == 0 {
 			t.Errorf("no duplicate came back: did both links carry traffic?")
 		}
-		if p := tu.server.Peers(); len(p) != 2 {
-			t.Errorf("server knows %d client addresses, want 2", len(p))
+		if n := tu.waitPeers(2); n != 2 {
+			t.Errorf("server knows %d client addresses, want 2", n)
 		}
 	})
 	t.Run("duplicates filtered", func(t *testing.T) {
@@ -464,8 +475,8 @@ func TestServerForgetsSilentAddresses(t *testing.T) {
 	if got, _ := tu.stream(100, 200, 5000, nil); got != 100 {
 		t.Fatalf("%d of 100 came back", got)
 	}
-	if p := tu.server.Peers(); len(p) != 2 {
-		t.Fatalf("server knows %d addresses, want 2", len(p))
+	if n := tu.waitPeers(2); n != 2 {
+		t.Fatalf("server knows %d addresses, want 2", n)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for len(tu.server.Peers()) > 0 && time.Now().Before(deadline) {
@@ -477,8 +488,8 @@ func TestServerForgetsSilentAddresses(t *testing.T) {
 	if got, _ := tu.stream(100, 200, 5000, nil); got != 100 {
 		t.Fatalf("%d of 100 came back after the addresses were forgotten", got)
 	}
-	if p := tu.server.Peers(); len(p) != 2 {
-		t.Fatalf("server knows %d addresses again, want 2", len(p))
+	if n := tu.waitPeers(2); n != 2 {
+		t.Fatalf("server knows %d addresses again, want 2", n)
 	}
 }
 
@@ -516,8 +527,8 @@ func TestServerLearnsOnlyFromWireGuard(t *testing.T) {
 	if got, _ := tu.stream(10, 100, 1000, nil); got != 10 {
 		t.Fatalf("%d of 10 came back", got)
 	}
-	if p := tu.server.Peers(); len(p) != 2 {
-		t.Errorf("server knows %d addresses, want 2", len(p))
+	if n := tu.waitPeers(2); n != 2 {
+		t.Errorf("server knows %d addresses, want 2", n)
 	}
 }
 
