@@ -3,7 +3,7 @@
 
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X github.com/engarde-project/engarde/cmd/internal/cli.Version=$(VERSION)
+LDFLAGS := -s -w -X github.com/engarde-project/engarde/cmd/internal/app.Version=$(VERSION)
 BIN     := bin
 PREFIX  ?= /usr/local
 # make install: where the binaries, systemd units, sysusers.d entry and

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/engarde-project/engarde/config/defaults"
 )
 
 // Role says which program reads the file, and so which section is loaded.
@@ -139,51 +141,24 @@ type Engine struct {
 
 // Backends lists the values engine.backend accepts; "auto" picks the best
 // one the system has.
-var Backends = []string{"auto", "mmsg", "uring", "std"}
+var Backends = defaults.Backends
 
-var (
-	logLevels  = []string{"debug", "info", "warn", "error"}
-	logFormats = []string{"auto", "text", "json"}
-)
-
-// Defaults for keys the file leaves out, and the ranges it may set.
-const (
-	defaultWriteTimeout  = 10 * time.Millisecond
-	defaultClientTimeout = 30 * time.Second
-
-	defaultLogLevel  = "info"
-	defaultLogFormat = "auto"
-
-	defaultBackend     = "auto"
-	defaultBatchSize   = 64
-	minBatchSize       = 1
-	maxBatchSize       = 1024
-	defaultQueueLength = 1024
-	minQueueLength     = 16
-	maxQueueLength     = 65536
-	defaultBufferSize  = 65536
-	minBufferSize      = 1500
-	maxBufferSize      = 65536
-	defaultGSO         = true
-	defaultGRO         = true
-	defaultDedup       = true
-
-	maxFwMark = 0xFFFFFFFF
-)
+// Limits the file may set that are not user-facing defaults.
+const maxFwMark = 0xFFFFFFFF
 
 func defaultLog() Log {
-	return Log{Level: defaultLogLevel, Format: defaultLogFormat}
+	return Log{Level: defaults.LogLevel, Format: defaults.LogFormat}
 }
 
 func defaultEngine() Engine {
 	return Engine{
-		Backend:     defaultBackend,
-		BatchSize:   defaultBatchSize,
-		QueueLength: defaultQueueLength,
-		BufferSize:  defaultBufferSize,
-		GSO:         defaultGSO,
-		GRO:         defaultGRO,
-		Dedup:       defaultDedup,
+		Backend:     defaults.Backend,
+		BatchSize:   defaults.BatchSize,
+		QueueLength: defaults.QueueLength,
+		BufferSize:  defaults.BufferSize,
+		GSO:         defaults.GSO,
+		GRO:         defaults.GRO,
+		Dedup:       defaults.Dedup,
 	}
 }
 

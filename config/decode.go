@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf16"
 
+	"github.com/engarde-project/engarde/config/defaults"
 	"gopkg.in/yaml.v3"
 )
 
@@ -464,7 +465,7 @@ func (d *decoder) document(doc *yaml.Node, role Role) *Config {
 // client decodes the client section sec.
 func (d *decoder) client(path string, sec pair) *Client {
 	c := &Client{
-		WriteTimeout:    defaultWriteTimeout,
+		WriteTimeout:    defaults.WriteTimeout,
 		InterfaceLabels: map[string]string{},
 		Log:             defaultLog(),
 		Engine:          defaultEngine(),
@@ -541,8 +542,8 @@ func (d *decoder) sharedKey(kp string, p pair, f shared) bool {
 // server decodes the server section sec.
 func (d *decoder) server(path string, sec pair) *Server {
 	s := &Server{
-		ClientTimeout: defaultClientTimeout,
-		WriteTimeout:  defaultWriteTimeout,
+		ClientTimeout: defaults.ClientTimeout,
+		WriteTimeout:  defaults.WriteTimeout,
 		Log:           defaultLog(),
 		Engine:        defaultEngine(),
 	}
@@ -576,12 +577,12 @@ func (d *decoder) writeTimeout(path string, n *yaml.Node) time.Duration {
 	v, ok := d.integer(path, n, "an integer number of milliseconds")
 	switch {
 	case !ok || v == 0:
-		return defaultWriteTimeout
+		return defaults.WriteTimeout
 	case v < 0:
 		return -1
 	case v > maxMillis:
 		d.errorf(n, path, "%d is too large; must be at most %d milliseconds", v, maxMillis)
-		return defaultWriteTimeout
+		return defaults.WriteTimeout
 	}
 	return time.Duration(v) * time.Millisecond
 }
@@ -592,13 +593,13 @@ func (d *decoder) clientTimeout(path string, n *yaml.Node) time.Duration {
 	v, ok := d.integer(path, n, "an integer number of seconds")
 	switch {
 	case !ok || v == 0:
-		return defaultClientTimeout
+		return defaults.ClientTimeout
 	case v < 0:
-		d.errorf(n, path, "%d must not be negative (0 or no value selects the default, %d seconds)", v, int(defaultClientTimeout/time.Second))
-		return defaultClientTimeout
+		d.errorf(n, path, "%d must not be negative (0 or no value selects the default, %d seconds)", v, int(defaults.ClientTimeout/time.Second))
+		return defaults.ClientTimeout
 	case v > maxSeconds:
 		d.errorf(n, path, "%d is too large; must be at most %d seconds", v, maxSeconds)
-		return defaultClientTimeout
+		return defaults.ClientTimeout
 	}
 	return time.Duration(v) * time.Second
 }
@@ -789,9 +790,9 @@ func (d *decoder) log(path string, n *yaml.Node) Log {
 		kp := join(path, p.name)
 		switch p.name {
 		case "level":
-			l.Level = d.oneOf(kp, p.val, logLevels, defaultLogLevel)
+			l.Level = d.oneOf(kp, p.val, defaults.LogLevels, defaults.LogLevel)
 		case "format":
-			l.Format = d.oneOf(kp, p.val, logFormats, defaultLogFormat)
+			l.Format = d.oneOf(kp, p.val, defaults.LogFormats, defaults.LogFormat)
 		default:
 			d.unknown(kp, p, logKeys)
 		}
@@ -807,19 +808,19 @@ func (d *decoder) engine(path string, n *yaml.Node) Engine {
 		kp := join(path, p.name)
 		switch p.name {
 		case "backend":
-			e.Backend = d.oneOf(kp, p.val, Backends, defaultBackend)
+			e.Backend = d.oneOf(kp, p.val, Backends, defaults.Backend)
 		case "batchSize":
-			e.BatchSize = d.intRange(kp, p.val, minBatchSize, maxBatchSize, defaultBatchSize)
+			e.BatchSize = d.intRange(kp, p.val, defaults.MinBatchSize, defaults.MaxBatchSize, defaults.BatchSize)
 		case "queueLength":
-			e.QueueLength = ceilPow2(d.intRange(kp, p.val, minQueueLength, maxQueueLength, defaultQueueLength))
+			e.QueueLength = ceilPow2(d.intRange(kp, p.val, defaults.MinQueueLength, defaults.MaxQueueLength, defaults.QueueLength))
 		case "bufferSize":
-			e.BufferSize = d.intRange(kp, p.val, minBufferSize, maxBufferSize, defaultBufferSize)
+			e.BufferSize = d.intRange(kp, p.val, defaults.MinBufferSize, defaults.MaxBufferSize, defaults.BufferSize)
 		case "gso":
-			e.GSO = d.boolean(kp, p.val, defaultGSO)
+			e.GSO = d.boolean(kp, p.val, defaults.GSO)
 		case "gro":
-			e.GRO = d.boolean(kp, p.val, defaultGRO)
+			e.GRO = d.boolean(kp, p.val, defaults.GRO)
 		case "dedup":
-			e.Dedup = d.boolean(kp, p.val, defaultDedup)
+			e.Dedup = d.boolean(kp, p.val, defaults.Dedup)
 		default:
 			d.unknown(kp, p, engineKeys)
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf16"
 
+	"github.com/engarde-project/engarde/config/defaults"
 	"gopkg.in/yaml.v3"
 )
 
@@ -124,12 +125,12 @@ func recheck(c *Config, role Role) error {
 		addr("dstAddr", dst, true, true)
 		check(write == -1 || write > 0, "writeTimeout %v", write)
 		addr("webManager.listenAddr", w.ListenAddr, false, false)
-		check(contains(logLevels, l.Level), "log level %q", l.Level)
-		check(contains(logFormats, l.Format), "log format %q", l.Format)
+		check(contains(defaults.LogLevels, l.Level), "log level %q", l.Level)
+		check(contains(defaults.LogFormats, l.Format), "log format %q", l.Format)
 		check(contains(Backends, e.Backend), "backend %q", e.Backend)
-		check(e.BatchSize >= minBatchSize && e.BatchSize <= maxBatchSize, "batchSize %d", e.BatchSize)
-		check(e.QueueLength >= minQueueLength && e.QueueLength <= maxQueueLength && e.QueueLength&(e.QueueLength-1) == 0, "queueLength %d", e.QueueLength)
-		check(e.BufferSize >= minBufferSize && e.BufferSize <= maxBufferSize, "bufferSize %d", e.BufferSize)
+		check(e.BatchSize >= defaults.MinBatchSize && e.BatchSize <= defaults.MaxBatchSize, "batchSize %d", e.BatchSize)
+		check(e.QueueLength >= defaults.MinQueueLength && e.QueueLength <= defaults.MaxQueueLength && e.QueueLength&(e.QueueLength-1) == 0, "queueLength %d", e.QueueLength)
+		check(e.BufferSize >= defaults.MinBufferSize && e.BufferSize <= defaults.MaxBufferSize, "bufferSize %d", e.BufferSize)
 	}
 	if s := c.Server; s != nil {
 		common(s.ListenAddr, s.DstAddr, s.WriteTimeout, s.WebManager, s.Log, s.Engine)

@@ -1,62 +1,11 @@
 package engine
 
 import (
-	"encoding/binary"
 	"sync/atomic"
 
+	"github.com/engarde-project/engarde/engine/conn"
 	"github.com/engarde-project/engarde/ring"
 )
-
-// WireGuard's transport data message (type 4) starts with a clear-text
-// header: the type, three zero bytes, the receiver's session index and a
-// 64-bit little-endian counter that never repeats within a session
-// (WireGuard whitepaper, section 5.4.6). The ciphertext and its 16-byte
-// tag follow, so a transport message is at least 32 bytes.
-const (
-	wgTransportType   = 4
-	wgTransportMinLen = 32
-)
-
-// wgTransport returns the session index and counter of a WireGuard
-// transport data message, and false for anything else (handshakes, cookie
-// replies, and datagrams that are not WireGuard's).
-func wgTransport(b []byte) (index uint32, counter uint64, ok bool) {
-	if len(b) < wgTransportMinLen || b[0] != wgTransportType || b[1] != 0 || b[2] != 0 || b[3] != 0 {
-		return 0, 0, false
-	}
-	return binary.LittleEndian.Uint32(b[4:8]), binary.LittleEndian.Uint64(b[8:16]), true
-}
-
-// WireGuard's handshake messages have fixed sizes (whitepaper, section
-// 5.4): initiation 148 bytes, response 92, cookie reply 64.
-const (
-	wgInitiationType, wgInitiationLen = 1, 148
-	wgResponseType, wgResponseLen     = 2, 92
-	wgCookieType, wgCookieLen         = 3, 64
-)
-
-// wgMessage reports whether b (a datagram, or the first of a train of
-// seg-sized ones) is shaped like a WireGuard message: a known type, three
-// zero bytes, and that type's size.
-func wgMessage(b []byte, seg int) bool {
-	if seg > 0 && seg < len(b) {
-		b = b[:seg]
-	}
-	if len(b) < 4 || b[1]|b[2]|b[3] != 0 {
-		return false
-	}
-	switch b[0] {
-	case wgInitiationType:
-		return len(b) == wgInitiationLen
-	case wgResponseType:
-		return len(b) == wgResponseLen
-	case wgCookieType:
-		return len(b) == wgCookieLen
-	case wgTransportType:
-		return len(b) >= wgTransportMinLen
-	}
-	return false
-}
 
 // dedup drops the copies of a WireGuard transport message after the first,
 // before they cost WireGuard a decryption each (it would drop them too, as
@@ -157,7 +106,7 @@ func (d *dedup) session(index uint32) *dedupSession {
 // A train (from GRO) is a copy only if all of its datagrams are: a train
 // mixing first copies and copies goes on whole, and WireGuard drops the
 // copies in it.
-func (d *dedup) copy(m *Message) bool {
+func (d *dedup) copy(m *conn.Message) bool {
 	if m.Seg <= 0 || m.Seg >= m.N {
 		idx, ctr, ok := wgTransport(m.Buf[:m.N])
 		return ok && d.seen(idx, ctr)
@@ -175,7 +124,7 @@ func (d *dedup) copy(m *Message) bool {
 // filter moves the messages that carry a first copy to the front, with
 // their buffers, and returns how many there are; the copies stay behind
 // them (still owned by the caller) and are counted in dups.
-func (d *dedup) filter(bufs []*ring.Buf, msgs []Message, dups *atomic.Uint64) int {
+func (d *dedup) filter(bufs []*ring.Packet, msgs []conn.Message, dups *atomic.Uint64) int {
 	k := 0
 	var dropped uint64
 	for i := range msgs {

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/engarde-project/engarde/engine/conn"
 	"github.com/engarde-project/engarde/ring"
 )
 
@@ -128,14 +129,14 @@ func TestDedupFilter(t *testing.T) {
 	defer pool.Close()
 	var d dedup
 	var dups atomic.Uint64
-	mk := func(payloads ...[]byte) ([]*ring.Buf, []Message) {
-		var bufs []*ring.Buf
-		var msgs []Message
+	mk := func(payloads ...[]byte) ([]*ring.Packet, []conn.Message) {
+		var bufs []*ring.Packet
+		var msgs []conn.Message
 		for _, p := range payloads {
 			b := pool.Get()
 			n := copy(b.Data(), p)
 			bufs = append(bufs, b)
-			msgs = append(msgs, Message{Buf: b.Data(), N: n})
+			msgs = append(msgs, conn.Message{Buf: b.Data(), N: n})
 		}
 		return bufs, msgs
 	}

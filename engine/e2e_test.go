@@ -3,15 +3,16 @@ package engine
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/engarde-project/engarde/engine/conn"
+	"github.com/engarde-project/engarde/engine/conn/conntest"
 )
 
 // testIfaces is a mutable interface list for a client under test.
@@ -65,7 +66,7 @@ func (w *chanWatcher) Close() error { w.once.Do(func() { close(w.done) }); retur
 // testNet abstracts where an end-to-end test runs: real loopback sockets
 // or the fake network.
 type testNet struct {
-	backend Backend
+	backend conn.Backend
 	// addrs are the addresses of links a and b, the server, and the
 	// WireGuard stand-ins on each side.
 	linkA, linkB, server, wg netip.Addr
@@ -76,18 +77,18 @@ type testNet struct {
 	// of a test slowed down by the race detector on a busy machine).
 	clientTimeout time.Duration
 	// open opens a plain socket for the WireGuard stand-ins.
-	open func(t *testing.T, laddr netip.AddrPort) Conn
+	open func(t *testing.T, laddr netip.AddrPort) conn.Conn
 }
 
-func loopbackNet(t *testing.T, be Backend) *testNet {
+func loopbackNet(t *testing.T, be conn.Backend) *testNet {
 	return &testNet{
 		backend: be,
 		linkA:   netip.MustParseAddr("127.0.0.2"),
 		linkB:   netip.MustParseAddr("127.0.0.3"),
 		server:  netip.MustParseAddr("127.0.0.1"),
 		wg:      netip.MustParseAddr("127.0.0.1"),
-		open: func(t *testing.T, laddr netip.AddrPort) Conn {
-			c, err := be.Listen(laddr, SocketOptions{BatchSize: 64})
+		open: func(t *testing.T, laddr netip.AddrPort) conn.Conn {
+			c, err := be.Listen(laddr, conn.SocketOptions{BatchSize: 64})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,7 +105,7 @@ type tunnel struct {
 	ifs    *testIfaces
 	client *Client
 	server *Server
-	wgApp  Conn // the client-side WireGuard stand-in
+	wgApp  conn.Conn // the client-side WireGuard stand-in
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	echoed atomic.Uint64
@@ -112,13 +113,14 @@ type tunnel struct {
 }
 
 func startTunnel(t *testing.T, n *testNet, opts Options) *tunnel {
-	checkGoroutines(t)
+	conntest.CheckGoroutines(t)
 	tu := &tunnel{t: t}
 	ctx, cancel := context.WithCancel(context.Background())
 	tu.cancel = cancel
 
 	echo := n.open(t, netip.AddrPortFrom(n.wg, 0))
-	opts.Backend = n.backend
+	// Links run over loopback addresses, not interfaces of their own.
+	opts.Backend = conntest.NoDevice(n.backend)
 	opts.Log = testLogger(t)
 	listen := netip.AddrPortFrom(n.server, 0)
 	if n.serverListen.IsValid() {
@@ -139,12 +141,11 @@ func startTunnel(t *testing.T, n *testNet, opts Options) *tunnel {
 		{Name: "b", Index: 102, Up: true, Running: true, Addrs: []netip.Addr{n.linkB}},
 	}}
 	cl, err := NewClient(ClientConfig{
-		Options:      opts,
-		ListenAddr:   netip.AddrPortFrom(n.wg, 0).String(),
-		DstAddr:      netip.AddrPortFrom(n.server, srv.ListenAddr().Port()).String(),
-		NoBindDevice: true,
-		Interfaces:   tu.ifs.list,
-		Watch:        tu.ifs.watcher,
+		Options:    opts,
+		ListenAddr: netip.AddrPortFrom(n.wg, 0).String(),
+		DstAddr:    netip.AddrPortFrom(n.server, srv.ListenAddr().Port()).String(),
+		Interfaces: tu.ifs.list,
+		Watch:      tu.ifs.watcher,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -211,13 +212,13 @@ func (tu *tunnel) waitLinks(n int) {
 }
 
 // echoFirst answers the first copy of each sequence number.
-func (tu *tunnel) echoFirst(c Conn) {
+func (tu *tunnel) echoFirst(c conn.Conn) {
 	seen := map[uint64]bool{}
-	msgs := make([]Message, 64)
+	msgs := make([]conn.Message, 64)
 	for i := range msgs {
 		msgs[i].Buf = make([]byte, 2048)
 	}
-	out := make([]Message, 0, 64)
+	out := make([]conn.Message, 0, 64)
 	for {
 		n, err := c.ReadBatch(msgs)
 		if err != nil {
@@ -252,7 +253,7 @@ func (tu *tunnel) stream(count, size, rate int, during func()) (got, dups int) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		msgs := make([]Message, 64)
+		msgs := make([]conn.Message, 64)
 		for i := range msgs {
 			msgs[i].Buf = make([]byte, 2048)
 		}
@@ -295,7 +296,7 @@ func (tu *tunnel) stream(count, size, rate int, during func()) (got, dups int) {
 		buf[0] = wgTransportType
 		binary.LittleEndian.PutUint32(buf[4:], 7)
 		binary.LittleEndian.PutUint64(buf[8:], base+uint64(i))
-		if _, err := tu.wgApp.WriteBatch([]Message{{Buf: buf, N: size, Addr: dst}}); err != nil {
+		if _, err := tu.wgApp.WriteBatch([]conn.Message{{Buf: buf, N: size, Addr: dst}}); err != nil {
 			tu.t.Fatal(err)
 		}
 		if due := start.Add(time.Duration(i+1) * time.Second / time.Duration(rate)); time.Until(due) > 0 {
@@ -327,7 +328,7 @@ func (tu *tunnel) stream(count, size, rate int, during func()) (got, dups int) {
 
 func e2eBody(t *testing.T, n *testNet) {
 	t.Run("all arrive", func(t *testing.T) {
-		tu := startTunnel(t, n, Options{GSO: true})
+		tu := startTunnel(t, n, Options{DisableGRO: true, DisableDedup: true})
 		got, dups := tu.stream(2000, 1200, 20000, nil)
 		if got != 2000 {
 			t.Fatalf("%d of 2000 came back", got)
@@ -342,7 +343,7 @@ func e2eBody(t *testing.T, n *testNet) {
 		}
 	})
 	t.Run("duplicates filtered", func(t *testing.T) {
-		tu := startTunnel(t, n, Options{GSO: true, Dedup: true})
+		tu := startTunnel(t, n, Options{DisableGRO: true})
 		got, dups := tu.stream(2000, 1200, 20000, nil)
 		if got != 2000 || dups != 0 {
 			t.Fatalf("%d of 2000 came back, %d duplicates; want all, none", got, dups)
@@ -357,7 +358,7 @@ func e2eBody(t *testing.T, n *testNet) {
 		}
 	})
 	t.Run("link down loses nothing", func(t *testing.T) {
-		tu := startTunnel(t, n, Options{GSO: true})
+		tu := startTunnel(t, n, Options{DisableGRO: true, DisableDedup: true})
 		got, _ := tu.stream(4000, 1200, 20000, func() {
 			tu.ifs.set("a", func(i *Iface) { i.Up = false })
 		})
@@ -377,7 +378,7 @@ func e2eBody(t *testing.T, n *testNet) {
 		}
 	})
 	t.Run("exclusion at run time", func(t *testing.T) {
-		tu := startTunnel(t, n, Options{})
+		tu := startTunnel(t, n, Options{DisableGSO: true, DisableGRO: true, DisableDedup: true})
 		if !tu.client.SetExclusion("a", true) || tu.client.SetExclusion("a", true) {
 			t.Fatal("SetExclusion(a, true) should change once")
 		}
@@ -433,7 +434,7 @@ func e2eBody(t *testing.T, n *testNet) {
 		}
 	})
 	t.Run("interface gone", func(t *testing.T) {
-		tu := startTunnel(t, n, Options{})
+		tu := startTunnel(t, n, Options{DisableGSO: true, DisableGRO: true, DisableDedup: true})
 		tu.ifs.mu.Lock()
 		tu.ifs.ifs = tu.ifs.ifs[1:]
 		tu.ifs.mu.Unlock()
@@ -445,15 +446,15 @@ func e2eBody(t *testing.T, n *testNet) {
 	})
 }
 
-func fakeTestNet(fn *fakeNet) *testNet {
+func fakeTestNet(fn *conntest.Net) *testNet {
 	return &testNet{
 		backend: fn,
 		linkA:   netip.MustParseAddr("10.0.1.2"),
 		linkB:   netip.MustParseAddr("10.0.2.2"),
 		server:  netip.MustParseAddr("10.0.0.1"),
 		wg:      netip.MustParseAddr("127.0.0.1"),
-		open: func(t *testing.T, laddr netip.AddrPort) Conn {
-			c, err := fn.Listen(laddr, SocketOptions{})
+		open: func(t *testing.T, laddr netip.AddrPort) conn.Conn {
+			c, err := fn.Listen(laddr, conn.SocketOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -463,15 +464,15 @@ func fakeTestNet(fn *fakeNet) *testNet {
 }
 
 func TestEndToEndFake(t *testing.T) {
-	e2eBody(t, fakeTestNet(newFakeNet()))
+	e2eBody(t, fakeTestNet(conntest.NewNet()))
 }
 
 // TestServerForgetsSilentAddresses checks clientTimeout: an address that
 // stops sending is forgotten, and comes back when it sends again.
 func TestServerForgetsSilentAddresses(t *testing.T) {
-	n := fakeTestNet(newFakeNet())
+	n := fakeTestNet(conntest.NewNet())
 	n.clientTimeout = 300 * time.Millisecond
-	tu := startTunnel(t, n, Options{})
+	tu := startTunnel(t, n, Options{DisableGSO: true, DisableGRO: true, DisableDedup: true})
 	if got, _ := tu.stream(100, 200, 5000, nil); got != 100 {
 		t.Fatalf("%d of 100 came back", got)
 	}
@@ -498,16 +499,16 @@ func TestServerForgetsSilentAddresses(t *testing.T) {
 // does not make the server send replies to that address: a forged source
 // address must not turn the server into a reflector.
 func TestServerLearnsOnlyFromWireGuard(t *testing.T) {
-	fn := newFakeNet()
+	fn := conntest.NewNet()
 	n := fakeTestNet(fn)
-	tu := startTunnel(t, n, Options{})
-	stranger, err := fn.Listen(netip.MustParseAddrPort("10.9.9.9:0"), SocketOptions{})
+	tu := startTunnel(t, n, Options{DisableGSO: true, DisableGRO: true, DisableDedup: true})
+	stranger, err := fn.Listen(netip.MustParseAddrPort("10.9.9.9:0"), conn.SocketOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stranger.Close()
 	junk := []byte("not a WireGuard message, whatever its source claims")
-	if _, err := stranger.WriteBatch([]Message{{Buf: junk, N: len(junk), Addr: tu.server.ListenAddr()}}); err != nil {
+	if _, err := stranger.WriteBatch([]conn.Message{{Buf: junk, N: len(junk), Addr: tu.server.ListenAddr()}}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(2 * time.Second)
@@ -537,11 +538,11 @@ func TestServerLearnsOnlyFromWireGuard(t *testing.T) {
 // writeTimeout per packet. Here link a's sends block for good; link b must
 // carry everything, and link a must count its own drops.
 func TestStalledLinkDoesNotStallOthers(t *testing.T) {
-	fn := newFakeNet()
+	fn := conntest.NewNet()
 	n := fakeTestNet(fn)
-	tu := startTunnel(t, n, Options{QueueLength: 64, WriteTimeout: 5 * time.Millisecond})
-	fn.stall(n.linkA)
-	defer fn.unstall(n.linkA)
+	tu := startTunnel(t, n, Options{QueueLength: 64, WriteTimeout: 5 * time.Millisecond, DisableGSO: true, DisableGRO: true, DisableDedup: true})
+	fn.Stall(n.linkA)
+	defer fn.Unstall(n.linkA)
 	got, _ := tu.stream(3000, 1000, 30000, nil)
 	if got != 3000 {
 		t.Fatalf("%d of 3000 came back with link a stalled", got)
@@ -564,7 +565,7 @@ func TestStalledLinkDoesNotStallOthers(t *testing.T) {
 }
 
 func TestEndToEndLoopback(t *testing.T) {
-	for _, be := range backendsForTest(t) {
+	for _, be := range conntest.All(t) {
 		t.Run(be.Name(), func(t *testing.T) { e2eBody(t, loopbackNet(t, be)) })
 	}
 }
@@ -573,11 +574,11 @@ func TestEndToEndLoopback(t *testing.T) {
 // IPv4 clients arrive v4-mapped on a dual-stack socket, and each must still
 // get its own socket, bound to the address it sent to.
 func TestServerWildcardListen(t *testing.T) {
-	for _, be := range platformBackends() {
+	for _, be := range conntest.Platform(t) {
 		t.Run(be.Name(), func(t *testing.T) {
 			n := loopbackNet(t, be)
 			n.serverListen = netip.MustParseAddrPort("[::]:0")
-			tu := startTunnel(t, n, Options{GSO: true})
+			tu := startTunnel(t, n, Options{DisableGRO: true, DisableDedup: true})
 			if got, _ := tu.stream(2000, 1000, 20000, nil); got != 2000 {
 				t.Fatalf("%d of 2000 came back", got)
 			}
@@ -592,26 +593,6 @@ func TestServerWildcardListen(t *testing.T) {
 			}
 		})
 	}
-}
-
-var _ = errors.Is
-
-// checkGoroutines fails the test if, once its cleanups have run, more
-// goroutines are left than when it started: every goroutine the engine
-// starts must end when it stops.
-func checkGoroutines(t *testing.T) {
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(3 * time.Second)
-		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if n := runtime.NumGoroutine(); n > before {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Errorf("%d goroutines left running (%d before):\n%s", n, before, buf)
-		}
-	})
 }
 
 func testLogger(t *testing.T) *Logger {

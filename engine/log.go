@@ -1,5 +1,10 @@
 package engine
 
+import (
+	"sync/atomic"
+	"time"
+)
+
 // Logger is how the engine reports what happens; cmd wires it to zerolog.
 // Any of the funcs may be nil, which discards that level. The engine never
 // logs per packet: it counts, and logs the first occurrence or a summary.
@@ -41,4 +46,18 @@ func (l *Logger) errorf(format string, args ...any) {
 	if l.Errorf != nil {
 		l.Errorf(format, args...)
 	}
+}
+
+// rateLimit allows an event at most once per interval; safe for concurrent
+// use.
+type rateLimit struct {
+	next atomic.Int64
+}
+
+const logInterval = int64(10 * time.Second)
+
+func (r *rateLimit) allow() bool {
+	now := nanotime()
+	n := r.next.Load()
+	return now >= n && r.next.CompareAndSwap(n, now+logInterval)
 }

@@ -4,69 +4,67 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/engarde-project/engarde/config/defaults"
+	"github.com/engarde-project/engarde/engine/conn"
 	"github.com/engarde-project/engarde/ring"
 )
 
 // Options are the data-path settings both roles share. The zero value is
-// usable: defaults apply where a field is zero, and GSO and GRO are off.
+// the engine the programs run: every zero field takes its value from
+// config/defaults, and the offloads and the duplicate filter are on unless
+// disabled.
 type Options struct {
-	// Backend opens the sockets; nil picks DefaultBackend.
-	Backend Backend
-	// BatchSize is the most datagrams moved per system call
-	// (IdealBatchSize when 0).
+	// Backend opens the sockets; nil picks conn.Default.
+	Backend conn.Backend
+	// BatchSize is the most datagrams moved per system call.
 	BatchSize int
-	// QueueLength is the backlog per destination, in packets, used when a
-	// socket's buffer is full (1024 when 0).
+	// QueueLength is the backlog per destination, in packets, used while
+	// a socket's buffer is full.
 	QueueLength int
-	// BufferSize is the size of each packet buffer (2048 when 0; GRO
-	// needs 65536 to be worth it). Larger datagrams are counted and
-	// dropped.
+	// BufferSize is the size of each packet buffer; larger datagrams are
+	// counted and dropped. GRO needs 65536 (a whole train) and is off
+	// below it.
 	BufferSize int
-	// GSO sends runs of equal-sized datagrams as one UDP GSO train.
-	GSO bool
-	// GRO receives trains of datagrams coalesced by the kernel.
-	GRO bool
-	// Dedup drops the copies of a WireGuard transport message after the
-	// first, before they reach WireGuard (which would drop them as
-	// replays, after decrypting each).
-	Dedup bool
+	// DisableGSO stops sending runs of equal-sized datagrams as one UDP
+	// GSO train.
+	DisableGSO bool
+	// DisableGRO stops receiving trains of datagrams coalesced by the
+	// kernel.
+	DisableGRO bool
+	// DisableDedup lets every copy of a WireGuard transport message
+	// through to WireGuard (which drops them as replays, after decrypting
+	// each), instead of dropping the copies after the first.
+	DisableDedup bool
 	// WriteTimeout is how long a packet may wait for a full socket before
-	// it is dropped for that socket: 10 ms when 0, no limit when negative.
+	// it is dropped for that socket; no limit when negative.
 	WriteTimeout time.Duration
 	// Log receives the engine's messages; nil discards them.
 	Log *Logger
 }
 
-// Defaults.
-const (
-	DefaultQueueLength  = 1024
-	DefaultBufferSize   = 2048
-	DefaultWriteTimeout = 10 * time.Millisecond
-)
-
 func (o *Options) setDefaults() error {
 	o.Log = o.Log.orNop()
 	if o.Backend == nil {
-		o.Backend = DefaultBackend(o.Log)
+		o.Backend = conn.Default(o.Log.Warnf)
 	}
 	if o.BatchSize <= 0 {
-		o.BatchSize = IdealBatchSize
+		o.BatchSize = defaults.BatchSize
 	}
 	if o.QueueLength <= 0 {
-		o.QueueLength = DefaultQueueLength
+		o.QueueLength = defaults.QueueLength
 	}
 	if o.BufferSize <= 0 {
-		o.BufferSize = DefaultBufferSize
+		o.BufferSize = defaults.BufferSize
 	}
-	if o.BufferSize > 65536 {
+	if o.BufferSize > defaults.MaxBufferSize {
 		return fmt.Errorf("buffer size %d larger than a UDP datagram can be", o.BufferSize)
 	}
 	if o.WriteTimeout == 0 {
-		o.WriteTimeout = DefaultWriteTimeout
+		o.WriteTimeout = defaults.WriteTimeout
 	}
-	if o.GRO && o.BufferSize < 65536 {
+	if o.BufferSize < defaults.MaxBufferSize {
 		// A train can be up to 64 KiB; smaller buffers would truncate.
-		o.GRO = false
+		o.DisableGRO = true
 	}
 	return nil
 }
@@ -80,8 +78,8 @@ func (o *Options) timeout() int64 {
 	return int64(o.WriteTimeout)
 }
 
-func (o *Options) socket() SocketOptions {
-	return SocketOptions{GSO: o.GSO, GRO: o.GRO, BatchSize: o.BatchSize}
+func (o *Options) socket() conn.SocketOptions {
+	return conn.SocketOptions{GSO: !o.DisableGSO, GRO: !o.DisableGRO, BatchSize: o.BatchSize}
 }
 
 // newPool sizes a buffer pool for sockets sockets with a backlog each.
@@ -94,26 +92,33 @@ func (o *Options) newPool(sockets int) (*ring.Pool, error) {
 	return ring.NewPool(o.BufferSize, min(initial, limit), limit)
 }
 
-// DefaultBackend returns the fastest backend this OS has, as "auto"
-// chooses it: on Linux the one that measured faster here, falling back to
-// mmsg with one log line saying why when io_uring is unavailable.
-func DefaultBackend(log *Logger) Backend { return defaultBackend(log) }
+// fixedSettings collects the settings a reload asked to change that only a
+// restart can change; Reconfigure applies the rest and reports these.
+type fixedSettings []string
 
-// BackendNames lists the names OpenBackend accepts.
-var BackendNames = []string{"auto", "mmsg", "uring", "std"}
-
-// OpenBackend returns the backend called name ("auto" or "" for the
-// default).
-func OpenBackend(name string, log *Logger) (Backend, error) {
-	switch name {
-	case "", "auto":
-		return DefaultBackend(log), nil
-	case "mmsg":
-		return openMmsg(log)
-	case "uring":
-		return openURing(log)
-	case "std":
-		return NewStdBackend(), nil
+// check adds name when changed.
+func (f *fixedSettings) check(name string, changed bool) {
+	if changed {
+		*f = append(*f, name)
 	}
-	return nil, fmt.Errorf("unknown backend %q (want one of %v)", name, BackendNames)
+}
+
+// engine adds "engine" when next's data-path settings, which are fixed for
+// a run, differ from cur's. A nil Backend in next means "the same".
+func (f *fixedSettings) engine(next, cur Options) {
+	// cur has its defaults applied (GRO off with small buffers); next may
+	// not.
+	nextGRO := !next.DisableGRO && (next.BufferSize == 0 || next.BufferSize >= defaults.MaxBufferSize)
+	f.check("engine", (next.Backend != nil && next.Backend.Name() != cur.Backend.Name()) ||
+		(next.BatchSize != 0 && next.BatchSize != cur.BatchSize) ||
+		(next.QueueLength != 0 && next.QueueLength != cur.QueueLength) ||
+		(next.BufferSize != 0 && next.BufferSize != cur.BufferSize) ||
+		next.DisableGSO != cur.DisableGSO || nextGRO != !cur.DisableGRO)
+}
+
+func (f fixedSettings) err() error {
+	if len(f) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%v cannot change without a restart; kept the running values", []string(f))
 }

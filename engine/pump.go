@@ -5,6 +5,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/engarde-project/engarde/engine/conn"
 	"github.com/engarde-project/engarde/ring"
 )
 
@@ -19,30 +20,30 @@ import (
 // went out on the producer's goroutine) or a fresh one from the pool.
 type pump struct {
 	name   string
-	conn   Conn
+	conn   conn.Conn
 	pool   *ring.Pool
 	stats  *Stats
 	log    *Logger
-	handle func(bufs []*ring.Buf, msgs []Message)
+	handle func(bufs []*ring.Packet, msgs []conn.Message)
 
-	bufs   []*ring.Buf
-	msgs   []Message
+	bufs   []*ring.Packet
+	msgs   []conn.Message
 	errLog rateLimit
 	oomLog rateLimit
 	quit   chan struct{}
 	exited chan struct{}
 }
 
-func newPump(name string, conn Conn, pool *ring.Pool, batch int, stats *Stats, log *Logger, handle func([]*ring.Buf, []Message)) *pump {
+func newPump(name string, c conn.Conn, pool *ring.Pool, batch int, stats *Stats, log *Logger, handle func([]*ring.Packet, []conn.Message)) *pump {
 	return &pump{
 		name:   name,
-		conn:   conn,
+		conn:   c,
 		pool:   pool,
 		stats:  stats,
 		log:    log,
 		handle: handle,
-		bufs:   make([]*ring.Buf, batch),
-		msgs:   make([]Message, batch),
+		bufs:   make([]*ring.Packet, batch),
+		msgs:   make([]conn.Message, batch),
 		quit:   make(chan struct{}),
 		exited: make(chan struct{}),
 	}

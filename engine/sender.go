@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/engarde-project/engarde/engine/conn"
 	"github.com/engarde-project/engarde/ring"
 )
 
@@ -25,14 +26,14 @@ import (
 // packets leave in the order they came (for one producer). A full backlog
 // drops the packet for this destination only.
 type sender struct {
-	conn    Conn
+	conn    conn.Conn
 	dst     *atomic.Pointer[netip.AddrPort] // nil for a connected Conn
 	timeout *atomic.Int64                   // nanoseconds; <= 0: wait as long as it takes; shared, reloadable
 	stats   *Stats
 	log     *Logger
 	name    string
 
-	q       *ring.MPMC[*ring.Buf]
+	q       *ring.MPMC[*ring.Packet]
 	pending atomic.Int64 // buffers in q or in the flusher's hands
 	wake    chan struct{}
 	closed  atomic.Bool
@@ -41,28 +42,29 @@ type sender struct {
 	errLog  rateLimit
 
 	// The flusher's scratch.
-	fbufs []*ring.Buf
-	fmsgs []Message
+	fbufs []*ring.Packet
+	fmsgs []conn.Message
 
 	ownConn bool // close closes conn
 }
 
-// newSender starts a sender on conn; it closes conn on close when ownConn.
-func newSender(name string, conn Conn, ownConn bool, dst *atomic.Pointer[netip.AddrPort], queueLen, batch int, timeout *atomic.Int64, stats *Stats, log *Logger) *sender {
+// newSender starts a sender as c says, with a backlog of queueLen
+// packets, batch-sized writes and the shared, reloadable write timeout.
+func newSender(c senderConfig, queueLen, batch int, timeout *atomic.Int64, log *Logger) *sender {
 	s := &sender{
-		conn:    conn,
-		ownConn: ownConn,
-		dst:     dst,
+		conn:    c.conn,
+		ownConn: c.own,
+		dst:     c.dst,
 		timeout: timeout,
-		stats:   stats,
+		stats:   c.stats,
 		log:     log,
-		name:    name,
-		q:       ring.NewMPMC[*ring.Buf](queueLen),
+		name:    c.name,
+		q:       ring.NewMPMC[*ring.Packet](queueLen),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		exited:  make(chan struct{}),
-		fbufs:   make([]*ring.Buf, batch),
-		fmsgs:   make([]Message, batch),
+		fbufs:   make([]*ring.Packet, batch),
+		fmsgs:   make([]conn.Message, batch),
 	}
 	go s.flush()
 	return s
@@ -84,7 +86,7 @@ func (s *sender) destination() (netip.AddrPort, bool) {
 // send takes one reference of each buffer in bufs: it releases each once
 // the packet is sent or dropped. scratch is the caller's, at least as long
 // as bufs.
-func (s *sender) send(bufs []*ring.Buf, scratch []Message) {
+func (s *sender) send(bufs []*ring.Packet, scratch []conn.Message) {
 	if len(bufs) == 0 {
 		return
 	}
@@ -116,12 +118,12 @@ func (s *sender) direct() bool {
 // sent k of them and returned err: it accounts for what went, drops a
 // message the kernel refused and goes on with the rest, and queues what a
 // full socket did not take.
-func (s *sender) finish(bufs []*ring.Buf, msgs []Message, k int, err error) {
+func (s *sender) finish(bufs []*ring.Packet, msgs []conn.Message, k int, err error) {
 	off := 0
 	for {
 		s.sent(bufs[off:off+k], msgs[off:off+k])
 		off += k
-		if err == nil || errors.Is(err, ErrWouldBlock) || off >= len(bufs) {
+		if err == nil || errors.Is(err, conn.ErrWouldBlock) || off >= len(bufs) {
 			break
 		}
 		if errors.Is(err, net.ErrClosed) {
@@ -142,7 +144,7 @@ func (s *sender) finish(bufs []*ring.Buf, msgs []Message, k int, err error) {
 
 // enqueue puts bufs in the backlog for the flusher, dropping (and
 // counting) what does not fit.
-func (s *sender) enqueue(bufs []*ring.Buf) {
+func (s *sender) enqueue(bufs []*ring.Packet) {
 	queued := false
 	for _, b := range bufs {
 		s.pending.Add(1)
@@ -168,15 +170,15 @@ func (s *sender) enqueue(bufs []*ring.Buf) {
 }
 
 // fill points msgs at the buffers' payloads.
-func fill(msgs []Message, bufs []*ring.Buf, dst netip.AddrPort) []Message {
+func fill(msgs []conn.Message, bufs []*ring.Packet, dst netip.AddrPort) []conn.Message {
 	msgs = msgs[:len(bufs)]
 	for i, b := range bufs {
-		msgs[i] = Message{Buf: b.Data(), N: b.N, Seg: b.Seg, Addr: dst}
+		msgs[i] = conn.Message{Buf: b.Data(), N: b.N, Seg: b.Seg, Addr: dst}
 	}
 	return msgs
 }
 
-func (s *sender) sent(bufs []*ring.Buf, msgs []Message) {
+func (s *sender) sent(bufs []*ring.Packet, msgs []conn.Message) {
 	if len(bufs) == 0 {
 		return
 	}
@@ -190,7 +192,7 @@ func (s *sender) sent(bufs []*ring.Buf, msgs []Message) {
 	s.stats.TxBytes.Add(bytes)
 }
 
-func (s *sender) failed(b *ring.Buf, err error) {
+func (s *sender) failed(b *ring.Packet, err error) {
 	s.stats.SendErrors.Add(1)
 	s.stats.DropError.Add(1)
 	b.Release()
@@ -199,7 +201,7 @@ func (s *sender) failed(b *ring.Buf, err error) {
 	}
 }
 
-func (s *sender) drop(bufs []*ring.Buf, counter *atomic.Uint64) {
+func (s *sender) drop(bufs []*ring.Packet, counter *atomic.Uint64) {
 	counter.Add(uint64(len(bufs)))
 	for _, b := range bufs {
 		b.Release()
@@ -251,7 +253,7 @@ func (s *sender) flush() {
 
 // writeOut sends bufs, waiting for socket space but not past the write
 // timeout of the oldest packet, and releases every buffer.
-func (s *sender) writeOut(bufs []*ring.Buf) {
+func (s *sender) writeOut(bufs []*ring.Packet) {
 	for len(bufs) > 0 {
 		if s.closed.Load() {
 			s.drop(bufs, &s.stats.DropClosed)
@@ -311,18 +313,4 @@ func (s *sender) close() {
 	}
 	<-s.exited
 	s.drain()
-}
-
-// rateLimit allows an event at most once per interval; safe for concurrent
-// use.
-type rateLimit struct {
-	next atomic.Int64
-}
-
-const logInterval = int64(10 * time.Second)
-
-func (r *rateLimit) allow() bool {
-	now := nanotime()
-	n := r.next.Load()
-	return now >= n && r.next.CompareAndSwap(n, now+logInterval)
 }

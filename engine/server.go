@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/engarde-project/engarde/config/defaults"
+	"github.com/engarde-project/engarde/engine/conn"
 	"github.com/engarde-project/engarde/ring"
 )
 
@@ -37,19 +39,17 @@ type ServerConfig struct {
 // Being connected, the socket also receives that address's traffic; the
 // listen socket sees only addresses not known yet.
 type Server struct {
-	cfg  ServerConfig
-	log  *Logger
-	pool *ring.Pool
+	role
+	cfg ServerConfig
 
-	listen   Conn
-	laddr    netip.AddrPort
-	up       Conn // to WireGuard
-	upTx     *sender
-	dst      netip.AddrPort
-	peers    atomic.Pointer[peerSet]
-	timeout  atomic.Int64 // client timeout, ns; reloadable
-	wtimeout atomic.Int64 // write timeout of every sender, ns; reloadable
-	started  time.Time
+	listen  conn.Conn
+	laddr   netip.AddrPort
+	up      conn.Conn // to WireGuard
+	upTx    *sender
+	dst     netip.AddrPort
+	peers   atomic.Pointer[peerSet]
+	timeout atomic.Int64 // client timeout, ns; reloadable
+	out     *fanout      // used only on the upstream receive loop
 
 	// ListenStats counts the listen socket (datagrams from addresses not
 	// known yet); UpstreamStats the socket to WireGuard: Tx is what
@@ -72,16 +72,29 @@ type Server struct {
 	fullLog rateLimit
 }
 
+// peerSet is the client addresses the server knows, published whole: the
+// data path reads it without a lock.
 type peerSet struct {
 	byAddr map[netip.AddrPort]*peer
 	list   []*peer
+	tx     []*sender // list's senders, for the fan-out
+}
+
+// newPeerSet indexes list.
+func newPeerSet(list []*peer) *peerSet {
+	ps := &peerSet{byAddr: make(map[netip.AddrPort]*peer, len(list)), list: list, tx: make([]*sender, len(list))}
+	for i, p := range list {
+		ps.byAddr[p.addr] = p
+		ps.tx[i] = p.tx
+	}
+	return ps
 }
 
 // peer is one client address.
 type peer struct {
 	addr     netip.AddrPort
 	local    netip.AddrPort
-	conn     Conn // nil when the peer shares the listen socket
+	conn     conn.Conn // nil when the peer shares the listen socket
 	tx       *sender
 	rx       *pump
 	lastSeen atomic.Int64 // nanotime
@@ -93,13 +106,10 @@ type peer struct {
 // NewServer checks the configuration and opens the listen and WireGuard
 // sockets.
 func NewServer(cfg ServerConfig) (*Server, error) {
-	if err := cfg.setDefaults(); err != nil {
-		return nil, err
-	}
 	if cfg.ClientTimeout <= 0 {
-		cfg.ClientTimeout = 30 * time.Second
+		cfg.ClientTimeout = defaults.ClientTimeout
 	}
-	laddr, err := resolveListen(cfg.ListenAddr)
+	laddr, err := conn.ResolveListen(cfg.ListenAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen address: %w", err)
 	}
@@ -108,23 +118,23 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err != nil || len(dsts) == 0 {
 		return nil, fmt.Errorf("destination address %s: %w", cfg.DstAddr, err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, dst: dsts[0], started: time.Now()}
-	s.timeout.Store(int64(cfg.ClientTimeout))
-	s.wtimeout.Store(cfg.timeout())
-	s.peers.Store(&peerSet{byAddr: map[netip.AddrPort]*peer{}})
-	if s.pool, err = cfg.newPool(4); err != nil {
+	s := &Server{cfg: cfg, dst: dsts[0]}
+	if err := s.role.init(&s.cfg.Options, 4); err != nil {
 		return nil, err
 	}
-	o := cfg.socket()
+	s.out = newFanout(s.opts.Backend)
+	s.timeout.Store(int64(cfg.ClientTimeout))
+	s.peers.Store(newPeerSet(nil))
+	o := s.opts.socket()
 	lo := o
 	lo.ReusePort = true
 	lo.PacketInfo = true
-	if s.listen, err = cfg.Backend.Listen(laddr, lo); err != nil {
+	if s.listen, err = s.opts.Backend.Listen(laddr, lo); err != nil {
 		s.pool.Close()
 		return nil, fmt.Errorf("listening on %s: %w", cfg.ListenAddr, err)
 	}
 	s.laddr = s.listen.LocalAddr()
-	if s.up, err = cfg.Backend.Dial(netip.AddrPort{}, s.dst, o); err != nil {
+	if s.up, err = s.opts.Backend.Dial(netip.AddrPort{}, s.dst, o); err != nil {
 		s.listen.Close()
 		s.pool.Close()
 		return nil, fmt.Errorf("opening socket to %s: %w", s.dst, err)
@@ -137,32 +147,17 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 // address, engine options) need a restart: Reconfigure keeps the running
 // values and returns an error naming them, after applying the rest.
 func (s *Server) Reconfigure(cfg ServerConfig) error {
-	var fixed []string
-	if cfg.ListenAddr != s.cfg.ListenAddr {
-		fixed = append(fixed, "listenAddr")
-	}
-	if cfg.DstAddr != s.cfg.DstAddr {
-		fixed = append(fixed, "dstAddr")
-	}
-	if engineChanged(cfg.Options, s.cfg.Options) {
-		fixed = append(fixed, "engine")
-	}
+	var fixed fixedSettings
+	fixed.check("listenAddr", cfg.ListenAddr != s.cfg.ListenAddr)
+	fixed.check("dstAddr", cfg.DstAddr != s.cfg.DstAddr)
+	fixed.engine(cfg.Options, s.cfg.Options)
 	if cfg.ClientTimeout <= 0 {
-		cfg.ClientTimeout = 30 * time.Second
-	}
-	if cfg.WriteTimeout == 0 {
-		cfg.WriteTimeout = DefaultWriteTimeout
+		cfg.ClientTimeout = defaults.ClientTimeout
 	}
 	s.timeout.Store(int64(cfg.ClientTimeout))
-	s.wtimeout.Store(cfg.timeout())
-	if len(fixed) > 0 {
-		return fmt.Errorf("%v cannot change without a restart; kept the running values", fixed)
-	}
-	return nil
+	s.setWriteTimeout(cfg.Options)
+	return fixed.err()
 }
-
-// Started returns when the server was created.
-func (s *Server) Started() time.Time { return s.started }
 
 // ClientTimeout returns the current client timeout.
 func (s *Server) ClientTimeout() time.Duration { return time.Duration(s.timeout.Load()) }
@@ -170,15 +165,11 @@ func (s *Server) ClientTimeout() time.Duration { return time.Duration(s.timeout.
 // ListenAddr returns the address clients send to.
 func (s *Server) ListenAddr() netip.AddrPort { return s.laddr }
 
-// Backend returns the name of the backend in use.
-func (s *Server) Backend() string { return s.cfg.Backend.Name() }
-
 // Run forwards until ctx ends, then closes everything it opened.
 func (s *Server) Run(ctx context.Context) error {
-	o := s.cfg
-	s.upTx = newSender("wireguard", s.up, true, nil, o.QueueLength, o.BatchSize, &s.wtimeout, &s.UpstreamStats, s.log)
-	listenRx := newPump("listen", s.listen, s.pool, o.BatchSize, &s.ListenStats, s.log, s.fromListen).start()
-	upRx := newPump("wireguard", s.up, s.pool, o.BatchSize, &s.UpstreamStats, s.log, s.fanout).start()
+	s.upTx = s.newSender(senderConfig{name: "wireguard", conn: s.up, own: true, stats: &s.UpstreamStats})
+	listenRx := s.newPump("listen", s.listen, &s.ListenStats, s.fromListen).start()
+	upRx := s.newPump("wireguard", s.up, &s.UpstreamStats, s.fromWireGuard).start()
 
 	tick := time.NewTicker(min(time.Second, s.cfg.ClientTimeout/4)) // a reload to a shorter timeout is seen within a second
 	defer tick.Stop()
@@ -213,7 +204,7 @@ func (s *Server) Run(ctx context.Context) error {
 // server into a reflector that floods the forged address with replies, or
 // make it open sockets without bound. Anything else is still forwarded:
 // WireGuard decides what it accepts.
-func (s *Server) fromListen(bufs []*ring.Buf, msgs []Message) {
+func (s *Server) fromListen(bufs []*ring.Packet, msgs []conn.Message) {
 	now := nanotime()
 	set := s.peers.Load()
 	for i := range msgs {
@@ -243,15 +234,15 @@ func (s *Server) fromListen(bufs []*ring.Buf, msgs []Message) {
 const MaxClientAddrs = 1024
 
 // fromPeer handles datagrams on a client address's own socket.
-func (s *Server) fromPeer(p *peer) func([]*ring.Buf, []Message) {
-	return func(bufs []*ring.Buf, msgs []Message) {
+func (s *Server) fromPeer(p *peer) func([]*ring.Packet, []conn.Message) {
+	return func(bufs []*ring.Packet, msgs []conn.Message) {
 		p.lastSeen.Store(nanotime())
 		s.forward(bufs, msgs)
 	}
 }
 
-func (s *Server) forward(bufs []*ring.Buf, msgs []Message) {
-	if s.cfg.Dedup {
+func (s *Server) forward(bufs []*ring.Packet, msgs []conn.Message) {
+	if !s.opts.DisableDedup {
 		n := s.dedup.filter(bufs, msgs, &s.Duplicates)
 		bufs, msgs = bufs[:n], msgs[:n]
 	}
@@ -261,18 +252,11 @@ func (s *Server) forward(bufs []*ring.Buf, msgs []Message) {
 	s.upTx.send(bufs, msgs)
 }
 
-// fanout sends each reply from WireGuard to every live client address.
-func (s *Server) fanout(bufs []*ring.Buf, msgs []Message) {
-	peers := s.peers.Load().list
-	if len(peers) == 0 {
+// fromWireGuard sends each reply from WireGuard to every live client
+// address.
+func (s *Server) fromWireGuard(bufs []*ring.Packet, msgs []conn.Message) {
+	if !s.out.send(bufs, msgs, s.peers.Load().tx) {
 		s.NoPeer.Add(uint64(len(bufs)))
-		return
-	}
-	for _, b := range bufs {
-		b.Ref(len(peers))
-	}
-	for _, p := range peers {
-		p.tx.send(bufs, msgs)
 	}
 }
 
@@ -284,25 +268,25 @@ func (s *Server) learn(addr netip.AddrPort, local netip.Addr) *peer {
 	if p := set.byAddr[addr]; p != nil {
 		return p
 	}
-	o := s.cfg
 	p := &peer{addr: addr, since: time.Now()}
 	p.lastSeen.Store(nanotime())
 	laddr := s.laddr
 	if laddr.Addr().IsUnspecified() && local.IsValid() {
 		laddr = netip.AddrPortFrom(local, s.laddr.Port())
 	}
-	so := o.socket()
+	so := s.opts.socket()
 	so.ReusePort = true
-	conn, err := o.Backend.Dial(laddr, addr, so)
+	name := "client " + addr.String()
+	sock, err := s.opts.Backend.Dial(laddr, addr, so)
 	if err == nil && !laddr.Addr().IsUnspecified() {
-		p.conn, p.local = conn, laddr
-		p.tx = newSender("client "+addr.String(), conn, true, nil, o.QueueLength, o.BatchSize, &s.wtimeout, &p.stats, s.log)
-		p.rx = newPump("client "+addr.String(), conn, s.pool, o.BatchSize, &p.stats, s.log, s.fromPeer(p))
+		p.conn, p.local = sock, laddr
+		p.tx = s.newSender(senderConfig{name: name, conn: sock, own: true, stats: &p.stats})
+		p.rx = s.newPump(name, sock, &p.stats, s.fromPeer(p))
 	} else {
 		// Without a socket of its own the address shares the listen
 		// socket: replies still flow, without isolation.
-		if conn != nil {
-			conn.Close()
+		if sock != nil {
+			sock.Close()
 		}
 		if err == nil {
 			err = fmt.Errorf("local address unknown")
@@ -313,14 +297,9 @@ func (s *Server) learn(addr netip.AddrPort, local netip.Addr) *peer {
 		p.local = s.laddr
 		a := addr
 		p.fixedDst.Store(&a)
-		p.tx = newSender("client "+addr.String(), s.listen, false, &p.fixedDst, o.QueueLength, o.BatchSize, &s.wtimeout, &p.stats, s.log)
+		p.tx = s.newSender(senderConfig{name: name, conn: s.listen, dst: &p.fixedDst, stats: &p.stats})
 	}
-	ns := &peerSet{byAddr: make(map[netip.AddrPort]*peer, len(set.byAddr)+1), list: append(slices.Clone(set.list), p)}
-	for k, v := range set.byAddr {
-		ns.byAddr[k] = v
-	}
-	ns.byAddr[addr] = p
-	s.peers.Store(ns)
+	s.peers.Store(newPeerSet(append(slices.Clone(set.list), p)))
 	// Only now may the address's own socket forward anything: a reply to
 	// what it forwards must find the address in the set. (Started before
 	// the set was published, the pump forwarded datagrams queued on the
@@ -348,17 +327,15 @@ func (s *Server) expire() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	set = s.peers.Load()
-	ns := &peerSet{byAddr: map[netip.AddrPort]*peer{}}
-	var gone []*peer
+	var keep, gone []*peer
 	for _, p := range set.list {
 		if now-p.lastSeen.Load() > s.timeout.Load() {
 			gone = append(gone, p)
-			continue
+		} else {
+			keep = append(keep, p)
 		}
-		ns.list = append(ns.list, p)
-		ns.byAddr[p.addr] = p
 	}
-	s.peers.Store(ns)
+	s.peers.Store(newPeerSet(keep))
 	for _, p := range gone {
 		s.log.infof("client address %v timed out after %v of silence", p.addr, time.Duration(s.timeout.Load()))
 		s.closePeer(p)
@@ -370,31 +347,4 @@ func (s *Server) closePeer(p *peer) {
 		p.rx.stop()
 	}
 	p.tx.close()
-}
-
-// PeerInfo describes one client address for status displays.
-type PeerInfo struct {
-	Addr  netip.AddrPort
-	Local netip.AddrPort
-	Since time.Time
-	// LastSeen is when the address last sent anything.
-	LastSeen time.Time
-	Stats    *Stats
-}
-
-// Peers describes the live client addresses (after Run has returned: the
-// addresses live at the end).
-func (s *Server) Peers() []PeerInfo {
-	set := s.peers.Load()
-	out := make([]PeerInfo, 0, len(set.list))
-	for _, p := range set.list {
-		out = append(out, PeerInfo{
-			Addr:     p.addr,
-			Local:    p.local,
-			Since:    p.since,
-			LastSeen: time.Unix(0, wallFromMono(p.lastSeen.Load())),
-			Stats:    &p.stats,
-		})
-	}
-	return out
 }

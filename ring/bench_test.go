@@ -20,78 +20,9 @@ func perItem(b *testing.B, items int) {
 	b.ReportMetric(float64(items)/ns*1e9, "items/s")
 }
 
-func BenchmarkSPSC(b *testing.B) {
-	q := NewSPSC[*Buf](1024)
-	x := new(Buf)
-	b.ReportAllocs()
-	for b.Loop() {
-		q.Push(x)
-		q.Pop()
-	}
-}
-
-func BenchmarkSPSCPopBatch(b *testing.B) {
-	for _, batch := range []int{1, 8, 64} {
-		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			q := NewSPSC[*Buf](1024)
-			dst := make([]*Buf, batch)
-			x := new(Buf)
-			items := 0
-			b.ReportAllocs()
-			for b.Loop() {
-				for range batch {
-					q.Push(x)
-				}
-				items += q.PopBatch(dst)
-			}
-			perItem(b, items)
-		})
-	}
-}
-
-// BenchmarkSPSCPipe has the loop push and another goroutine pop: one op is
-// one item crossing between cores.
-func BenchmarkSPSCPipe(b *testing.B) {
-	q := NewSPSC[*Buf](1024)
-	x := new(Buf)
-	var (
-		stop atomic.Bool
-		got  int
-		done = make(chan struct{})
-	)
-	dst := make([]*Buf, 64)
-	go func() {
-		defer close(done)
-		for {
-			n := q.PopBatch(dst)
-			got += n
-			if n == 0 {
-				if stop.Load() && q.Len() == 0 {
-					return
-				}
-				runtime.Gosched()
-			}
-		}
-	}()
-	items := 0
-	b.ReportAllocs()
-	for b.Loop() {
-		for !q.Push(x) {
-			runtime.Gosched()
-		}
-		items++
-	}
-	stop.Store(true)
-	<-done
-	if got != items {
-		b.Fatalf("consumer got %d of %d", got, items)
-	}
-	perItem(b, items)
-}
-
 func BenchmarkMPMC(b *testing.B) {
-	q := NewMPMC[*Buf](1024)
-	x := new(Buf)
+	q := NewMPMC[*Packet](1024)
+	x := new(Packet)
 	b.ReportAllocs()
 	for b.Loop() {
 		q.Push(x)
@@ -104,8 +35,8 @@ func BenchmarkMPMC(b *testing.B) {
 func BenchmarkMPMCProducers(b *testing.B) {
 	for _, producers := range []int{1, 2, 4} {
 		b.Run(fmt.Sprintf("producers=%d", producers), func(b *testing.B) {
-			q := NewMPMC[*Buf](1024)
-			x := new(Buf)
+			q := NewMPMC[*Packet](1024)
+			x := new(Packet)
 			var (
 				stop atomic.Bool
 				wg   sync.WaitGroup
@@ -153,7 +84,7 @@ func BenchmarkFanOut(b *testing.B) {
 		for _, batch := range []int{1, 16, 64} {
 			b.Run(fmt.Sprintf("links=%d/batch=%d", links, batch), func(b *testing.B) {
 				p := newPool(b, 2048, 1024, 1024)
-				bufs := make([]*Buf, batch)
+				bufs := make([]*Packet, batch)
 				pkts := 0
 				b.ReportAllocs()
 				for b.Loop() {

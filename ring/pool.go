@@ -7,9 +7,9 @@ import (
 	"sync/atomic"
 )
 
-// Buf is one packet buffer owned by a Pool.
+// Packet is one packet buffer owned by a Pool.
 //
-// A Buf carries a reference count because one received datagram is sent on
+// A Packet carries a reference count because one received datagram is sent on
 // every link without being copied: the receiver takes it with Get (one
 // reference), adds one reference per link it hands it to, and drops its own;
 // each link drops its reference once the datagram is sent or discarded; the
@@ -18,7 +18,7 @@ import (
 // N, Seg and Stamp are written by the goroutine that fills the buffer, before
 // it hands the buffer on; after that they are read-only until the buffer
 // returns to the pool.
-type Buf struct {
+type Packet struct {
 	// N is the number of payload bytes in the buffer.
 	N int
 	// Seg is the size of each datagram when the buffer holds a train of
@@ -37,13 +37,13 @@ type Buf struct {
 }
 
 // Data returns the whole buffer, for receiving into.
-func (b *Buf) Data() []byte { return b.data }
+func (b *Packet) Data() []byte { return b.data }
 
 // Bytes returns the payload, Data()[:N].
-func (b *Buf) Bytes() []byte { return b.data[:b.N] }
+func (b *Packet) Bytes() []byte { return b.data[:b.N] }
 
 // Ref adds n references, one for each new holder.
-func (b *Buf) Ref(n int) {
+func (b *Packet) Ref(n int) {
 	if b.refs.Add(int32(n)) <= int32(n) {
 		// The buffer had no holder: it was already back in the pool.
 		panic("ring: Ref on a released buffer")
@@ -51,7 +51,7 @@ func (b *Buf) Ref(n int) {
 }
 
 // Release drops one reference; the last one returns the buffer to its pool.
-func (b *Buf) Release() {
+func (b *Packet) Release() {
 	switch r := b.refs.Add(-1); {
 	case r == 0:
 		b.pool.put(b)
@@ -65,7 +65,7 @@ func (b *Buf) Release() {
 // instead of returning it to the pool, and Reclaim reports true. A receive
 // loop uses it to reuse a buffer that every link has already sent, without
 // a round trip through the pool.
-func (b *Buf) Reclaim() bool {
+func (b *Packet) Reclaim() bool {
 	switch r := b.refs.Add(-1); {
 	case r == 0:
 		b.refs.Store(1)
@@ -77,7 +77,7 @@ func (b *Buf) Reclaim() bool {
 }
 
 // Refs returns the current reference count (for tests and assertions).
-func (b *Buf) Refs() int { return int(b.refs.Load()) }
+func (b *Packet) Refs() int { return int(b.refs.Load()) }
 
 // Pool is a set of fixed-size packet buffers carved out of large slabs
 // allocated outside the Go heap (mmap where the OS has it), so the garbage
@@ -95,7 +95,7 @@ type Pool struct {
 	size    int
 	perSlab int
 	max     int
-	table   []*Buf // every buffer by index; an entry is set before its buffer is first pushed
+	table   []*Packet // every buffer by index; an entry is set before its buffer is first pushed
 	// top packs the version tag (high 32 bits) and the top buffer's
 	// idx+1 (low 32 bits; 0 when the stack is empty).
 	top    atomic.Uint64
@@ -121,7 +121,7 @@ func NewPool(size, initial, limit int) (*Pool, error) {
 		return nil, fmt.Errorf("ring: bad pool shape size=%d initial=%d max=%d", size, initial, limit)
 	}
 	per := max(1, min(limit, (1<<20)/size)) // about 1 MiB per slab
-	p := &Pool{size: size, perSlab: per, max: limit, table: make([]*Buf, limit)}
+	p := &Pool{size: size, perSlab: per, max: limit, table: make([]*Packet, limit)}
 	for int(p.count.Load()) < initial {
 		p.mu.Lock()
 		err := p.addSlabLocked()
@@ -148,7 +148,7 @@ func (p *Pool) Misses() uint64 { return p.misses.Load() }
 
 // Get returns a free buffer holding one reference, N, Seg and Stamp zeroed,
 // or nil when the pool is exhausted and may not grow further.
-func (p *Pool) Get() *Buf {
+func (p *Pool) Get() *Packet {
 	for {
 		if b := p.pop(); b != nil {
 			b.N, b.Seg, b.Stamp = 0, 0, 0
@@ -163,7 +163,7 @@ func (p *Pool) Get() *Buf {
 }
 
 // pop takes the top of the free stack, or returns nil when it is empty.
-func (p *Pool) pop() *Buf {
+func (p *Pool) pop() *Packet {
 	for {
 		old := p.top.Load()
 		i := uint32(old)
@@ -182,7 +182,7 @@ func (p *Pool) pop() *Buf {
 	}
 }
 
-func (p *Pool) put(b *Buf) {
+func (p *Pool) put(b *Packet) {
 	if b.free.Swap(true) {
 		panic("ring: buffer put back into the pool twice")
 	}
@@ -222,7 +222,7 @@ func (p *Pool) addSlabLocked() error {
 		return fmt.Errorf("ring: allocating %d buffers: %w", n, err)
 	}
 	p.slabs = append(p.slabs, slab)
-	bufs := make([]Buf, n)
+	bufs := make([]Packet, n)
 	for i := range bufs {
 		b := &bufs[i]
 		b.data = slab[i*p.size : (i+1)*p.size : (i+1)*p.size]

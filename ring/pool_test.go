@@ -23,9 +23,9 @@ func newPool(t testing.TB, size, initial, limit int) *Pool {
 }
 
 // getN takes n buffers from p and fails the test if any Get returns nil.
-func getN(t *testing.T, p *Pool, n int) []*Buf {
+func getN(t *testing.T, p *Pool, n int) []*Packet {
 	t.Helper()
-	bufs := make([]*Buf, n)
+	bufs := make([]*Packet, n)
 	for i := range bufs {
 		if bufs[i] = p.Get(); bufs[i] == nil {
 			t.Fatalf("Get %d of %d returned nil (Allocated %d)", i, n, p.Allocated())
@@ -184,13 +184,13 @@ func TestBufReclaim(t *testing.T) {
 func TestBufMisusePanics(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		misuse func(b *Buf)
+		misuse func(b *Packet)
 	}{
-		{"over-release", func(b *Buf) { b.Release(); b.Release() }},
-		{"over-release after fan-out", func(b *Buf) { b.Ref(2); b.Release(); b.Release(); b.Release(); b.Release() }},
-		{"Ref on a released buffer", func(b *Buf) { b.Release(); b.Ref(1) }},
-		{"Ref(0) on a released buffer", func(b *Buf) { b.Release(); b.Ref(0) }},
-		{"Reclaim on a released buffer", func(b *Buf) { b.Release(); b.Reclaim() }},
+		{"over-release", func(b *Packet) { b.Release(); b.Release() }},
+		{"over-release after fan-out", func(b *Packet) { b.Ref(2); b.Release(); b.Release(); b.Release(); b.Release() }},
+		{"Ref on a released buffer", func(b *Packet) { b.Release(); b.Ref(1) }},
+		{"Ref(0) on a released buffer", func(b *Packet) { b.Release(); b.Ref(0) }},
+		{"Reclaim on a released buffer", func(b *Packet) { b.Release(); b.Reclaim() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := NewPool(256, 2, 2) // not closed: a misused buffer may be in its free list
@@ -217,7 +217,7 @@ func TestPoolGrowth(t *testing.T) {
 	if p.Allocated() != 4 || p.Available() != 4 {
 		t.Fatalf("new pool: Allocated %d Available %d, want 4 4", p.Allocated(), p.Available())
 	}
-	var bufs []*Buf
+	var bufs []*Packet
 	wantAlloc := []int{4, 4, 4, 4, 8, 8, 8, 8, 10, 10} // the last slab is cut to the limit
 	for i, want := range wantAlloc {
 		b := p.Get()
@@ -403,7 +403,7 @@ func TestPoolConcurrent(t *testing.T) {
 			var wg sync.WaitGroup
 			for w := range workers {
 				wg.Go(func() {
-					var mine [hold]*Buf
+					var mine [hold]*Packet
 					for r := range rounds {
 						k := r % hold
 						if b := mine[k]; b != nil {
@@ -447,12 +447,12 @@ func TestPoolFanOutConcurrent(t *testing.T) {
 	p := newPool(t, 64, 16, 16)
 	n := stress(50000)
 	var (
-		qs   [links]*SPSC[*Buf]
+		qs   [links]*MPMC[*Packet]
 		wg   sync.WaitGroup
 		done atomic.Bool
 	)
 	for i := range qs {
-		qs[i] = NewSPSC[*Buf](8)
+		qs[i] = NewMPMC[*Packet](8)
 		wg.Go(func() {
 			for {
 				b, ok := qs[i].Pop()
@@ -470,7 +470,7 @@ func TestPoolFanOutConcurrent(t *testing.T) {
 			}
 		})
 	}
-	var b *Buf
+	var b *Packet
 	for i := 0; i < n; {
 		if b == nil {
 			if b = p.Get(); b == nil {
@@ -503,23 +503,18 @@ func TestPoolFanOutConcurrent(t *testing.T) {
 // TestZeroAllocs checks that the steady-state operations do not allocate.
 func TestZeroAllocs(t *testing.T) {
 	p := newPool(t, 2048, 64, 64)
-	s := NewSPSC[*Buf](64)
-	m := NewMPMC[*Buf](64)
-	dst := make([]*Buf, 8)
+	m := NewMPMC[*Packet](64)
 	held := p.Get()
 	defer held.Release()
 	for _, tc := range []struct {
 		name string
 		f    func()
 	}{
-		{"SPSC Push+Pop", func() { s.Push(held); s.Pop() }},
-		{"SPSC Push+PopBatch", func() { s.Push(held); s.Push(held); s.PopBatch(dst) }},
-		{"SPSC Peek", func() { s.Peek() }},
 		{"MPMC Push+Pop", func() { m.Push(held); m.Pop() }},
 		{"Pool Get+Release", func() { p.Get().Release() }},
-		{"Buf Ref+Release", func() { held.Ref(2); held.Release(); held.Release() }},
-		{"Buf Reclaim", func() { held.Reclaim() }},
-		{"Buf Ref+Reclaim", func() { held.Ref(1); held.Reclaim() }},
+		{"Packet Ref+Release", func() { held.Ref(2); held.Release(); held.Release() }},
+		{"Packet Reclaim", func() { held.Reclaim() }},
+		{"Packet Ref+Reclaim", func() { held.Ref(1); held.Reclaim() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if n := testing.AllocsPerRun(1000, tc.f); n != 0 {

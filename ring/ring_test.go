@@ -33,9 +33,6 @@ func TestRoundPow2(t *testing.T) {
 			t.Errorf("roundPow2(%d) = %d, want %d", tc.in, got, tc.want)
 		}
 		if tc.in < 1<<20 { // keep the test's memory small
-			if got := NewSPSC[int](tc.in).Cap(); got != tc.want {
-				t.Errorf("NewSPSC(%d).Cap() = %d, want %d", tc.in, got, tc.want)
-			}
 			if got := NewMPMC[int](tc.in).Cap(); got != tc.want {
 				t.Errorf("NewMPMC(%d).Cap() = %d, want %d", tc.in, got, tc.want)
 			}
@@ -46,7 +43,7 @@ func TestRoundPow2(t *testing.T) {
 	}
 }
 
-// queue is what SPSC and MPMC have in common, for the single-goroutine tests.
+// queue is the MPMC API the single-goroutine tests use.
 type queue interface {
 	Push(int) bool
 	Pop() (int, bool)
@@ -58,7 +55,6 @@ var queues = []struct {
 	name string
 	new  func(int) queue
 }{
-	{"SPSC", func(n int) queue { return NewSPSC[int](n) }},
 	{"MPMC", func(n int) queue { return NewMPMC[int](n) }},
 }
 
@@ -148,134 +144,10 @@ func TestQueueModel(t *testing.T) {
 	}
 }
 
-func TestSPSCPeek(t *testing.T) {
-	q := NewSPSC[string](4)
-	if v, ok := q.Peek(); ok || v != "" {
-		t.Fatalf("Peek on empty = %q, %v", v, ok)
-	}
-	q.Push("a")
-	q.Push("b")
-	for range 2 { // Peek does not consume
-		if v, ok := q.Peek(); !ok || v != "a" {
-			t.Fatalf("Peek = %q, %v; want a, true", v, ok)
-		}
-	}
-	if q.Len() != 2 {
-		t.Fatalf("Len after Peek = %d, want 2", q.Len())
-	}
-	q.Pop()
-	if v, ok := q.Peek(); !ok || v != "b" {
-		t.Fatalf("Peek = %q, %v; want b, true", v, ok)
-	}
-	q.Pop()
-	if _, ok := q.Peek(); ok {
-		t.Fatal("Peek on a drained queue succeeded")
-	}
-	// Peek must see an item pushed after it last found the queue empty
-	// (its cached view of tail is refreshed).
-	q.Push("c")
-	if v, ok := q.Peek(); !ok || v != "c" {
-		t.Fatalf("Peek = %q, %v; want c, true", v, ok)
-	}
-}
-
-func TestSPSCPopBatch(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		skip   int // items pushed and popped first, to move the ring's start
-		pushed int
-		dst    int
-		want   int
-	}{
-		{"empty", 0, 0, 4, 0},
-		{"zero dst", 0, 3, 0, 0},
-		{"partial", 0, 3, 8, 3},
-		{"exact", 0, 8, 8, 8},
-		{"more queued", 0, 8, 5, 5},
-		{"wrap partial", 6, 5, 8, 5},
-		{"wrap exact", 6, 8, 8, 8},
-		{"wrap more queued", 5, 7, 4, 4},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			q := NewSPSC[int](8)
-			for i := range tc.skip {
-				q.Push(-1)
-				if v, _ := q.Pop(); v != -1 {
-					t.Fatalf("skip %d: popped %d", i, v)
-				}
-			}
-			for i := range tc.pushed {
-				if !q.Push(i) {
-					t.Fatalf("Push %d failed", i)
-				}
-			}
-			dst := make([]int, tc.dst)
-			for i := range dst {
-				dst[i] = -7
-			}
-			n := q.PopBatch(dst)
-			if n != tc.want {
-				t.Fatalf("PopBatch = %d, want %d", n, tc.want)
-			}
-			for i := range n {
-				if dst[i] != i {
-					t.Errorf("dst[%d] = %d, want %d", i, dst[i], i)
-				}
-			}
-			for i := n; i < len(dst); i++ {
-				if dst[i] != -7 {
-					t.Errorf("dst[%d] = %d, written beyond the batch", i, dst[i])
-				}
-			}
-			if q.Len() != tc.pushed-n {
-				t.Errorf("Len = %d, want %d", q.Len(), tc.pushed-n)
-			}
-			// What is left comes out next, in order.
-			for i := n; i < tc.pushed; i++ {
-				if v, ok := q.Pop(); !ok || v != i {
-					t.Fatalf("Pop = %d, %v; want %d", v, ok, i)
-				}
-			}
-		})
-	}
-}
-
-// TestSPSCPopBatchRefresh checks that PopBatch looks at the producer's
-// position again when its cached view holds fewer items than asked for.
-func TestSPSCPopBatchRefresh(t *testing.T) {
-	q := NewSPSC[int](8)
-	q.Push(0)
-	dst := make([]int, 4)
-	if n := q.PopBatch(dst); n != 1 {
-		t.Fatalf("PopBatch = %d, want 1", n)
-	}
-	q.Push(1)
-	q.Push(2)
-	if v, _ := q.Pop(); v != 1 { // Pop refreshes the cache to tail=3
-		t.Fatalf("Pop = %d, want 1", v)
-	}
-	q.Push(3)
-	q.Push(4)
-	if n := q.PopBatch(dst); n != 3 || !slices.Equal(dst[:3], []int{2, 3, 4}) {
-		t.Fatalf("PopBatch = %d %v, want 3 [2 3 4]", n, dst[:n])
-	}
-}
-
 // TestQueueClearsSlots checks that popped slots no longer hold the item, so
 // a queue of pointers does not keep buffers alive after they leave it.
 func TestQueueClearsSlots(t *testing.T) {
 	x := new(int)
-	s := NewSPSC[*int](4)
-	for range 3 {
-		s.Push(x)
-	}
-	s.Pop()
-	s.PopBatch(make([]*int, 2))
-	for i, v := range s.slots {
-		if v != nil {
-			t.Errorf("SPSC slot %d still holds a pointer", i)
-		}
-	}
 	m := NewMPMC[*int](4)
 	m.Push(x)
 	m.Pop()
@@ -283,69 +155,6 @@ func TestQueueClearsSlots(t *testing.T) {
 		if m.cells[i].val != nil {
 			t.Errorf("MPMC cell %d still holds a pointer", i)
 		}
-	}
-}
-
-// TestSPSCConcurrent runs one producer and one consumer through a small ring
-// and checks that every value arrives once and in order.
-func TestSPSCConcurrent(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		batch int // 0: Pop, with a Peek before some of them
-	}{
-		{"Pop", 0},
-		{"PopBatch", 16},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			n := uint64(1 << 20) // ~1e6 items, also under -race (about 0.5 s there)
-			q := NewSPSC[uint64](64)
-			var stop atomic.Bool // set if the consumer fails early
-			t.Cleanup(func() { stop.Store(true) })
-			go func() {
-				for i := range n {
-					for !q.Push(i) {
-						if stop.Load() {
-							return
-						}
-						runtime.Gosched()
-					}
-				}
-			}()
-			var next uint64
-			dst := make([]uint64, tc.batch)
-			for next < n {
-				if tc.batch > 0 {
-					k := q.PopBatch(dst)
-					if k == 0 {
-						runtime.Gosched()
-					}
-					for _, v := range dst[:k] {
-						if v != next {
-							t.Fatalf("got %d, want %d", v, next)
-						}
-						next++
-					}
-					continue
-				}
-				if next%7 == 0 {
-					if v, ok := q.Peek(); ok && v != next {
-						t.Fatalf("Peek = %d, want %d", v, next)
-					}
-				}
-				v, ok := q.Pop()
-				if !ok {
-					runtime.Gosched()
-					continue
-				}
-				if v != next {
-					t.Fatalf("got %d, want %d", v, next)
-				}
-				next++
-			}
-			if _, ok := q.Pop(); ok {
-				t.Fatal("an extra item after the last one")
-			}
-		})
 	}
 }
 

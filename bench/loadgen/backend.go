@@ -1,32 +1,7 @@
 package loadgen
 
-import (
-	"fmt"
+import "github.com/engarde-project/engarde/engine/conn"
 
-	"github.com/engarde-project/engarde/engine"
-)
-
-// NewBackend returns the socket backend called name: "mmsg" (Linux only,
-// recvmmsg/sendmmsg) or "std" (portable, one system call per datagram).
-// The empty name picks mmsg on Linux and std elsewhere.
-func NewBackend(name string) (engine.Backend, error) {
-	switch name {
-	case "":
-		return defaultBackend(), nil
-	case "std":
-		return engine.NewStdBackend(), nil
-	case "mmsg":
-		if b := mmsgBackend(); b != nil {
-			return b, nil
-		}
-		return nil, fmt.Errorf("backend %q: needs Linux", name)
-	}
-	return nil, fmt.Errorf("unknown backend %q (want mmsg or std)", name)
-}
-
-func defaultBackend() engine.Backend {
-	if b := mmsgBackend(); b != nil {
-		return b
-	}
-	return engine.NewStdBackend()
-}
+// NewBackend returns the socket backend called name, as engine.backend
+// names them ("" or "auto": mmsg on Linux, std elsewhere).
+func NewBackend(name string) (conn.Backend, error) { return conn.Open(name, nil) }

@@ -7,20 +7,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/engarde-project/engarde/engine"
+	"github.com/engarde-project/engarde/engine/conn"
 )
 
 // batchOf returns n datagrams of size bytes from run, numbered from seq.
-func batchOf(n, size int, run uint32) []engine.Message {
-	msgs := make([]engine.Message, n)
+func batchOf(n, size int, run uint32) []conn.Message {
+	msgs := make([]conn.Message, n)
 	for i := range msgs {
-		msgs[i] = engine.Message{Buf: make([]byte, size), N: size, Addr: netip.MustParseAddrPort("192.0.2.1:4000")}
+		msgs[i] = conn.Message{Buf: make([]byte, size), N: size, Addr: netip.MustParseAddrPort("192.0.2.1:4000")}
 	}
 	return msgs
 }
 
 // number writes headers numbered from seq into msgs.
-func number(msgs []engine.Message, run uint32, seq uint64, sent int64) {
+func number(msgs []conn.Message, run uint32, seq uint64, sent int64) {
 	for i := range msgs {
 		Put(msgs[i].Buf, Header{Run: run, Seq: seq + uint64(i), Sent: sent})
 	}
@@ -82,7 +82,7 @@ func BenchmarkSinkHandle(b *testing.B) {
 	const batch, window = 64, 1 << 20
 	s := newTestSink(ModeFirst)
 	msgs := batchOf(batch, 1400, 1)
-	out := make([]engine.Message, 0, batch)
+	out := make([]conn.Message, 0, batch)
 	number(msgs, 1, 0, 0)
 	s.handle(msgs, out) // creates the run's tracker
 	s.cur.t = NewTracker(window)

@@ -10,7 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/engarde-project/engarde/engine"
+	"github.com/engarde-project/engarde/config/defaults"
+	"github.com/engarde-project/engarde/engine/conn"
 )
 
 // Defaults of Options.
@@ -40,10 +41,10 @@ type Options struct {
 	// wildcard address of Target's family and a free port.
 	Local netip.AddrPort
 	// Backend opens the socket; nil picks NewBackend("").
-	Backend engine.Backend
+	Backend conn.Backend
 	// Conn, when set, is used instead of opening a socket: datagrams are
 	// written to it addressed to Target. Run closes it, even when it fails.
-	Conn engine.Conn
+	Conn conn.Conn
 	// Rate is the sending rate in packets (sequence numbers) per second;
 	// 0 sends as fast as the socket takes them.
 	Rate float64
@@ -55,7 +56,7 @@ type Options struct {
 	Duration time.Duration
 	Count    uint64
 	// Batch is the largest number of datagrams per system call; 0 means
-	// engine.IdealBatchSize. At a fixed rate a batch holds only the
+	// defaults.BatchSize. At a fixed rate a batch holds only the
 	// packets that are due, often one.
 	Batch int
 	// Copies sends every packet this many times with the same sequence
@@ -76,7 +77,7 @@ type Options struct {
 // receiver's; the receiver's are read only after it has finished.
 type gen struct {
 	o      Options
-	conn   engine.Conn
+	conn   conn.Conn
 	run    uint32
 	t0     int64         // Now() when sending started
 	issued atomic.Uint64 // sequence numbers handed to the socket so far
@@ -122,7 +123,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 		}
 		var err error
-		g.conn, err = o.Backend.Listen(laddr, engine.SocketOptions{BatchSize: o.Batch, GSO: o.GSO})
+		g.conn, err = o.Backend.Listen(laddr, conn.SocketOptions{BatchSize: o.Batch, GSO: o.GSO})
 		if err != nil {
 			return nil, fmt.Errorf("opening socket on %v: %w", laddr, err)
 		}
@@ -167,7 +168,7 @@ func (o *Options) setDefaults() error {
 		return errors.New("no target address")
 	}
 	if o.Backend == nil && o.Conn == nil {
-		o.Backend = defaultBackend()
+		o.Backend = conn.Default(nil)
 	}
 	if o.Size == 0 {
 		o.Size = DefaultSize
@@ -182,7 +183,7 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("negative rate %v", o.Rate)
 	}
 	if o.Batch <= 0 {
-		o.Batch = engine.IdealBatchSize
+		o.Batch = defaults.BatchSize
 	}
 	if o.Copies <= 0 {
 		o.Copies = 1
@@ -217,7 +218,7 @@ func (g *gen) send(ctx context.Context) error {
 	for i := range bufs {
 		bufs[i] = make([]byte, o.Size)
 	}
-	msgs := make([]engine.Message, perBatch*o.Copies)
+	msgs := make([]conn.Message, perBatch*o.Copies)
 	end := int64(1<<63 - 1)
 	if o.Duration > 0 {
 		end = g.t0 + int64(o.Duration)
@@ -277,7 +278,7 @@ func (g *gen) send(ctx context.Context) error {
 			b := bufs[i]
 			Put(b, Header{Run: g.run, Seq: seq + uint64(i), Sent: now})
 			for c := range o.Copies {
-				msgs[i*o.Copies+c] = engine.Message{Buf: b, N: len(b), Addr: o.Target}
+				msgs[i*o.Copies+c] = conn.Message{Buf: b, N: len(b), Addr: o.Target}
 			}
 		}
 		// Publish before sending: an echo may come back before
@@ -292,7 +293,7 @@ func (g *gen) send(ctx context.Context) error {
 
 // write sends msgs, skipping datagrams the socket refuses. It returns an
 // error only when the socket is closed.
-func (g *gen) write(msgs []engine.Message) error {
+func (g *gen) write(msgs []conn.Message) error {
 	for len(msgs) > 0 {
 		k, err := g.conn.WriteBatch(msgs)
 		g.datagrams += uint64(k)
@@ -314,7 +315,7 @@ func (g *gen) write(msgs []engine.Message) error {
 // time of each first copy.
 func (g *gen) receive() {
 	o := &g.o
-	msgs := make([]engine.Message, o.Batch)
+	msgs := make([]conn.Message, o.Batch)
 	for i := range msgs {
 		msgs[i].Buf = make([]byte, max(o.Size, 2048))
 	}
@@ -331,7 +332,7 @@ func (g *gen) receive() {
 }
 
 // arrived accounts for a batch of datagrams received at now.
-func (g *gen) arrived(msgs []engine.Message, now int64) {
+func (g *gen) arrived(msgs []conn.Message, now int64) {
 	issued := g.issued.Load()
 	var iv *rxInterval
 	if interval := int64(g.o.SeriesInterval); interval > 0 {

@@ -7,14 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/engarde-project/engarde/engine"
+	"github.com/engarde-project/engarde/engine/conn"
 )
 
-func backendsForTest() []engine.Backend {
-	if b := mmsgBackend(); b != nil {
-		return []engine.Backend{b, engine.NewStdBackend()}
+func backendsForTest() []conn.Backend {
+	if b, err := conn.Open("mmsg", nil); err == nil {
+		return []conn.Backend{b, conn.NewStd()}
 	}
-	return []engine.Backend{engine.NewStdBackend()}
+	return []conn.Backend{conn.NewStd()}
 }
 
 // startSink runs a sink on a free loopback port until the test ends.
@@ -124,12 +124,12 @@ func TestLoopback(t *testing.T) {
 // everything is lost, and that it ignores foreign datagrams.
 func TestSinkModeCount(t *testing.T) {
 	s := startSink(t, SinkOptions{Mode: ModeCount})
-	be := defaultBackend()
-	c, err := be.Dial(netip.AddrPort{}, s.Addr(), engine.SocketOptions{BatchSize: 4})
+	be := conn.Default(nil)
+	c, err := be.Dial(netip.AddrPort{}, s.Addr(), conn.SocketOptions{BatchSize: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.WriteBatch([]engine.Message{{Buf: []byte("hello, not a loadgen datagram"), N: 29}}); err != nil {
+	if _, err := c.WriteBatch([]conn.Message{{Buf: []byte("hello, not a loadgen datagram"), N: 29}}); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()

@@ -9,10 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/engarde-project/engarde/engine"
+	"github.com/engarde-project/engarde/config/defaults"
+	"github.com/engarde-project/engarde/engine/conn"
 )
 
-// recordConn is an engine.Conn that records the size and time of each
+// recordConn is an conn.Conn that records the size and time of each
 // WriteBatch and never receives anything.
 type recordConn struct {
 	mu      sync.Mutex
@@ -24,12 +25,12 @@ type recordConn struct {
 
 func newRecordConn() *recordConn { return &recordConn{closed: make(chan struct{})} }
 
-func (c *recordConn) ReadBatch(msgs []engine.Message) (int, error) {
+func (c *recordConn) ReadBatch(msgs []conn.Message) (int, error) {
 	<-c.closed
 	return 0, net.ErrClosed
 }
 
-func (c *recordConn) WriteBatch(msgs []engine.Message) (int, error) {
+func (c *recordConn) WriteBatch(msgs []conn.Message) (int, error) {
 	select {
 	case <-c.closed:
 		return 0, net.ErrClosed
@@ -42,9 +43,9 @@ func (c *recordConn) WriteBatch(msgs []engine.Message) (int, error) {
 	return len(msgs), nil
 }
 
-func (c *recordConn) TryWriteBatch(msgs []engine.Message) (int, error) { return c.WriteBatch(msgs) }
-func (c *recordConn) SetWriteDeadline(time.Time) error                 { return nil }
-func (c *recordConn) LocalAddr() netip.AddrPort                        { return netip.MustParseAddrPort("127.0.0.1:1") }
+func (c *recordConn) TryWriteBatch(msgs []conn.Message) (int, error) { return c.WriteBatch(msgs) }
+func (c *recordConn) SetWriteDeadline(time.Time) error               { return nil }
+func (c *recordConn) LocalAddr() netip.AddrPort                      { return netip.MustParseAddrPort("127.0.0.1:1") }
 func (c *recordConn) Close() error {
 	c.once.Do(func() { close(c.closed) })
 	return nil
@@ -96,7 +97,7 @@ func TestPacing(t *testing.T) {
 			if median > tc.maxMedian {
 				t.Errorf("median write of %d datagrams, want at most %d", median, tc.maxMedian)
 			}
-			if sizes[len(sizes)-1] > engine.IdealBatchSize {
+			if sizes[len(sizes)-1] > defaults.BatchSize {
 				t.Errorf("write of %d datagrams, more than a batch", sizes[len(sizes)-1])
 			}
 		})

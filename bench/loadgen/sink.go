@@ -9,7 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/engarde-project/engarde/engine"
+	"github.com/engarde-project/engarde/config/defaults"
+	"github.com/engarde-project/engarde/engine/conn"
 )
 
 // Mode says what a Sink sends back.
@@ -72,9 +73,9 @@ type SinkOptions struct {
 	// Mode says what to echo; the zero value is ModeFirst.
 	Mode Mode
 	// Backend opens the socket; nil picks NewBackend("").
-	Backend engine.Backend
+	Backend conn.Backend
 	// Batch is the number of datagrams moved per system call; 0 means
-	// engine.IdealBatchSize.
+	// defaults.BatchSize.
 	Batch int
 	// BufSize is the receive buffer per datagram; 0 means
 	// DefaultSinkBufSize. Longer datagrams are counted as truncated and
@@ -89,7 +90,7 @@ type SinkOptions struct {
 // them to their source according to its Mode. Datagrams without the magic
 // are counted as foreign and dropped. Statistics may be read while it runs.
 type Sink struct {
-	conn    engine.Conn
+	conn    conn.Conn
 	mode    Mode
 	batch   int
 	bufSize int
@@ -124,17 +125,17 @@ func NewSink(laddr netip.AddrPort, o SinkOptions) (*Sink, error) {
 	}
 	be := o.Backend
 	if be == nil {
-		be = defaultBackend()
+		be = conn.Default(nil)
 	}
 	batch := o.Batch
 	if batch <= 0 {
-		batch = engine.IdealBatchSize
+		batch = defaults.BatchSize
 	}
 	bufSize := o.BufSize
 	if bufSize <= 0 {
 		bufSize = DefaultSinkBufSize
 	}
-	conn, err := be.Listen(laddr, engine.SocketOptions{BatchSize: batch, GSO: o.GSO})
+	conn, err := be.Listen(laddr, conn.SocketOptions{BatchSize: batch, GSO: o.GSO})
 	if err != nil {
 		return nil, fmt.Errorf("listening on %v: %w", laddr, err)
 	}
@@ -166,11 +167,11 @@ type sinkCounts struct {
 // Serve receives and echoes until Close, then returns nil; it returns an
 // error when receiving fails otherwise. Call it once.
 func (s *Sink) Serve() error {
-	msgs := make([]engine.Message, s.batch)
+	msgs := make([]conn.Message, s.batch)
 	for i := range msgs {
 		msgs[i].Buf = make([]byte, s.bufSize)
 	}
-	out := make([]engine.Message, 0, s.batch)
+	out := make([]conn.Message, 0, s.batch)
 	for {
 		n, err := s.conn.ReadBatch(msgs)
 		if err != nil {
@@ -188,7 +189,7 @@ func (s *Sink) Serve() error {
 
 // handle counts a batch of received datagrams and appends the echoes due to
 // out, pointing at the received buffers.
-func (s *Sink) handle(msgs, out []engine.Message) []engine.Message {
+func (s *Sink) handle(msgs, out []conn.Message) []conn.Message {
 	s.clock++
 	if s.cur != nil {
 		s.cur.last = s.clock
@@ -223,7 +224,7 @@ func (s *Sink) handle(msgs, out []engine.Message) []engine.Message {
 			continue
 		}
 		if s.mode == ModeAll || (s.mode == ModeFirst && v != Duplicate) {
-			out = append(out, engine.Message{Buf: m.Buf, N: m.N, Addr: m.Addr})
+			out = append(out, conn.Message{Buf: m.Buf, N: m.N, Addr: m.Addr})
 		}
 	}
 	s.add(&c)
@@ -264,7 +265,7 @@ func (s *Sink) add(c *sinkCounts) {
 
 // echo sends out, skipping datagrams that cannot be sent. It returns
 // net.ErrClosed once the socket is closed.
-func (s *Sink) echo(out []engine.Message) error {
+func (s *Sink) echo(out []conn.Message) error {
 	for len(out) > 0 {
 		k, err := s.conn.WriteBatch(out)
 		s.echoed.Add(uint64(k))

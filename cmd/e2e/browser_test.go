@@ -15,10 +15,10 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/engarde-project/engarde/bench/loadgen"
-	"github.com/engarde-project/engarde/cmd/internal/cli"
+	"github.com/engarde-project/engarde/bench/topo"
+	"github.com/engarde-project/engarde/cmd/internal/app"
+	"github.com/engarde-project/engarde/cmd/internal/control"
 	"github.com/engarde-project/engarde/engine"
-	"github.com/engarde-project/engarde/engine/control"
-	"github.com/engarde-project/engarde/scripts/topo"
 )
 
 // chromium is Debian's headless browser (apt-get install chromium).
@@ -131,7 +131,7 @@ func TestBrowserPage(t *testing.T) {
 
 	// The server's page, in another tab: a row per client address.
 	sweb, err := control.New(control.Options{ListenAddr: "127.0.0.1:0", Version: "browser-test"},
-		control.Role{Server: cli.NewServerControl(tun.server, tun.dst, "browser test server")})
+		control.Role{Server: app.NewServerControl(tun.server, tun.dst, "browser test server")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestBrowserPage(t *testing.T) {
 // stallable makes eth-a look as if it had stopped receiving 5 s ago, on
 // demand: an in-process link over loopback cannot be cut on one side only.
 type stallable struct {
-	*cli.ClientControl
+	*app.ClientControl
 	stallA atomic.Bool
 }
 
@@ -177,7 +177,7 @@ func (s *stallable) ClientStatus() control.ClientStatus {
 // loopback harness) with a stream through them.
 type loopbackTunnel struct {
 	client *engine.Client
-	view   *cli.ClientControl
+	view   *app.ClientControl
 	server *engine.Server
 	dst    string // the sink, the server's WireGuard
 }
@@ -200,7 +200,7 @@ func startLoopbackTunnel(t *testing.T) *loopbackTunnel {
 	t.Cleanup(func() { lb.Close() })
 	// Labels, as a reload would set them.
 	ccfg := engine.ClientConfig{
-		Options:    engine.Options{GSO: true},
+		Options:    engine.Options{DisableGRO: true, DisableDedup: true},
 		ListenAddr: "127.0.0.1:0",
 		DstAddr:    lb.Server.ListenAddr().String(),
 		Labels:     map[string]string{"eth-a": "Fiber", "eth-b": "LTE"},
@@ -218,7 +218,7 @@ func startLoopbackTunnel(t *testing.T) *loopbackTunnel {
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	return &loopbackTunnel{client: lb.Client, view: cli.NewClientControl(lb.Client, "browser test client"), server: lb.Server, dst: lb.Sink.Addr().String()}
+	return &loopbackTunnel{client: lb.Client, view: app.NewClientControl(lb.Client, "browser test client"), server: lb.Server, dst: lb.Sink.Addr().String()}
 }
 
 // browser starts headless Chromium with no network beyond this host: the

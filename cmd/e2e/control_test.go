@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/engarde-project/engarde/engine/control"
-	"github.com/engarde-project/engarde/scripts/topo"
+	"github.com/engarde-project/engarde/bench/topo"
+	"github.com/engarde-project/engarde/cmd/internal/control"
 )
 
 // Web managers of the control tests, each on its namespace's loopback.

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/engarde-project/engarde/bench/loadgen"
-	"github.com/engarde-project/engarde/engine"
-	"github.com/engarde-project/engarde/scripts/topo"
+	"github.com/engarde-project/engarde/bench/topo"
+	"github.com/engarde-project/engarde/engine/conn"
 )
 
 // bin holds the binaries built once for all tests.
@@ -151,7 +151,7 @@ func TestNetnsEveryPacketArrives(t *testing.T) {
 func forBackends(t *testing.T, f func(t *testing.T, backend string)) {
 	for _, b := range []string{"mmsg", "uring"} {
 		t.Run(b, func(t *testing.T) {
-			if _, err := engine.OpenBackend(b, nil); err != nil {
+			if _, err := conn.Open(b, nil); err != nil {
 				t.Skipf("skipping the %s backend: %v", b, err)
 			}
 			f(t, b)

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/engarde-project/engarde/scripts/topo"
+	"github.com/engarde-project/engarde/bench/topo"
 )
 
 // TestStartsWithExistingConfigs starts both binaries with a configuration

@@ -19,20 +19,22 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
+	"strings"
 	"text/tabwriter"
 
-	"github.com/engarde-project/engarde/cmd/internal/cli"
+	"github.com/engarde-project/engarde/cmd/internal/app"
+	"github.com/engarde-project/engarde/cmd/internal/control"
 	"github.com/engarde-project/engarde/config"
 	"github.com/engarde-project/engarde/engine"
-	"github.com/engarde-project/engarde/engine/control"
 )
 
 const prog = "engarde-client"
 
 func main() {
-	cli.Main(prog, usage, config.RoleClient, run, map[string]func([]string) error{
-		"list-interfaces": func(args []string) error { return listInterfaces(cli.ConfigPath(args)) },
+	app.Main(prog, usage, config.RoleClient, run, map[string]func([]string) error{
+		"list-interfaces": func(args []string) error { return listInterfaces(app.ConfigPath(args)) },
 	})
 }
 
@@ -65,26 +67,26 @@ func run(path string) error {
 		return err
 	}
 	c := cfg.Client
-	zl, opts, err := cli.Setup(prog, path, c.Log, c.Engine, c.WriteTimeout, c.Description)
+	zl, opts, err := app.Setup(prog, path, c.Log, c.Engine, c.WriteTimeout, c.Description)
 	if err != nil {
 		return err
 	}
-	sig := cli.CatchSignals()
+	sig := app.CatchSignals()
 	defer sig.Stop()
 	ecfg := engineConfig(c, opts)
 	cl, err := engine.NewClient(ecfg)
 	if err != nil {
 		return err
 	}
-	view := cli.NewClientControl(cl, c.Description)
-	web, err := cli.StartWeb(zl, c.WebManager, control.Role{Client: view})
+	view := app.NewClientControl(cl, c.Description)
+	web, err := app.StartWeb(zl, c.WebManager, control.Role{Client: view})
 	if err != nil {
 		return err
 	}
 	defer web.Close()
 	zl.Info().Str("listen", cl.ListenAddr().String()).Str("dst", c.DstAddr).Msg("waiting for WireGuard")
 
-	reload := cli.NewReloader(zl, cfg, web, func(next *config.Config) error {
+	reload := app.NewReloader(zl, cfg, web, func(next *config.Config) error {
 		n := next.Client
 		// The engine settings stay as they run; the write timeout
 		// follows the file.
@@ -135,7 +137,7 @@ func listInterfaces(path string) error {
 		if p.Use {
 			used, what = "yes", p.Local.String()+" -> "+p.Dst.String()
 		}
-		addrs := engine.FormatAddrs(p.Iface.Addrs)
+		addrs := formatAddrs(p.Iface.Addrs)
 		if addrs == "" {
 			addrs = "-"
 		}
@@ -146,4 +148,13 @@ func listInterfaces(path string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Iface.Name, label, addrs, used, what)
 	}
 	return tw.Flush()
+}
+
+// formatAddrs joins addresses for display.
+func formatAddrs(as []netip.Addr) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ", ")
 }

@@ -14,15 +14,15 @@
 package main
 
 import (
-	"github.com/engarde-project/engarde/cmd/internal/cli"
+	"github.com/engarde-project/engarde/cmd/internal/app"
 	"github.com/engarde-project/engarde/config"
 	"github.com/engarde-project/engarde/engine"
-	"github.com/engarde-project/engarde/engine/control"
+	"github.com/engarde-project/engarde/cmd/internal/control"
 )
 
 const prog = "engarde-server"
 
-func main() { cli.Main(prog, usage, config.RoleServer, run, nil) }
+func main() { app.Main(prog, usage, config.RoleServer, run, nil) }
 
 const usage = `usage:
   %[1]s [config.yml]                 run (default config: %[2]s)
@@ -36,11 +36,11 @@ func run(path string) error {
 		return err
 	}
 	c := cfg.Server
-	zl, opts, err := cli.Setup(prog, path, c.Log, c.Engine, c.WriteTimeout, c.Description)
+	zl, opts, err := app.Setup(prog, path, c.Log, c.Engine, c.WriteTimeout, c.Description)
 	if err != nil {
 		return err
 	}
-	sig := cli.CatchSignals()
+	sig := app.CatchSignals()
 	defer sig.Stop()
 	scfg := engine.ServerConfig{
 		Options:       opts,
@@ -52,15 +52,15 @@ func run(path string) error {
 	if err != nil {
 		return err
 	}
-	view := cli.NewServerControl(srv, c.DstAddr, c.Description)
-	web, err := cli.StartWeb(zl, c.WebManager, control.Role{Server: view})
+	view := app.NewServerControl(srv, c.DstAddr, c.Description)
+	web, err := app.StartWeb(zl, c.WebManager, control.Role{Server: view})
 	if err != nil {
 		return err
 	}
 	defer web.Close()
 	zl.Info().Str("listen", srv.ListenAddr().String()).Str("dst", c.DstAddr).Msg("waiting for clients")
 
-	reload := cli.NewReloader(zl, cfg, web, func(next *config.Config) error {
+	reload := app.NewReloader(zl, cfg, web, func(next *config.Config) error {
 		n := next.Server
 		o := opts
 		o.WriteTimeout = n.WriteTimeout

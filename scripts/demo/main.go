@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/engarde-project/engarde/bench/loadgen"
-	"github.com/engarde-project/engarde/scripts/topo"
+	"github.com/engarde-project/engarde/bench/topo"
 )
 
 const (

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/engarde-project/engarde/bench/loadgen"
-	"github.com/engarde-project/engarde/engine"
-	"github.com/engarde-project/engarde/scripts/topo"
+	"github.com/engarde-project/engarde/bench/topo"
+	"github.com/engarde-project/engarde/engine/conn"
 )
 
 // loopbackNotes explain the loopback mode in the report.
@@ -41,7 +41,7 @@ func (b *bench) runLoopback() {
 }
 
 func (b *bench) loopbackBackend(backend string, primary bool) error {
-	be, err := engine.OpenBackend(backend, nil)
+	be, err := conn.Open(backend, nil)
 	if err != nil {
 		return err
 	}

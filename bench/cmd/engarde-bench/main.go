@@ -37,7 +37,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/engarde-project/engarde/scripts/topo"
+	"github.com/engarde-project/engarde/bench/topo"
 )
 
 // bench is one run.

@@ -5,7 +5,7 @@ import (
 	"os"
 	"slices"
 
-	"github.com/engarde-project/engarde/scripts/topo"
+	"github.com/engarde-project/engarde/bench/topo"
 )
 
 // directSink is where the direct path's sink listens: link A's server

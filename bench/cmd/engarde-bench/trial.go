@@ -8,7 +8,7 @@ import (
 
 	"github.com/engarde-project/engarde/bench/loadgen"
 	"github.com/engarde-project/engarde/bench/report"
-	"github.com/engarde-project/engarde/scripts/topo"
+	"github.com/engarde-project/engarde/bench/topo"
 )
 
 // Path names.

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/engarde-project/engarde/bench/report"
-	"github.com/engarde-project/engarde/scripts/topo"
+	"github.com/engarde-project/engarde/bench/topo"
 )
 
 // Addresses of the WireGuard scenario: wireguard-go's listen ports and the

@@ -19,14 +19,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/engarde-project/engarde/bench/loadgen"
+	"github.com/engarde-project/engarde/engine/conn"
 )
 
 const usage = `usage: engarde-loadgen <command> [flags]
@@ -115,7 +114,7 @@ func sink(args []string) error {
 	if err != nil {
 		return usageError{err}
 	}
-	laddr, err := resolve(*listen)
+	laddr, err := conn.ResolveListen(*listen)
 	if err != nil {
 		return usagef("-listen: %w", err)
 	}
@@ -189,14 +188,14 @@ func gen(args []string) error {
 		o.SeriesInterval = loadgen.DefaultSeriesInterval
 	}
 	var err error
-	if o.Target, err = resolve(*target); err != nil {
+	if o.Target, err = conn.ResolveListen(*target); err != nil {
 		return usagef("-target: %w", err)
 	}
 	if !o.Target.Addr().IsValid() || o.Target.Addr().IsUnspecified() || o.Target.Port() == 0 {
 		return usagef("-target %q: need a host and a port", *target)
 	}
 	if *local != "" {
-		if o.Local, err = resolve(*local); err != nil {
+		if o.Local, err = conn.ResolveListen(*local); err != nil {
 			return usagef("-local: %w", err)
 		}
 	}
@@ -265,24 +264,6 @@ func writeTo(name string, write func(io.Writer) error) error {
 		return fmt.Errorf("writing %s: %w", name, err)
 	}
 	return f.Close()
-}
-
-// resolve parses host:port, looking the host up if it is a name. IPv4-mapped
-// addresses become IPv4; an empty host is the unspecified IPv6 address,
-// which listens on IPv4 too.
-func resolve(s string) (netip.AddrPort, error) {
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
-	}
-	ua, err := net.ResolveUDPAddr("udp", s)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	ap := ua.AddrPort()
-	if ua.IP == nil {
-		return netip.AddrPortFrom(netip.IPv6Unspecified(), ap.Port()), nil
-	}
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }
 
 func isSet(fs *flag.FlagSet, name string) bool {

@@ -3,6 +3,8 @@ package main
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/engarde-project/engarde/engine/conn"
 )
 
 func TestResolve(t *testing.T) {
@@ -20,12 +22,12 @@ func TestResolve(t *testing.T) {
 		{"127.0.0.1:http-nope", netip.AddrPort{}, false},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
-			got, err := resolve(tc.in)
+			got, err := conn.ResolveListen(tc.in)
 			if (err == nil) != tc.ok {
-				t.Fatalf("resolve(%q) error %v, want ok=%v", tc.in, err, tc.ok)
+				t.Fatalf("conn.ResolveListen(%q) error %v, want ok=%v", tc.in, err, tc.ok)
 			}
 			if tc.ok && got != tc.want && !(tc.in == "localhost:7" && got == netip.MustParseAddrPort("[::1]:7")) {
-				t.Errorf("resolve(%q) = %v, want %v", tc.in, got, tc.want)
+				t.Errorf("conn.ResolveListen(%q) = %v, want %v", tc.in, got, tc.want)
 			}
 		})
 	}

@@ -1,0 +1,170 @@
+package app
+
+import (
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+
+	"github.com/engarde-project/engarde/cmd/internal/control"
+	"github.com/engarde-project/engarde/config"
+	"github.com/engarde-project/engarde/engine"
+)
+
+// ClientControl shows an engine client to the control plane.
+type ClientControl struct {
+	*engine.Client
+	description atomic.Pointer[string]
+}
+
+// NewClientControl wraps c, whose configuration file describes it so.
+func NewClientControl(c *engine.Client, description string) *ClientControl {
+	cc := &ClientControl{Client: c}
+	cc.Configure(description)
+	return cc
+}
+
+// Configure takes a reloaded description.
+func (c *ClientControl) Configure(description string) { c.description.Store(&description) }
+
+// ClientStatus implements control.ClientRole.
+func (c *ClientControl) ClientStatus() control.ClientStatus {
+	links := c.Links()
+	st := control.ClientStatus{
+		Description: *c.description.Load(),
+		ListenAddr:  c.ListenAddr().String(),
+		Backend:     c.Backend(),
+		Started:     c.Started(),
+		Links:       make([]control.Link, 0, len(links)),
+		WireGuard:   counters(&c.WireGuardStats),
+		NoLink:      c.NoLink.Load(),
+		Duplicates:  c.Duplicates.Load(),
+	}
+	for _, l := range links {
+		cl := control.Link{Name: l.Name, Label: l.Label, Status: l.Status, Reason: l.Reason, Local: l.Local}
+		switch {
+		case l.Dst.IsValid():
+			cl.Dst = l.Dst.String()
+		case l.Status != "excluded":
+			cl.Dst = l.Target // where the link would go
+		}
+		if !cl.Local.IsValid() {
+			cl.Local = firstAddr(l.Addrs)
+		}
+		if l.Stats != nil {
+			cs := counters(l.Stats)
+			cl.Counters = &cs
+		}
+		st.Links = append(st.Links, cl)
+	}
+	return st
+}
+
+// firstAddr picks the address to show for an interface without a link:
+// the first IPv4 one, else the first that is not link-local.
+func firstAddr(as []netip.Addr) netip.Addr {
+	var v6 netip.Addr
+	for _, a := range as {
+		switch {
+		case a.Is4():
+			return a
+		case !v6.IsValid() && !a.IsLinkLocalUnicast():
+			v6 = a
+		}
+	}
+	return v6
+}
+
+// ServerControl shows an engine server to the control plane.
+type ServerControl struct {
+	*engine.Server
+	view atomic.Pointer[serverView]
+}
+
+type serverView struct{ description, dst string }
+
+// NewServerControl wraps s, which forwards to WireGuard at dst.
+func NewServerControl(s *engine.Server, dst, description string) *ServerControl {
+	sc := &ServerControl{Server: s}
+	sc.view.Store(&serverView{description: description, dst: dst})
+	return sc
+}
+
+// Configure takes a reloaded description (the destination needs a
+// restart).
+func (s *ServerControl) Configure(description string) {
+	v := *s.view.Load()
+	v.description = description
+	s.view.Store(&v)
+}
+
+// ServerStatus implements control.ServerRole.
+func (s *ServerControl) ServerStatus() control.ServerStatus {
+	v := s.view.Load()
+	peers := s.Peers()
+	st := control.ServerStatus{
+		Description:   v.description,
+		ListenAddr:    s.ListenAddr().String(),
+		DstAddr:       v.dst,
+		Backend:       s.Backend(),
+		Started:       s.Started(),
+		ClientTimeout: s.ClientTimeout(),
+		Peers:         make([]control.Peer, 0, len(peers)),
+		Listen:        counters(&s.ListenStats),
+		Upstream:      counters(&s.UpstreamStats),
+		NoPeer:        s.NoPeer.Load(),
+		Duplicates:    s.Duplicates.Load(),
+		NotLearned:    s.NotLearned.Load(),
+	}
+	for _, p := range peers {
+		st.Peers = append(st.Peers, control.Peer{Addr: p.Addr, Local: p.Local, Since: p.Since, LastSeen: p.LastSeen, Counters: counters(p.Stats)})
+	}
+	return st
+}
+
+// counters reads a socket's atomics.
+func counters(s *engine.Stats) control.Counters {
+	return control.Counters{
+		RxPackets:   s.RxPackets.Load(),
+		RxBytes:     s.RxBytes.Load(),
+		TxPackets:   s.TxPackets.Load(),
+		TxBytes:     s.TxBytes.Load(),
+		LastRx:      s.LastReceive(),
+		Oversize:    s.Oversize.Load(),
+		RxErrors:    s.RxErrors.Load(),
+		DropFull:    s.DropFull.Load(),
+		DropTimeout: s.DropTimeout.Load(),
+		DropError:   s.DropError.Load(),
+		DropClosed:  s.DropClosed.Load(),
+		SendErrors:  s.SendErrors.Load(),
+	}
+}
+
+// WebOptions maps the webManager section to the control server's options.
+func WebOptions(w config.WebManager, zl zerolog.Logger) control.Options {
+	return control.Options{
+		ListenAddr: w.ListenAddr,
+		Username:   w.Username,
+		Password:   w.Password,
+		Version:    Version,
+		Log: &control.Logger{
+			Infof:  func(f string, a ...any) { zl.Info().Msgf(f, a...) },
+			Warnf:  func(f string, a ...any) { zl.Warn().Msgf(f, a...) },
+			Errorf: func(f string, a ...any) { zl.Error().Msgf(f, a...) },
+		},
+	}
+}
+
+// StartWeb starts the web manager (when listenAddr is set). A failure to
+// listen is logged, not fatal: the tunnel matters more, and a reload can
+// try again.
+func StartWeb(zl zerolog.Logger, w config.WebManager, role control.Role) (*control.Server, error) {
+	web, err := control.New(WebOptions(w, zl), role)
+	if err != nil {
+		return nil, err
+	}
+	if err := web.Start(); err != nil {
+		zl.Error().Err(err).Msg("web manager not started; the tunnel runs without it (fix webManager.listenAddr and send SIGHUP)")
+	}
+	return web, nil
+}

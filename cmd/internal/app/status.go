@@ -1,0 +1,260 @@
+package app
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/engarde-project/engarde/cmd/internal/control"
+	"github.com/engarde-project/engarde/config"
+)
+
+// Status is the status subcommand: it asks the running daemon's web
+// manager (address and credentials from the configuration) for its state
+// and prints it as a table, or as the API's JSON with -json.
+func Status(w io.Writer, prog string, role config.Role, args []string) error {
+	fl := flag.NewFlagSet(prog+" status", flag.ContinueOnError)
+	asJSON := fl.Bool("json", false, "print the API's JSON instead of a table")
+	fl.Usage = func() {
+		fmt.Fprintf(fl.Output(), "usage: %s status [-json] [config.yml]\n", prog)
+	}
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if fl.NArg() > 1 {
+		fl.Usage()
+		return errors.New("too many arguments")
+	}
+	path := DefaultConfig
+	if fl.NArg() == 1 {
+		path = fl.Arg(0)
+	}
+	cfg, err := config.Load(path, role)
+	if err != nil {
+		return err
+	}
+	var web config.WebManager
+	if role == config.RoleClient {
+		web = cfg.Client.WebManager
+	} else {
+		web = cfg.Server.WebManager
+	}
+	body, err := fetchList(web, path, role)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		_, err := w.Write(body)
+		return err
+	}
+	if role == config.RoleClient {
+		var l control.ClientList
+		if err := json.Unmarshal(body, &l); err != nil {
+			return fmt.Errorf("reading the answer: %w", err)
+		}
+		return printClient(w, &l)
+	}
+	var l control.ServerList
+	if err := json.Unmarshal(body, &l); err != nil {
+		return fmt.Errorf("reading the answer: %w", err)
+	}
+	return printServer(w, &l)
+}
+
+// webURL returns where to reach a web manager listening on listenAddr:
+// a wildcard address is reached on loopback.
+func webURL(listenAddr string) (string, error) {
+	host, port, err := net.SplitHostPort(listenAddr)
+	if err != nil {
+		return "", err
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/api/v1/get-list", nil
+}
+
+func fetchList(web config.WebManager, path string, role config.Role) ([]byte, error) {
+	if web.ListenAddr == "" {
+		return nil, fmt.Errorf("%s: %s.webManager.listenAddr is not set: the status command asks the running daemon's web manager, so enable it (127.0.0.1:9001, say) and reload", path, role)
+	}
+	url, err := webURL(web.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s.webManager.listenAddr: %w", path, role, err)
+	}
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if web.Username != "" && web.Password != "" {
+		req.SetBasicAuth(web.Username, web.Password)
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("is engarde-%s running? %w", role, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", url, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		return nil, fmt.Errorf("%s: the web manager refused the credentials in %s (webManager.username and password)", url, path)
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("%s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	var head struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(body, &head); err != nil {
+		return nil, fmt.Errorf("%s: not engarde's API: %w", url, err)
+	}
+	if head.Type != role.String() {
+		return nil, fmt.Errorf("%s answers as engarde-%s, not engarde-%s: check webManager.listenAddr in both sections", url, head.Type, role)
+	}
+	return body, nil
+}
+
+func printClient(w io.Writer, l *control.ClientList) error {
+	header(w, "engarde-client", l.Version, l.Backend, l.Uptime, l.Description)
+	wg := l.WireGuard.Rates
+	fmt.Fprintf(w, "WireGuard side %s: from WireGuard %s, to WireGuard %s", l.ListenAddress, perSecond(wg.RxPackets, "pkt/s"), perSecond(wg.TxPackets, "pkt/s"))
+	if l.NoLink > 0 {
+		fmt.Fprintf(w, "; %d dropped with no link up", l.NoLink)
+	}
+	fmt.Fprint(w, "\n\n")
+	tw := newTable()
+	tw.row("INTERFACE\tLABEL\tSTATUS\tSOURCE\tDESTINATION\tLAST RX\tRX PKT/S\tRX BIT/S\tTX PKT/S\tTX BIT/S\tDROPS\tNOTE")
+	for _, i := range l.Interfaces {
+		note := i.Reason
+		if i.Stalled {
+			note = "NOT RECEIVING while other links receive"
+		}
+		if note == "excluded" {
+			note = ""
+		}
+		tw.row("%s\t%s\t%s\t%s\t%s\t%s\t%s", i.Name, dash(i.Label), i.Status, dash(i.SenderAddress), dash(i.DstAddress), last(i.Last, i.Stats != nil), statsCols(i.Stats)+"\t"+note)
+	}
+	return tw.write(w)
+}
+
+func printServer(w io.Writer, l *control.ServerList) error {
+	header(w, "engarde-server", l.Version, l.Backend, l.Uptime, l.Description)
+	up := l.Upstream.Rates
+	fmt.Fprintf(w, "listening on %s, WireGuard at %s, client timeout %s\nto WireGuard %s, replies %s", l.ListenAddress, l.DstAddress,
+		time.Duration(l.ClientTimeout*float64(time.Second)), perSecond(up.TxPackets, "pkt/s"), perSecond(up.RxPackets, "pkt/s"))
+	if l.NoClient > 0 {
+		fmt.Fprintf(w, "; %d replies dropped with no client address live", l.NoClient)
+	}
+	fmt.Fprint(w, "\n\n")
+	if len(l.Sockets) == 0 {
+		fmt.Fprintln(w, "no client address has sent anything within the client timeout")
+		return nil
+	}
+	tw := newTable()
+	tw.row("CLIENT ADDRESS\tREPLIES FROM\tLAST RX\tRX PKT/S\tRX BIT/S\tTX PKT/S\tTX BIT/S\tDROPS\tSINCE\tNOTE")
+	for _, s := range l.Sockets {
+		note := ""
+		if s.Stalled {
+			note = "NOT RECEIVING while other addresses send"
+		}
+		st := s.Stats
+		tw.row("%s\t%s\t%s\t%s\t%s\t%s", s.Address, s.LocalAddress, last(s.Last, true), statsCols(&st), s.Since.Local().Format("15:04:05"), note)
+	}
+	return tw.write(w)
+}
+
+// table lays out rows of tab-separated cells in columns, with no blanks
+// at the ends of lines.
+type table struct {
+	b  bytes.Buffer
+	tw *tabwriter.Writer
+}
+
+func newTable() *table {
+	t := &table{}
+	t.tw = tabwriter.NewWriter(&t.b, 0, 4, 2, ' ', 0)
+	return t
+}
+
+func (t *table) row(format string, args ...any) { fmt.Fprintf(t.tw, format+"\n", args...) }
+
+func (t *table) write(w io.Writer) error {
+	t.tw.Flush()
+	var out strings.Builder
+	for _, l := range strings.SplitAfter(t.b.String(), "\n") {
+		if l == "" {
+			continue
+		}
+		out.WriteString(strings.TrimRight(l, " \n") + "\n")
+	}
+	_, err := io.WriteString(w, out.String())
+	return err
+}
+
+func header(w io.Writer, prog, version, backend string, uptime float64, description string) {
+	fmt.Fprintf(w, "%s %s, %s backend, up %s\n", prog, version, backend, (time.Duration(uptime) * time.Second).String())
+	if description != "" {
+		fmt.Fprintln(w, description)
+	}
+}
+
+// statsCols formats the rate and drop columns (tab-separated).
+func statsCols(s *control.SocketStats) string {
+	if s == nil {
+		return "-\t-\t-\t-\t-"
+	}
+	r := s.Rates
+	return strings.Join([]string{si(r.RxPackets), si(r.RxBits), si(r.TxPackets), si(r.TxBits), strconv.FormatUint(s.Drops.Total, 10)}, "\t")
+}
+
+func last(l *int64, has bool) string {
+	switch {
+	case !has:
+		return "-"
+	case l == nil:
+		return "never"
+	}
+	return (time.Duration(*l) * time.Second).String()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// si formats a rate with an SI prefix: 950, 12.3k, 1.2M.
+func si(v float64) string {
+	const prefixes = "kMGT"
+	p := -1
+	for v >= 1000 && p < len(prefixes)-1 {
+		v /= 1000
+		p++
+	}
+	if p < 0 {
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	prec := 1
+	if v >= 100 {
+		prec = 0
+	}
+	return strconv.FormatFloat(v, 'f', prec, 64) + string(prefixes[p])
+}
+
+func perSecond(v float64, unit string) string { return si(v) + " " + unit }

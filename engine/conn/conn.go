@@ -1,0 +1,170 @@
+package conn
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+)
+
+// Message is one datagram, or a train of equal-sized datagrams, moving
+// through a Conn.
+type Message struct {
+	// Buf is the buffer. ReadBatch receives into all of Buf[:cap(Buf)];
+	// WriteBatch sends Buf[:N].
+	Buf []byte
+	// N is the number of payload bytes in Buf.
+	N int
+	// Seg, when nonzero and less than N, says that Buf[:N] is a train of
+	// datagrams of Seg bytes each, the last possibly shorter: ReadBatch
+	// reports one when UDP GRO coalesced datagrams, WriteBatch sends one
+	// as that many datagrams (with UDP GSO where it can).
+	Seg int
+	// Addr is the remote address: the source on read, the destination on
+	// write. A connected Conn ignores it on write.
+	Addr netip.AddrPort
+	// Local is the address the datagram was sent to, filled on read when
+	// the Conn was opened with SocketOptions.PacketInfo.
+	Local netip.Addr
+	// Truncated is set on read when the datagram did not fit in Buf; N is
+	// then meaningless and the datagram must be dropped.
+	Truncated bool
+}
+
+// Conn is a UDP socket that moves datagrams in batches. It is the seam
+// between the engine and the kernel: the mmsg backend (recvmmsg/sendmmsg),
+// the uring backend (io_uring), the portable std backend and the tests'
+// fake network implement it.
+//
+// Rules:
+//   - ReadBatch and WriteBatch may each be used by one goroutine at a time;
+//     TryWriteBatch may run concurrently with anything, including itself.
+//   - The caller owns every Buf; a Conn keeps no reference to one after the
+//     call returns.
+//   - After Close every call returns an error that satisfies
+//     errors.Is(err, net.ErrClosed), and a ReadBatch or WriteBatch blocked
+//     in another goroutine returns.
+type Conn interface {
+	// ReadBatch waits until at least one datagram is available, then
+	// receives as many as are ready, up to len(msgs), without waiting for
+	// more. It fills N, Seg, Addr, Local and Truncated of msgs[:n] and
+	// returns n.
+	ReadBatch(msgs []Message) (n int, err error)
+
+	// WriteBatch sends msgs in order, waiting while the socket's send
+	// buffer is full, until the write deadline. It returns the number of
+	// messages sent. When a message cannot be sent (an error other than a
+	// full buffer: unreachable network, message too long) it returns that
+	// message's index and the error; the caller may drop it and go on
+	// with msgs[n+1:].
+	WriteBatch(msgs []Message) (n int, err error)
+
+	// TryWriteBatch is WriteBatch without waiting: when the send buffer
+	// fills it returns how many messages it sent and ErrWouldBlock.
+	TryWriteBatch(msgs []Message) (n int, err error)
+
+	// SetWriteDeadline bounds how long WriteBatch waits; the zero time
+	// means no limit. A call that reaches the deadline returns an error
+	// satisfying errors.Is(err, os.ErrDeadlineExceeded).
+	SetWriteDeadline(t time.Time) error
+
+	// LocalAddr returns the address the socket is bound to.
+	LocalAddr() netip.AddrPort
+
+	// Close closes the socket.
+	Close() error
+}
+
+// BatchWriter is implemented by a Backend that can send on several of its
+// Conns with one system call: the uring backend queues every Conn's sends
+// and submits them with one io_uring_enter. A fan-out that sends one batch
+// to every link can use it instead of a TryWriteBatch per link.
+type BatchWriter interface {
+	// TryWriteBatches does TryWriteBatch(ws[i].Msgs) on each ws[i].Conn
+	// and stores the results in ws[i].N and ws[i].Err, with the same
+	// meaning. The Conns are independent: a full or failing socket stops
+	// only its own batch. Conns of another backend are sent on with their
+	// own TryWriteBatch. Several ws[i] may share one Msgs slice.
+	TryWriteBatches(ws []BatchWrite)
+}
+
+// BatchWrite is one Conn's part of a BatchWriter call.
+type BatchWrite struct {
+	Conn Conn
+	Msgs []Message
+	// N and Err are set to what TryWriteBatch would have returned.
+	N   int
+	Err error
+}
+
+// ErrWouldBlock is returned by TryWriteBatch when the socket's send buffer
+// is full.
+var ErrWouldBlock = errors.New("send buffer full")
+
+// SocketOptions configures a socket opened by a Backend.
+type SocketOptions struct {
+	// Device binds the socket to a network interface (SO_BINDTODEVICE),
+	// so that it sends and receives only through it.
+	Device string
+	// Mark sets the firewall mark of outgoing packets (SO_MARK); 0 leaves
+	// it unset.
+	Mark uint32
+	// ReusePort lets several sockets share the local address and port
+	// (SO_REUSEPORT).
+	ReusePort bool
+	// PacketInfo asks for the destination address of each received
+	// datagram (Message.Local).
+	PacketInfo bool
+	// GSO allows sending trains with UDP generic segmentation offload.
+	GSO bool
+	// GRO asks the kernel to coalesce received datagrams into trains.
+	GRO bool
+	// RecvBuffer and SendBuffer size the socket buffers, in bytes; 0
+	// keeps the system's default.
+	RecvBuffer, SendBuffer int
+	// BatchSize is the largest batch the caller will pass; it sizes the
+	// per-socket scratch space.
+	BatchSize int
+}
+
+// Backend opens Conns.
+type Backend interface {
+	// Name identifies the backend in logs and benchmarks: "mmsg",
+	// "uring", "std" or "fake".
+	Name() string
+	// Listen opens a socket bound to laddr.
+	Listen(laddr netip.AddrPort, o SocketOptions) (Conn, error)
+	// Dial opens a socket bound to laddr (any address and a free port
+	// when laddr is the zero value or its port is 0) and connected to
+	// raddr.
+	Dial(laddr, raddr netip.AddrPort, o SocketOptions) (Conn, error)
+}
+
+// MaxSegments is the largest number of datagrams sent as one UDP GSO train
+// (UDP_MAX_SEGMENTS in the kernel).
+const MaxSegments = 64
+
+// maxGSOBytes bounds a GSO train's payload: an IP packet, and so a GSO
+// super-packet, is at most 64 KiB with its headers.
+const maxGSOBytes = 65535 - 8 - 40
+
+// Count returns the number of datagrams in the message.
+func (m *Message) Count() int {
+	if m.Seg <= 0 || m.Seg >= m.N {
+		return 1
+	}
+	return (m.N + m.Seg - 1) / m.Seg
+}
+
+// opener gives a backend Listen and Dial from its one function that opens
+// a socket, connected when raddr is valid.
+type opener func(laddr, raddr netip.AddrPort, o SocketOptions) (Conn, error)
+
+// Listen opens a socket bound to laddr.
+func (open opener) Listen(laddr netip.AddrPort, o SocketOptions) (Conn, error) {
+	return open(laddr, netip.AddrPort{}, o)
+}
+
+// Dial opens a socket bound to laddr and connected to raddr.
+func (open opener) Dial(laddr, raddr netip.AddrPort, o SocketOptions) (Conn, error) {
+	return open(laddr, raddr, o)
+}

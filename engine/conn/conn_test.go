@@ -1,0 +1,15 @@
+package conn_test
+
+import (
+	"testing"
+
+	"github.com/engarde-project/engarde/engine/conn/conntest"
+)
+
+// TestConformance runs the Conn contract's tests on every backend this
+// machine can run.
+func TestConformance(t *testing.T) {
+	for _, be := range conntest.All(t) {
+		t.Run(be.Name(), func(t *testing.T) { conntest.Run(t, be) })
+	}
+}

@@ -1,0 +1,244 @@
+package conntest
+
+import (
+	"github.com/engarde-project/engarde/engine/conn"
+
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+)
+
+// Net is an in-memory UDP network, a conn.Backend for tests: sockets bind
+// and connect like the kernel's (a connected socket wins over an
+// unconnected one on the same address), each has a bounded receive queue
+// that drops when full (deep: 65536, so that a test slowed down by a busy
+// machine or the race detector does not lose), and a local address can be
+// made to stall every send from it, as a socket whose path is dead does
+// once its buffer is full.
+type Net struct {
+	mu       sync.Mutex // guards the fields below
+	conns    map[*fakeConn]bool
+	nextPort uint16
+	stalled  map[netip.Addr]chan struct{} // closed when the stall ends
+}
+
+var _ conn.Backend = (*Net)(nil)
+
+// NewNet returns an empty network.
+func NewNet() *Net {
+	return &Net{conns: map[*fakeConn]bool{}, nextPort: 40000, stalled: map[netip.Addr]chan struct{}{}}
+}
+
+// Stall makes sends from a block (TryWriteBatch: conn.conn.ErrWouldBlock) until
+// Unstall.
+func (n *Net) Stall(a netip.Addr) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stalled[a] == nil {
+		n.stalled[a] = make(chan struct{})
+	}
+}
+
+// Unstall ends a Stall.
+func (n *Net) Unstall(a netip.Addr) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if ch := n.stalled[a]; ch != nil {
+		close(ch)
+		delete(n.stalled, a)
+	}
+}
+
+// Name returns "fake".
+func (n *Net) Name() string { return "fake" }
+
+// Listen opens a socket bound to laddr.
+func (n *Net) Listen(laddr netip.AddrPort, o conn.SocketOptions) (conn.Conn, error) {
+	return n.open(laddr, netip.AddrPort{}, o)
+}
+
+// Dial opens a socket bound to laddr (127.0.0.1 and a free port when it is
+// the zero value) and connected to raddr.
+func (n *Net) Dial(laddr, raddr netip.AddrPort, o conn.SocketOptions) (conn.Conn, error) {
+	if !laddr.IsValid() {
+		laddr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 0)
+	}
+	return n.open(laddr, raddr, o)
+}
+
+func (n *Net) open(laddr, raddr netip.AddrPort, o conn.SocketOptions) (conn.Conn, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if laddr.Port() == 0 {
+		n.nextPort++
+		laddr = netip.AddrPortFrom(laddr.Addr(), n.nextPort)
+	}
+	for c := range n.conns {
+		if c.laddr == laddr && c.raddr == raddr && !(o.ReusePort && c.reuse) {
+			return nil, &net.OpError{Op: "bind", Err: os.NewSyscallError("bind", errAddrInUse)}
+		}
+	}
+	c := &fakeConn{net: n, laddr: laddr, raddr: raddr, reuse: o.ReusePort, q: make(chan fakePacket, 1<<16), closed: make(chan struct{})}
+	n.conns[c] = true
+	return c, nil
+}
+
+var errAddrInUse = &fakeErr{"address already in use"}
+
+type fakeErr struct{ s string }
+
+func (e *fakeErr) Error() string { return e.s }
+
+// route finds the socket that receives a datagram from src to dst.
+func (n *Net) route(src, dst netip.AddrPort) *fakeConn {
+	var best *fakeConn
+	score := 0
+	for c := range n.conns {
+		s := 0
+		switch {
+		case c.raddr.IsValid() && (c.raddr != src || c.laddr != dst):
+			continue
+		case c.raddr.IsValid():
+			s = 3
+		case c.laddr == dst:
+			s = 2
+		case c.laddr.Addr().IsUnspecified() && c.laddr.Port() == dst.Port():
+			s = 1
+		default:
+			continue
+		}
+		if s > score {
+			best, score = c, s
+		}
+	}
+	return best
+}
+
+type fakePacket struct {
+	data  []byte
+	seg   int
+	src   netip.AddrPort
+	local netip.Addr
+}
+
+type fakeConn struct {
+	net          *Net
+	laddr, raddr netip.AddrPort
+	reuse        bool
+	q            chan fakePacket
+	closed       chan struct{}
+	closeOnce    sync.Once
+	mu           sync.Mutex // guards deadline
+	deadline     time.Time
+}
+
+func (c *fakeConn) LocalAddr() netip.AddrPort { return c.laddr }
+
+func (c *fakeConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *fakeConn) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		c.net.mu.Lock()
+		delete(c.net.conns, c)
+		c.net.mu.Unlock()
+	})
+	return nil
+}
+
+func (c *fakeConn) isClosed() bool {
+	select {
+	case <-c.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *fakeConn) ReadBatch(msgs []conn.Message) (int, error) {
+	var p fakePacket
+	select {
+	case p = <-c.q:
+	case <-c.closed:
+		return 0, net.ErrClosed
+	}
+	n := 0
+	for {
+		m := &msgs[n]
+		m.Truncated = len(p.data) > cap(m.Buf)
+		m.N = copy(m.Buf[:cap(m.Buf)], p.data)
+		m.Seg, m.Addr, m.Local = p.seg, p.src, p.local
+		n++
+		if n == len(msgs) {
+			return n, nil
+		}
+		select {
+		case p = <-c.q:
+		default:
+			return n, nil
+		}
+	}
+}
+
+func (c *fakeConn) WriteBatch(msgs []conn.Message) (int, error) { return c.write(msgs, true) }
+
+func (c *fakeConn) TryWriteBatch(msgs []conn.Message) (int, error) { return c.write(msgs, false) }
+
+func (c *fakeConn) write(msgs []conn.Message, wait bool) (int, error) {
+	for i := range msgs {
+		if c.isClosed() {
+			return i, net.ErrClosed
+		}
+		c.net.mu.Lock()
+		stall := c.net.stalled[c.laddr.Addr()]
+		c.net.mu.Unlock()
+		if stall != nil {
+			if !wait {
+				return i, conn.ErrWouldBlock
+			}
+			c.mu.Lock()
+			d := c.deadline
+			c.mu.Unlock()
+			var timer <-chan time.Time
+			if !d.IsZero() {
+				t := time.NewTimer(time.Until(d))
+				defer t.Stop()
+				timer = t.C
+			}
+			select {
+			case <-stall:
+			case <-timer:
+				return i, os.ErrDeadlineExceeded
+			case <-c.closed:
+				return i, net.ErrClosed
+			}
+		}
+		m := &msgs[i]
+		dst := m.Addr
+		if c.raddr.IsValid() {
+			dst = c.raddr
+		}
+		c.net.mu.Lock()
+		to := c.net.route(c.laddr, dst)
+		c.net.mu.Unlock()
+		if to == nil {
+			continue // nobody listening: UDP drops silently
+		}
+		p := fakePacket{data: append([]byte(nil), m.Buf[:m.N]...), seg: m.Seg, src: c.laddr, local: dst.Addr()}
+		if p.seg >= m.N {
+			p.seg = 0
+		}
+		select {
+		case to.q <- p:
+		default: // receive buffer full: dropped, as the kernel would
+		}
+	}
+	return len(msgs), nil
+}

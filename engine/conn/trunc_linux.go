@@ -1,0 +1,6 @@
+package conn
+
+import "syscall"
+
+// truncFlag is the recvmsg flag that marks a datagram cut short.
+const truncFlag = syscall.MSG_TRUNC

@@ -1,0 +1,235 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/engarde-project/engarde/engine/internal/sys"
+)
+
+// Watcher reports that interfaces or addresses may have changed.
+type Watcher interface {
+	// Wait blocks until a change; it returns an error after Close.
+	Wait() error
+	Close() error
+}
+
+// link is one interface's socket to the server.
+type link struct {
+	name  string
+	label string
+	index int
+	local netip.Addr
+	dst   netip.AddrPort
+	tx    *sender
+	rx    *pump
+	stats Stats
+	up    bool // in the active set; guarded by Client.mu
+}
+
+// watch turns kernel notifications into rescans.
+func (c *Client) watch(ctx context.Context) {
+	newWatcher := c.cfg.Watch
+	if newWatcher == nil {
+		newWatcher = systemWatcher
+	}
+	w, err := newWatcher()
+	if err != nil {
+		c.log.warnf("cannot watch interfaces (%v); rescanning every %v", err, c.cfg.Rescan)
+		return
+	}
+	go func() {
+		<-ctx.Done()
+		w.Close()
+	}()
+	for {
+		if err := w.Wait(); err != nil {
+			if ctx.Err() == nil {
+				c.log.warnf("interface watcher stopped (%v); rescanning every %v", err, c.cfg.Rescan)
+			}
+			return
+		}
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func systemWatcher() (Watcher, error) {
+	if !sys.Supported {
+		return nil, errors.ErrUnsupported
+	}
+	return sys.NewLinkWatcher()
+}
+
+// scanLoop rescans on every notification (coalescing bursts) and
+// periodically.
+func (c *Client) scanLoop(ctx context.Context) {
+	t := time.NewTicker(c.cfg.Rescan)
+	defer t.Stop()
+	c.scan()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-c.kick:
+			// A change usually comes as several messages (link, then
+			// addresses); let them land before looking.
+			time.Sleep(5 * time.Millisecond)
+			select {
+			case <-c.kick:
+			default:
+			}
+		}
+		c.scan()
+	}
+}
+
+// Rescan looks at the interfaces now instead of at the next event or tick.
+func (c *Client) Rescan() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// scan compares the interfaces with the links and makes them agree.
+func (c *Client) scan() {
+	ifs, err := c.cfg.Interfaces()
+	if err != nil {
+		c.log.warnf("%v", err)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	plans := c.planner.plan(ifs)
+	c.plans = plans
+	seen := map[string]bool{}
+	changed := false
+	for _, p := range plans {
+		seen[p.Iface.Name] = true
+		l := c.links[p.Iface.Name]
+		if l != nil && (l.index != p.Iface.Index || (p.Use && (l.local != p.Local || l.dst != p.Dst)) || c.planner.excluded[l.name] || !hasAddr(p.Iface, l.local)) {
+			// The interface was recreated, readdressed or excluded:
+			// the socket is bound to what is gone.
+			c.log.infof("link %s: %s; closing its socket", c.linkName(l), describeChange(l, p))
+			c.closeLink(l)
+			delete(c.links, l.name)
+			l = nil
+			changed = true
+		}
+		switch {
+		case l == nil && p.Use:
+			nl, err := c.openLink(p)
+			if err != nil {
+				if c.failLog[p.Iface.Name] != err.Error() {
+					c.failLog[p.Iface.Name] = err.Error()
+					c.log.warnf("link %s: %v (retrying)", p.Iface.Name, err)
+				}
+				continue
+			}
+			delete(c.failLog, p.Iface.Name)
+			c.links[p.Iface.Name] = nl
+			nl.up = true
+			changed = true
+			c.log.infof("link %s up: %v -> %v", c.linkName(nl), nl.local, nl.dst)
+		case l != nil && p.Use != l.up:
+			// Down and back up with the same address: the socket and
+			// its source port stay, so the server sees the same peer.
+			l.up = p.Use
+			changed = true
+			if p.Use {
+				c.log.infof("link %s up again", c.linkName(l))
+			} else {
+				c.log.infof("link %s down: %s", c.linkName(l), p.Reason)
+			}
+		}
+	}
+	for name, l := range c.links {
+		if !seen[name] {
+			c.log.infof("link %s: interface gone", c.linkName(l))
+			c.closeLink(l)
+			delete(c.links, name)
+			changed = true
+		}
+	}
+	if changed {
+		c.publishLocked()
+	}
+}
+
+func hasAddr(ifi Iface, a netip.Addr) bool { return slices.Contains(ifi.Addrs, a) }
+
+func describeChange(l *link, p Plan) string {
+	switch {
+	case l.index != p.Iface.Index:
+		return "interface recreated"
+	case !hasAddr(p.Iface, l.local):
+		return fmt.Sprintf("address %v removed", l.local)
+	case p.Reason == "excluded":
+		return "excluded"
+	case l.dst != p.Dst:
+		return fmt.Sprintf("destination now %v", p.Dst)
+	}
+	return fmt.Sprintf("source address now %v", p.Local)
+}
+
+func (c *Client) linkName(l *link) string {
+	if l.label != "" {
+		return l.name + " (" + l.label + ")"
+	}
+	return l.name
+}
+
+// publishLocked makes the links that are up the active set.
+func (c *Client) publishLocked() {
+	act := make([]*link, 0, len(c.links))
+	for _, l := range c.links {
+		if l.up {
+			act = append(act, l)
+		}
+	}
+	slices.SortFunc(act, func(a, b *link) int { return a.index - b.index })
+	tx := make([]*sender, len(act))
+	for i, l := range act {
+		tx[i] = l.tx
+	}
+	c.active.Store(&tx)
+}
+
+func (c *Client) openLink(p Plan) (*link, error) {
+	o := c.opts.socket()
+	o.Mark = c.cfg.FwMark
+	o.Device = p.Iface.Name
+	sock, err := c.opts.Backend.Dial(netip.AddrPortFrom(p.Local, 0), p.Dst, o)
+	if err != nil {
+		return nil, err
+	}
+	l := &link{
+		name:  p.Iface.Name,
+		label: p.Label,
+		index: p.Iface.Index,
+		local: p.Local,
+		dst:   p.Dst,
+	}
+	l.tx = c.newSender(senderConfig{name: "link " + l.name, conn: sock, own: true, stats: &l.stats})
+	l.rx = c.newPump("link "+l.name, sock, &l.stats, c.reply).start()
+	return l, nil
+}
+
+// closeLink takes l out of service. The active set must no longer hold it
+// or be republished right after.
+func (c *Client) closeLink(l *link) {
+	if l.up {
+		l.up = false
+		c.publishLocked()
+	}
+	l.rx.stop()
+	l.tx.close()
+}

@@ -1,0 +1,71 @@
+package engine
+
+import (
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/engarde-project/engarde/engine/conn"
+	"github.com/engarde-project/engarde/ring"
+)
+
+// role is what the client and the server share: their data-path options,
+// the buffer pool every socket of the role receives into, the write timeout
+// of every sender, and the constructors of the pipeline's stages.
+type role struct {
+	opts     *Options
+	log      *Logger
+	pool     *ring.Pool
+	started  time.Time
+	wtimeout atomic.Int64 // write timeout of every sender, ns (0: none); reloadable
+}
+
+// init applies o's defaults and makes the pool, sized for sockets sockets
+// to begin with.
+func (r *role) init(o *Options, sockets int) error {
+	if err := o.setDefaults(); err != nil {
+		return err
+	}
+	pool, err := o.newPool(sockets)
+	if err != nil {
+		return err
+	}
+	r.opts, r.log, r.pool, r.started = o, o.Log, pool, time.Now()
+	r.wtimeout.Store(o.timeout())
+	return nil
+}
+
+// setWriteTimeout takes a reloaded write timeout (0: the default).
+func (r *role) setWriteTimeout(o Options) {
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = r.opts.WriteTimeout
+	}
+	r.wtimeout.Store(o.timeout())
+}
+
+// Started returns when the role was created.
+func (r *role) Started() time.Time { return r.started }
+
+// Backend returns the name of the socket backend in use.
+func (r *role) Backend() string { return r.opts.Backend.Name() }
+
+// senderConfig says where a sender sends.
+type senderConfig struct {
+	name string // for logs: "link eth0", "client 198.51.100.7:4000"
+	conn conn.Conn
+	// own makes the sender close conn when it closes.
+	own bool
+	// dst is the destination of an unconnected conn, nil for a connected
+	// one; a nil *dst means "not known yet", and packets are dropped.
+	dst   *atomic.Pointer[netip.AddrPort]
+	stats *Stats
+}
+
+func (r *role) newSender(c senderConfig) *sender {
+	return newSender(c, r.opts.QueueLength, r.opts.BatchSize, &r.wtimeout, r.log)
+}
+
+// newPump starts a receive loop on c that hands batches to handle.
+func (r *role) newPump(name string, c conn.Conn, stats *Stats, handle func([]*ring.Packet, []conn.Message)) *pump {
+	return newPump(name, c, r.pool, r.opts.BatchSize, stats, r.log, handle)
+}
