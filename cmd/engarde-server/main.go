@@ -15,9 +15,9 @@ package main
 
 import (
 	"github.com/engarde-project/engarde/cmd/internal/app"
+	"github.com/engarde-project/engarde/cmd/internal/control"
 	"github.com/engarde-project/engarde/config"
 	"github.com/engarde-project/engarde/engine"
-	"github.com/engarde-project/engarde/cmd/internal/control"
 )
 
 const prog = "engarde-server"

@@ -21,4 +21,3 @@ type Features struct {
 	// SendZC reports IORING_OP_SEND_ZC.
 	SendZC bool
 }
-
