@@ -36,6 +36,48 @@ type Stats struct {
 	DropClosed atomic.Uint64
 }
 
+// Counters are one socket's Stats read at one moment: the one shape in
+// which the counters leave the engine for the API, the page, the metrics
+// and the logs. They only grow, except that a socket that is rebuilt
+// starts again from zero.
+type Counters struct {
+	RxPackets, RxBytes uint64
+	// LastRx is when the socket last received a datagram; zero if never.
+	LastRx time.Time
+	// Receive side: datagrams too large for a buffer, failed receives.
+	Oversize, RxErrors uint64
+	TxPackets, TxBytes uint64
+	// Send side, drops by reason: the backlog was full, the write timeout
+	// passed, the kernel refused, the socket closed first. SendErrors
+	// counts failed send calls.
+	DropFull, DropTimeout, DropError, DropClosed uint64
+	SendErrors                                   uint64
+}
+
+// Read returns the counters now. Each is read atomically; together they
+// are a moment's view, not a consistent snapshot.
+func (s *Stats) Read() Counters {
+	return Counters{
+		RxPackets:   s.RxPackets.Load(),
+		RxBytes:     s.RxBytes.Load(),
+		LastRx:      s.LastReceive(),
+		Oversize:    s.Oversize.Load(),
+		RxErrors:    s.RxErrors.Load(),
+		TxPackets:   s.TxPackets.Load(),
+		TxBytes:     s.TxBytes.Load(),
+		DropFull:    s.DropFull.Load(),
+		DropTimeout: s.DropTimeout.Load(),
+		DropError:   s.DropError.Load(),
+		DropClosed:  s.DropClosed.Load(),
+		SendErrors:  s.SendErrors.Load(),
+	}
+}
+
+// Drops returns all datagrams the socket's sender dropped.
+func (c *Counters) Drops() uint64 {
+	return c.DropFull + c.DropTimeout + c.DropError + c.DropClosed
+}
+
 // LastReceive returns when the last datagram arrived, or the zero time.
 func (s *Stats) LastReceive() time.Time {
 	if ns := s.LastRx.Load(); ns != 0 {

@@ -36,7 +36,7 @@ func (c *ClientControl) ClientStatus() control.ClientStatus {
 		Backend:     c.Backend(),
 		Started:     c.Started(),
 		Links:       make([]control.Link, 0, len(links)),
-		WireGuard:   counters(&c.WireGuardStats),
+		WireGuard:   c.WireGuardStats.Read(),
 		NoLink:      c.NoLink.Load(),
 		Duplicates:  c.Duplicates.Load(),
 	}
@@ -52,7 +52,7 @@ func (c *ClientControl) ClientStatus() control.ClientStatus {
 			cl.Local = firstAddr(l.Addrs)
 		}
 		if l.Stats != nil {
-			cs := counters(l.Stats)
+			cs := l.Stats.Read()
 			cl.Counters = &cs
 		}
 		st.Links = append(st.Links, cl)
@@ -110,34 +110,16 @@ func (s *ServerControl) ServerStatus() control.ServerStatus {
 		Started:       s.Started(),
 		ClientTimeout: s.ClientTimeout(),
 		Peers:         make([]control.Peer, 0, len(peers)),
-		Listen:        counters(&s.ListenStats),
-		Upstream:      counters(&s.UpstreamStats),
+		Listen:        s.ListenStats.Read(),
+		Upstream:      s.UpstreamStats.Read(),
 		NoPeer:        s.NoPeer.Load(),
 		Duplicates:    s.Duplicates.Load(),
 		NotLearned:    s.NotLearned.Load(),
 	}
 	for _, p := range peers {
-		st.Peers = append(st.Peers, control.Peer{Addr: p.Addr, Local: p.Local, Since: p.Since, LastSeen: p.LastSeen, Counters: counters(p.Stats)})
+		st.Peers = append(st.Peers, control.Peer{Addr: p.Addr, Local: p.Local, Since: p.Since, LastSeen: p.LastSeen, Counters: p.Stats.Read()})
 	}
 	return st
-}
-
-// counters reads a socket's atomics.
-func counters(s *engine.Stats) control.Counters {
-	return control.Counters{
-		RxPackets:   s.RxPackets.Load(),
-		RxBytes:     s.RxBytes.Load(),
-		TxPackets:   s.TxPackets.Load(),
-		TxBytes:     s.TxBytes.Load(),
-		LastRx:      s.LastReceive(),
-		Oversize:    s.Oversize.Load(),
-		RxErrors:    s.RxErrors.Load(),
-		DropFull:    s.DropFull.Load(),
-		DropTimeout: s.DropTimeout.Load(),
-		DropError:   s.DropError.Load(),
-		DropClosed:  s.DropClosed.Load(),
-		SendErrors:  s.SendErrors.Load(),
-	}
 }
 
 // WebOptions maps the webManager section to the control server's options.

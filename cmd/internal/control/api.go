@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/engarde-project/engarde/engine"
 )
 
 // The JSON API. The fields the original engarde returned keep their names
@@ -218,7 +220,7 @@ func (s *Server) serverList(now time.Time) ServerList {
 }
 
 // stats combines a socket's counters with its rates from the sampler.
-func (s *Server) stats(key string, c *Counters) SocketStats {
+func (s *Server) stats(key string, c *engine.Counters) SocketStats {
 	return SocketStats{
 		RxPackets:  c.RxPackets,
 		RxBytes:    c.RxBytes,

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/engarde-project/engarde/engine"
 )
 
 // fakeClient is a ClientRole with two links, an idle interface and an
@@ -31,9 +33,9 @@ func newFakeClient() *fakeClient {
 		excluded: map[string]bool{"wg0": true},
 		links: []Link{
 			{Name: "eth0", Label: "Fiber", Status: "active", Local: netip.MustParseAddr("192.0.2.2"), Dst: "203.0.113.10:59402",
-				Counters: &Counters{RxPackets: 10, RxBytes: 1000, TxPackets: 20, TxBytes: 2000, LastRx: now.Add(-1500 * time.Millisecond), DropFull: 1, DropTimeout: 2, DropError: 3, DropClosed: 4, Oversize: 5, SendErrors: 6, RxErrors: 7}},
+				Counters: &engine.Counters{RxPackets: 10, RxBytes: 1000, TxPackets: 20, TxBytes: 2000, LastRx: now.Add(-1500 * time.Millisecond), DropFull: 1, DropTimeout: 2, DropError: 3, DropClosed: 4, Oversize: 5, SendErrors: 6, RxErrors: 7}},
 			{Name: "wlan0", Status: "active", Local: netip.MustParseAddr("198.51.100.7"), Dst: "203.0.113.10:59402",
-				Counters: &Counters{}},
+				Counters: &engine.Counters{}},
 			{Name: "eth1", Status: "idle", Reason: "no carrier", Dst: "203.0.113.10:59402"},
 			{Name: "wg0", Status: "excluded", Reason: "excluded", Local: netip.MustParseAddr("10.0.0.1")},
 		},
@@ -60,7 +62,7 @@ func (f *fakeClient) ClientStatus() ClientStatus {
 		Backend:     "mmsg",
 		Started:     t0,
 		Links:       links,
-		WireGuard:   Counters{RxPackets: 30, TxPackets: 10},
+		WireGuard:   engine.Counters{RxPackets: 30, TxPackets: 10},
 		NoLink:      3,
 	}
 }
@@ -99,7 +101,7 @@ func (f *fakeServer) ServerStatus() ServerStatus {
 		Started:       t0,
 		ClientTimeout: 30 * time.Second,
 		Peers:         f.peers,
-		Upstream:      Counters{TxPackets: 100, RxPackets: 50},
+		Upstream:      engine.Counters{TxPackets: 100, RxPackets: 50},
 		NoPeer:        2,
 	}
 }
@@ -108,9 +110,9 @@ func newFakeServer() *fakeServer {
 	now := time.Now()
 	return &fakeServer{peers: []Peer{
 		{Addr: netip.MustParseAddrPort("198.18.1.2:40000"), Local: netip.MustParseAddrPort("198.18.1.1:59402"), Since: t0, LastSeen: now,
-			Counters: Counters{RxPackets: 5, TxPackets: 6, LastRx: now}},
+			Counters: engine.Counters{RxPackets: 5, TxPackets: 6, LastRx: now}},
 		{Addr: netip.MustParseAddrPort("[fd00:2::2]:40001"), Local: netip.MustParseAddrPort("[fd00:2::1]:59402"), Since: t0, LastSeen: now.Add(-10 * time.Second),
-			Counters: Counters{RxPackets: 1}},
+			Counters: engine.Counters{RxPackets: 1}},
 	}}
 }
 
@@ -415,7 +417,7 @@ func TestRates(t *testing.T) {
 	// A rebuilt socket starts from zero: the rate counts from zero, never
 	// negative.
 	f.mu.Lock()
-	*c = Counters{RxPackets: 100}
+	*c = engine.Counters{RxPackets: 100}
 	f.mu.Unlock()
 	s.sample(t0.Add(3 * time.Second))
 	if r := s.rates.get(keyLink + "eth0"); r.RxPackets != 100 || r.TxPackets != 0 {

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/engarde-project/engarde/engine"
 )
 
 // Metrics are written in the Prometheus text exposition format (version
@@ -71,25 +73,25 @@ func (m *metrics) common(role, backend, version string, started time.Time) {
 // socket is one socket's counters with its identifying labels.
 type socket struct {
 	labels []string
-	c      *Counters
+	c      *engine.Counters
 }
 
 // sockets writes the counter families of a group of sockets, prefix_*,
 // each sample labelled with its socket's labels. extra adds drops for
 // reasons beyond the socket's own (no link, no client).
 func (m *metrics) sockets(prefix, what string, socks []socket, extra map[string]uint64) {
-	counter := func(name, help string, v func(*Counters) uint64) {
+	counter := func(name, help string, v func(*engine.Counters) uint64) {
 		m.family(prefix+name, "counter", help+" "+what+".")
 		for _, s := range socks {
 			m.sample(prefix+name, float64(v(s.c)), s.labels...)
 		}
 	}
-	counter("_rx_packets_total", "Datagrams received by", func(c *Counters) uint64 { return c.RxPackets })
-	counter("_rx_bytes_total", "Payload bytes received by", func(c *Counters) uint64 { return c.RxBytes })
-	counter("_tx_packets_total", "Datagrams sent by", func(c *Counters) uint64 { return c.TxPackets })
-	counter("_tx_bytes_total", "Payload bytes sent by", func(c *Counters) uint64 { return c.TxBytes })
-	counter("_receive_errors_total", "Failed receive calls of", func(c *Counters) uint64 { return c.RxErrors })
-	counter("_send_errors_total", "Failed send calls of", func(c *Counters) uint64 { return c.SendErrors })
+	counter("_rx_packets_total", "Datagrams received by", func(c *engine.Counters) uint64 { return c.RxPackets })
+	counter("_rx_bytes_total", "Payload bytes received by", func(c *engine.Counters) uint64 { return c.RxBytes })
+	counter("_tx_packets_total", "Datagrams sent by", func(c *engine.Counters) uint64 { return c.TxPackets })
+	counter("_tx_bytes_total", "Payload bytes sent by", func(c *engine.Counters) uint64 { return c.TxBytes })
+	counter("_receive_errors_total", "Failed receive calls of", func(c *engine.Counters) uint64 { return c.RxErrors })
+	counter("_send_errors_total", "Failed send calls of", func(c *engine.Counters) uint64 { return c.SendErrors })
 
 	name := prefix + "_drops_total"
 	m.family(name, "counter", "Datagrams dropped by "+what+", by reason: full (backlog full), timeout (not sent within writeTimeout), error (refused by the kernel), closed (socket closed first), oversize (received, larger than a buffer).")

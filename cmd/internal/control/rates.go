@@ -4,6 +4,8 @@ import (
 	"math"
 	"sync"
 	"time"
+
+	"github.com/engarde-project/engarde/engine"
 )
 
 // Keys of the sockets whose rates the sampler keeps.
@@ -46,7 +48,7 @@ func (s *sampler) get(key string) Rates {
 
 // observe takes one sample of every socket in cur, taken at now, and
 // forgets the sockets that are gone.
-func (s *sampler) observe(now time.Time, cur map[string]*Counters) {
+func (s *sampler) observe(now time.Time, cur map[string]*engine.Counters) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for key, c := range cur {
@@ -83,7 +85,7 @@ func rate(a, b uint64, dt float64) float64 {
 
 // sample reads the role's counters once and feeds the sampler.
 func (s *Server) sample(now time.Time) {
-	cur := map[string]*Counters{}
+	cur := map[string]*engine.Counters{}
 	if c := s.role.Client; c != nil {
 		st := c.ClientStatus()
 		cur[keyWireGuard] = &st.WireGuard

@@ -1,6 +1,8 @@
 package control
 
 import (
+	"github.com/engarde-project/engarde/engine"
+
 	"net/netip"
 	"time"
 )
@@ -28,22 +30,6 @@ type ServerRole interface {
 	ServerStatus() ServerStatus
 }
 
-// Counters are one socket's counters, read at one moment. They only grow,
-// except that a socket that is rebuilt starts again from zero.
-type Counters struct {
-	RxPackets, RxBytes uint64
-	TxPackets, TxBytes uint64
-	// LastRx is when the socket last received a datagram; zero if never.
-	LastRx time.Time
-	// Receive side: datagrams too large for a buffer, failed receives.
-	Oversize, RxErrors uint64
-	// Send side, drops by reason: the backlog was full, the write timeout
-	// passed, the kernel refused, the socket closed first. SendErrors
-	// counts failed send calls.
-	DropFull, DropTimeout, DropError, DropClosed uint64
-	SendErrors                                   uint64
-}
-
 // Link is one interface as the client sees it.
 type Link struct {
 	// Name is the interface name; Label its label from the configuration.
@@ -59,7 +45,7 @@ type Link struct {
 	Local netip.Addr
 	Dst   string
 	// Counters are the link socket's; nil when the interface has none.
-	Counters *Counters
+	Counters *engine.Counters
 }
 
 // ClientStatus is a client's state at one moment.
@@ -75,7 +61,7 @@ type ClientStatus struct {
 	Links []Link
 	// WireGuard counts the socket facing WireGuard: Rx is what WireGuard
 	// sent, Tx what went back to it.
-	WireGuard Counters
+	WireGuard engine.Counters
 	// NoLink counts datagrams from WireGuard dropped because no link was
 	// up.
 	NoLink uint64
@@ -93,7 +79,7 @@ type Peer struct {
 	Since time.Time
 	// LastSeen is when it last sent anything.
 	LastSeen time.Time
-	Counters Counters
+	Counters engine.Counters
 }
 
 // ServerStatus is a server's state at one moment.
@@ -108,7 +94,7 @@ type ServerStatus struct {
 	Peers         []Peer
 	// Listen counts the listen socket (addresses not known yet);
 	// Upstream the socket to WireGuard (Tx: to WireGuard, Rx: replies).
-	Listen, Upstream Counters
+	Listen, Upstream engine.Counters
 	// NoPeer counts replies from WireGuard dropped because no client
 	// address was live.
 	NoPeer uint64
