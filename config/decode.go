@@ -470,18 +470,8 @@ func (d *decoder) client(path string, sec pair) *Client {
 		Log:             defaultLog(),
 		Engine:          defaultEngine(),
 	}
-	ps, ok := d.mapping(path, sec.val)
-	if !ok {
-		return c
-	}
 	common := shared{&c.Description, &c.ListenAddr, &c.DstAddr, &c.WriteTimeout, &c.WebManager, &c.Log, &c.Engine}
-	got := make(map[string]bool)
-	for _, p := range ps {
-		kp := join(path, p.name)
-		got[p.name] = true
-		if d.sharedKey(kp, p, common) {
-			continue
-		}
+	d.section(path, sec, common, clientKeys, func(kp string, p pair) bool {
 		switch p.name {
 		case "excludedInterfaces":
 			c.ExcludedInterfaces = d.ifNames(kp, p.val)
@@ -498,12 +488,32 @@ func (d *decoder) client(path string, sec pair) *Client {
 				}
 			}
 		default:
-			got[p.name] = false
-			got[d.unknown(kp, p, clientKeys)] = true
+			return false
 		}
+		return true
+	})
+	return c
+}
+
+// section decodes a role's section sec: the keys both roles have into
+// common, the others through own, which reports whether it knew the key;
+// keys lists the section's keys, for "did you mean" on unknown ones.
+func (d *decoder) section(path string, sec pair, common shared, keys []string, own func(kp string, p pair) bool) {
+	ps, ok := d.mapping(path, sec.val)
+	if !ok {
+		return
+	}
+	got := make(map[string]bool)
+	for _, p := range ps {
+		kp := join(path, p.name)
+		got[p.name] = true
+		if d.sharedKey(kp, p, common) || own(kp, p) {
+			continue
+		}
+		got[p.name] = false
+		got[d.unknown(kp, p, keys)] = true
 	}
 	d.missing(sec.key, path, got, "listenAddr", "dstAddr")
-	return c
 }
 
 // shared points at the fields both sections have.
@@ -547,27 +557,14 @@ func (d *decoder) server(path string, sec pair) *Server {
 		Log:           defaultLog(),
 		Engine:        defaultEngine(),
 	}
-	ps, ok := d.mapping(path, sec.val)
-	if !ok {
-		return s
-	}
 	common := shared{&s.Description, &s.ListenAddr, &s.DstAddr, &s.WriteTimeout, &s.WebManager, &s.Log, &s.Engine}
-	got := make(map[string]bool)
-	for _, p := range ps {
-		kp := join(path, p.name)
-		got[p.name] = true
-		if d.sharedKey(kp, p, common) {
-			continue
+	d.section(path, sec, common, serverKeys, func(kp string, p pair) bool {
+		if p.name != "clientTimeout" {
+			return false
 		}
-		switch p.name {
-		case "clientTimeout":
-			s.ClientTimeout = d.clientTimeout(kp, p.val)
-		default:
-			got[p.name] = false
-			got[d.unknown(kp, p, serverKeys)] = true
-		}
-	}
-	d.missing(sec.key, path, got, "listenAddr", "dstAddr")
+		s.ClientTimeout = d.clientTimeout(kp, p.val)
+		return true
+	})
 	return s
 }
 

@@ -156,15 +156,12 @@ func (c *Client) Run(ctx context.Context) error {
 
 	// Closed links stay in the map so that their counters can still be
 	// read once Run has returned.
-	c.mu.Lock()
-	c.active.Store(&[]*sender{})
-	for _, l := range c.links {
-		c.closeLink(l)
-	}
-	c.mu.Unlock()
-	wgRx.stop()
-	c.wgTx.close()
-	return c.pool.Close()
+	return c.shutdown(&c.mu, func() {
+		c.active.Store(&[]*sender{})
+		for _, l := range c.links {
+			c.closeLink(l)
+		}
+	}, wgRx, c.wgTx)
 }
 
 // fromWireGuard is the handler for datagrams from WireGuard: each goes to

@@ -172,7 +172,7 @@ func describeChange(l *link, p Plan) string {
 		return "interface recreated"
 	case !hasAddr(p.Iface, l.local):
 		return fmt.Sprintf("address %v removed", l.local)
-	case p.Reason == "excluded":
+	case p.Excluded:
 		return "excluded"
 	case l.dst != p.Dst:
 		return fmt.Sprintf("destination now %v", p.Dst)

@@ -19,6 +19,8 @@ type Plan struct {
 	// Use says whether a link runs on this interface; Reason says why not.
 	Use    bool
 	Reason string
+	// Excluded says that the reason is an exclusion.
+	Excluded bool
 	// Local and Dst are the link's addresses when Use is set.
 	Local netip.Addr
 	Dst   netip.AddrPort
@@ -55,7 +57,7 @@ func (p *planner) planOne(ifi Iface) Plan {
 	pl := Plan{Iface: ifi, Label: p.labels[ifi.Name]}
 	switch {
 	case p.excluded[ifi.Name]:
-		pl.Reason = "excluded"
+		pl.Reason, pl.Excluded = "excluded", true
 		return pl
 	case ifi.Loopback:
 		pl.Reason = "loopback"

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -68,4 +69,17 @@ func (r *role) newSender(c senderConfig) *sender {
 // newPump starts a receive loop on c that hands batches to handle.
 func (r *role) newPump(name string, c conn.Conn, stats *Stats, handle func([]*ring.Packet, []conn.Message)) *pump {
 	return newPump(name, c, r.pool, r.opts.BatchSize, stats, r.log, handle)
+}
+
+// shutdown ends a role's Run: it closes every destination's sockets with
+// closeAll (under mu, which guards them against a concurrent scan or
+// learn), then the WireGuard side's receive loop rx and sender tx, and the
+// pool last, once nothing can hold one of its buffers.
+func (r *role) shutdown(mu *sync.Mutex, closeAll func(), rx *pump, tx *sender) error {
+	mu.Lock()
+	closeAll()
+	mu.Unlock()
+	rx.stop()
+	tx.close()
+	return r.pool.Close()
 }

@@ -185,14 +185,11 @@ func (s *Server) Run(ctx context.Context) error {
 	listenRx.stop()
 	// The closed peers stay in the set, so that their counters can still
 	// be read once Run has returned.
-	s.mu.Lock()
-	for _, p := range s.peers.Load().list {
-		s.closePeer(p)
-	}
-	s.mu.Unlock()
-	upRx.stop()
-	s.upTx.close()
-	return s.pool.Close()
+	return s.shutdown(&s.mu, func() {
+		for _, p := range s.peers.Load().list {
+			s.closePeer(p)
+		}
+	}, upRx, s.upTx)
 }
 
 // fromListen handles datagrams on the listen socket: from client addresses

@@ -5,12 +5,24 @@ import (
 	"time"
 )
 
+// LinkStatus is what an interface does for the client now.
+type LinkStatus string
+
+// The statuses of an interface.
+const (
+	// LinkActive: the interface's link carries traffic.
+	LinkActive LinkStatus = "active"
+	// LinkIdle: no link now (down, no carrier, no usable address).
+	LinkIdle LinkStatus = "idle"
+	// LinkExcluded: excluded by the configuration or at run time.
+	LinkExcluded LinkStatus = "excluded"
+)
+
 // LinkInfo describes one link for status displays.
 type LinkInfo struct {
 	Name, Label string
-	// Status is "active", "idle" (an interface that carries no link now:
-	// down, no address) or "excluded".
-	Status string
+	Status      LinkStatus
+	// Reason says why an interface is not active.
 	Reason string
 	// Addrs are the interface's addresses.
 	Addrs []netip.Addr
@@ -29,15 +41,15 @@ func (c *Client) Links() []LinkInfo {
 	defer c.mu.Unlock()
 	out := make([]LinkInfo, 0, len(c.plans))
 	for _, p := range c.plans {
-		li := LinkInfo{Name: p.Iface.Name, Label: p.Label, Status: "idle", Reason: p.Reason, Addrs: p.Iface.Addrs, Local: p.Local, Dst: p.Dst, Target: c.planner.target(p.Iface.Name)}
-		if p.Reason == "excluded" {
-			li.Status = "excluded"
+		li := LinkInfo{Name: p.Iface.Name, Label: p.Label, Status: LinkIdle, Reason: p.Reason, Addrs: p.Iface.Addrs, Local: p.Local, Dst: p.Dst, Target: c.planner.target(p.Iface.Name)}
+		if p.Excluded {
+			li.Status = LinkExcluded
 		}
 		if l := c.links[p.Iface.Name]; l != nil {
 			li.Stats = &l.stats
 			li.Local, li.Dst = l.local, l.dst
 			if l.up {
-				li.Status = "active"
+				li.Status = LinkActive
 			}
 		}
 		out = append(out, li)

@@ -41,11 +41,11 @@ func (c *ClientControl) ClientStatus() control.ClientStatus {
 		Duplicates:  c.Duplicates.Load(),
 	}
 	for _, l := range links {
-		cl := control.Link{Name: l.Name, Label: l.Label, Status: l.Status, Reason: l.Reason, Local: l.Local}
+		cl := control.Link{Name: l.Name, Label: l.Label, Status: string(l.Status), Reason: l.Reason, Local: l.Local}
 		switch {
 		case l.Dst.IsValid():
 			cl.Dst = l.Dst.String()
-		case l.Status != "excluded":
+		case l.Status != engine.LinkExcluded:
 			cl.Dst = l.Target // where the link would go
 		}
 		if !cl.Local.IsValid() {

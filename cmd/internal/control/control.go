@@ -3,10 +3,11 @@
 // that shows the links or client addresses and toggles exclusions, and
 // Prometheus metrics.
 //
-// It never touches the data path: it reads counters through ClientRole or
-// ServerRole, which cmd implements on top of the engine, and computes rates
-// from successive reads on its own clock. It imports neither the engine,
-// the configuration nor a logging library, so tests drive it with fakes.
+// It never touches the data path: it reads counters (engine.Counters)
+// through ClientRole or ServerRole, which cmd/internal/app implements on
+// top of the engine, and computes rates from successive reads on its own
+// clock. Of the engine it imports only public types; it imports neither the
+// configuration nor a logging library, so tests drive it with fakes.
 //
 // Endpoints (every one behind Basic authentication when a username and a
 // password are set):

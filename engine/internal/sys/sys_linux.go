@@ -1,7 +1,3 @@
-// Package sys is the engine's only door to golang.org/x/sys/unix: socket
-// options, recvmmsg/sendmmsg, control messages, socket addresses and
-// netlink. Everything here is a thin, allocation-free wrapper; policy lives
-// in the engine.
 package sys
 
 import (
