@@ -74,7 +74,11 @@ func Options(e config.Engine, writeTimeout time.Duration, log *engine.Logger) (e
 	if env := os.Getenv("ENGARDE_BACKEND"); env != "" {
 		name = env
 	}
-	be, err := conn.Open(name, log.Warnf)
+	var warn conn.Logf
+	if log != nil {
+		warn = log.Warnf
+	}
+	be, err := conn.Open(name, warn)
 	if err != nil {
 		return engine.Options{}, err
 	}
