@@ -3,9 +3,19 @@ package topo
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 )
+
+// needTool skips t unless name is in PATH, naming it and the Debian
+// package that has it.
+func needTool(t *testing.T, name, pkg string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		t.Skipf("skipping: %s not found (apt-get install %s): %v", name, pkg, err)
+	}
+}
 
 // TestImpairmentsRemoved pins a bug: removal used nft's "destroy", which
 // nftables 1.0.6 (Debian 12) does not know, so Loss(0) and
@@ -21,16 +31,18 @@ func TestImpairmentsRemoved(t *testing.T) {
 	}
 	defer tp.Close()
 	for _, tc := range []struct {
-		name     string
-		on, off  func() error
-		ns, what string
+		name      string
+		on, off   func() error
+		ns, what  string
+		tool, pkg string // the command these need, and its Debian package
 	}{
-		{"Loss", func() error { return tp.Loss(5) }, func() error { return tp.Loss(0) }, tp.Server, "nft list tables"},
-		{"LossIngress", func() error { return tp.LossIngress(5) }, func() error { return tp.LossIngress(0) }, tp.Client, "nft list tables"},
-		{"Blackhole", func() error { return tp.Blackhole("eth-a", true) }, func() error { return tp.Blackhole("eth-a", false) }, tp.Client, "nft list tables"},
-		{"Limit", func() error { return tp.Limit("eth-a", "100mbit", "50ms") }, func() error { return tp.Limit("eth-a", "", "") }, tp.Server, "tc qdisc show dev eth-a"},
+		{"Loss", func() error { return tp.Loss(5) }, func() error { return tp.Loss(0) }, tp.Server, "nft list tables", "nft", "nftables"},
+		{"LossIngress", func() error { return tp.LossIngress(5) }, func() error { return tp.LossIngress(0) }, tp.Client, "nft list tables", "nft", "nftables"},
+		{"Blackhole", func() error { return tp.Blackhole("eth-a", true) }, func() error { return tp.Blackhole("eth-a", false) }, tp.Client, "nft list tables", "nft", "nftables"},
+		{"Limit", func() error { return tp.Limit("eth-a", "100mbit", "50ms") }, func() error { return tp.Limit("eth-a", "", "") }, tp.Server, "tc qdisc show dev eth-a", "tc", "iproute2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			needTool(t, tc.tool, tc.pkg)
 			list := func() string {
 				out, err := tp.Exec(tc.ns, strings.Fields(tc.what)...)
 				if err != nil {

@@ -52,13 +52,16 @@ type Link struct {
 }
 
 // Usable reports whether this process can build namespaces, and if not,
-// why.
+// why: New needs root, ip and sysctl.
 func Usable() error {
 	if os.Geteuid() != 0 {
 		return errors.New("network namespaces need root")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		return errors.New("iproute2's ip command is not installed")
+		return errors.New("iproute2's ip command is not installed (apt-get install iproute2)")
+	}
+	if _, err := exec.LookPath("sysctl"); err != nil {
+		return errors.New("procps's sysctl command is not installed (apt-get install procps)")
 	}
 	return nil
 }
