@@ -32,9 +32,7 @@ const chromium = "/usr/bin/chromium"
 // the page shows it excluded and that eth-a stopped sending while eth-b
 // goes on. Screenshots go to $ENGARDE_SCREENSHOTS (default /tmp).
 func TestBrowserPage(t *testing.T) {
-	if _, err := os.Stat(chromium); err != nil {
-		t.Skipf("skipping: no %s (apt-get install chromium): %v", chromium, err)
-	}
+	needTool(t, chromium, "chromium")
 	shots := os.Getenv("ENGARDE_SCREENSHOTS")
 	if shots == "" {
 		shots = os.TempDir()

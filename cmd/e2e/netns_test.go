@@ -60,9 +60,7 @@ type env struct {
 // all down, and on failure shows what each process logged.
 func newEnv(t *testing.T, c topo.TunnelConfig) *env {
 	t.Helper()
-	if err := topo.Usable(); err != nil {
-		t.Skipf("skipping namespace test: %v", err)
-	}
+	needNetns(t)
 	c.Bin = bin
 	c.LogLevel = "debug"
 	tun, err := topo.StartTunnel(fmt.Sprintf("eg%d-%d", os.Getpid()%100000, nsSeq.Add(1)), c)
@@ -81,6 +79,25 @@ func newEnv(t *testing.T, c topo.TunnelConfig) *env {
 		}
 	})
 	return &env{t: t, Tunnel: tun}
+}
+
+// needNetns skips t, saying why, unless this process can build network
+// namespaces (root, ip and sysctl).
+func needNetns(t *testing.T) {
+	t.Helper()
+	if err := topo.Usable(); err != nil {
+		t.Skipf("skipping namespace test: %v", err)
+	}
+}
+
+// needTool skips t unless name is in PATH (or, if it is a path, exists),
+// naming it and the Debian package that has it. Namespace tests call
+// needNetns first, so that without root they say that instead.
+func needTool(t *testing.T, name, pkg string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		t.Skipf("skipping: %s not found (apt-get install %s): %v", name, pkg, err)
+	}
 }
 
 // at runs f after d, in the background; the returned func waits for it.
@@ -187,7 +204,11 @@ func testLinkDown(t *testing.T, backend string) {
 // completes, so the kernel holds every packet sent on it until the
 // socket's send buffer is full, on the client and on the server. The
 // other link must not notice.
-func TestNetnsDeadLinkFillsBuffers(t *testing.T) { forBackends(t, testDeadLinkFillsBuffers) }
+func TestNetnsDeadLinkFillsBuffers(t *testing.T) {
+	needNetns(t)
+	needTool(t, "nft", "nftables") // Blackhole
+	forBackends(t, testDeadLinkFillsBuffers)
+}
 
 func testDeadLinkFillsBuffers(t *testing.T, backend string) {
 	e := newEnv(t, topo.TunnelConfig{Backend: backend})
@@ -285,6 +306,8 @@ func TestNetnsAddressChange(t *testing.T) {
 // link. A datagram is lost only if every copy is: 0.25% each way, about
 // 0.5% for a round trip, instead of 5% and 10% on one link.
 func TestNetnsRandomLoss(t *testing.T) {
+	needNetns(t)
+	needTool(t, "nft", "nftables") // Loss
 	e := newEnv(t, topo.TunnelConfig{})
 	if err := e.Loss(5); err != nil {
 		t.Fatal(err)
@@ -300,6 +323,8 @@ func TestNetnsRandomLoss(t *testing.T) {
 // on its links (SO_MARK), which is what keeps a full-tunnel WireGuard from
 // routing engarde's own packets into itself.
 func TestNetnsFwmark(t *testing.T) {
+	needNetns(t)
+	needTool(t, "nft", "nftables")
 	e := newEnv(t, topo.TunnelConfig{ClientExtra: "  fwmark: 0xca6c\n"})
 	rules := "table inet engarde_mark {\n chain out {\n  type filter hook output priority 0; policy accept;\n" +
 		"  oifname { \"eth-a\", \"eth-b\" } udp dport 59402 meta mark 0xca6c counter\n" +
