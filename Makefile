@@ -38,7 +38,15 @@ install: ## install bin/ (make build first), the systemd units and the engarde u
 		echo "then: systemctl enable --now engarde-client@engarde (or engarde-server@engarde)"; \
 	fi
 
+# The commands some tests run; a test whose command is missing skips, naming
+# it (.ci/run installs them all).
+TESTTOOLS := ip sysctl tc nft /usr/bin/chromium
+
 test: ## run every test (the namespace tests need root and skip without it)
+	@missing=; for c in $(TESTTOOLS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	notroot=; [ "$$(id -u)" = 0 ] || notroot="; not root, so the namespace tests will skip"; \
+	if [ -n "$$missing" ]; then echo "make test: not found:$$missing; the tests that need them will skip$$notroot"; \
+	else echo "make test: found every optional tool ($(TESTTOOLS))$$notroot"; fi
 	$(GO) test -count=1 ./...
 
 race: ## run the tests with the race detector
