@@ -4,7 +4,7 @@
 // happened to every packet.
 //
 // As root it runs the real binaries (from -bin) in two network namespaces
-// joined by two veth links (see scripts/topo), and cleans up after itself.
+// joined by two veth links (see bench/topo), and cleans up after itself.
 // Otherwise it runs client and server in this process on loopback, with
 // two simulated interfaces, and says so.
 //

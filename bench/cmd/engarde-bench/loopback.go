@@ -13,7 +13,7 @@ import (
 
 // loopbackNotes explain the loopback mode in the report.
 var loopbackNotes = []string{
-	"Loopback mode: client, server, sink and generator run in this process on 127.0.0.1, the client's two links being simulated interfaces on 127.0.0.2 and 127.0.0.3 (scripts/topo.Loopback). It measures the engine, not the kernel's forwarding between namespaces, and the numbers are not comparable with a namespace run.",
+	"Loopback mode: client, server, sink and generator run in this process on 127.0.0.1, the client's two links being simulated interfaces on 127.0.0.2 and 127.0.0.3 (bench/topo.Loopback). It measures the engine, not the kernel's forwarding between namespaces, and the numbers are not comparable with a namespace run.",
 }
 
 // loopbackSkips are the scenarios the loopback mode cannot run.

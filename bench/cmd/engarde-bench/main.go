@@ -3,7 +3,7 @@
 // `make bench-quick` (under a minute).
 //
 // As root it runs the real binaries (from -bin) in two network namespaces
-// joined by two veth links (scripts/topo), named egb<pid>-*, and measures,
+// joined by two veth links (bench/topo), named egb<pid>-*, and measures,
 // for the direct path (the generator straight to a sink over one link) and
 // for engarde with each backend:
 //   - throughput as RFC 2544 defines it (the highest rate with loss at or
