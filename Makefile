@@ -67,7 +67,7 @@ bench-tools: # the bench driver, and wireguard-go from go.mod's tool dependency
 	$(GO) build -trimpath -o $(BIN)/wireguard-go golang.zx2c4.com/wireguard
 
 bench-micro: ## micro-benchmarks of the data path (ring, pool, fan-out, sockets)
-	$(GO) test -run='^$$' -bench=. -benchmem ./ring/ ./engine/
+	$(GO) test -run='^$$' -bench=. -benchmem ./ring/ ./engine/ ./engine/conn/
 
 bench-ci: ## run every benchmark once, so that they keep working
 	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
