@@ -53,10 +53,6 @@ type Client struct {
 	// NoLink counts datagrams from WireGuard dropped because no link was
 	// up.
 	NoLink atomic.Uint64
-	// Duplicates counts copies of WireGuard messages (the same reply over
-	// another link) not handed to WireGuard.
-	Duplicates atomic.Uint64
-	dedup      dedup
 
 	active atomic.Pointer[[]*sender] // the senders of the links that carry traffic now
 	out    *fanout                   // used only on the WireGuard receive loop
@@ -189,12 +185,5 @@ func (c *Client) setWireGuardAddr(a netip.AddrPort) {
 // reply is the handler for datagrams arriving on a link: they go to
 // WireGuard.
 func (c *Client) reply(bufs []*ring.Packet, msgs []conn.Message) {
-	if !c.opts.DisableDedup {
-		n := c.dedup.filter(bufs, msgs, &c.Duplicates)
-		bufs, msgs = bufs[:n], msgs[:n]
-	}
-	for _, b := range bufs {
-		b.Ref(1)
-	}
-	c.wgTx.send(bufs, msgs)
+	c.toWireGuard(c.wgTx, bufs, msgs)
 }

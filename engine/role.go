@@ -19,6 +19,11 @@ type role struct {
 	pool     *ring.Pool
 	started  time.Time
 	wtimeout atomic.Int64 // write timeout of every sender, ns (0: none); reloadable
+
+	// Duplicates counts copies of WireGuard messages (the same message
+	// over another link) not handed to WireGuard.
+	Duplicates atomic.Uint64
+	dedup      dedup
 }
 
 // init applies o's defaults and makes the pool, sized for sockets sockets
@@ -82,4 +87,17 @@ func (r *role) shutdown(mu *sync.Mutex, closeAll func(), rx *pump, tx *sender) e
 	rx.stop()
 	tx.close()
 	return r.pool.Close()
+}
+
+// toWireGuard hands datagrams that crossed the links to tx, WireGuard's
+// sender, less the copies the duplicate filter recognises.
+func (r *role) toWireGuard(tx *sender, bufs []*ring.Packet, msgs []conn.Message) {
+	if !r.opts.DisableDedup {
+		n := r.dedup.filter(bufs, msgs, &r.Duplicates)
+		bufs, msgs = bufs[:n], msgs[:n]
+	}
+	for _, b := range bufs {
+		b.Ref(1)
+	}
+	tx.send(bufs, msgs)
 }

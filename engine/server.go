@@ -58,14 +58,10 @@ type Server struct {
 	// NoPeer counts replies from WireGuard dropped because no client
 	// address was live.
 	NoPeer atomic.Uint64
-	// Duplicates counts copies of WireGuard messages (the same message
-	// over another link) not forwarded to WireGuard.
-	Duplicates atomic.Uint64
 	// NotLearned counts datagrams from unknown addresses that did not make
 	// the server learn the address: not WireGuard's, or too many
 	// addresses.
 	NotLearned atomic.Uint64
-	dedup      dedup
 
 	mu      sync.Mutex // guards peer creation and removal
 	failLog rateLimit
@@ -239,14 +235,7 @@ func (s *Server) fromPeer(p *peer) func([]*ring.Packet, []conn.Message) {
 }
 
 func (s *Server) forward(bufs []*ring.Packet, msgs []conn.Message) {
-	if !s.opts.DisableDedup {
-		n := s.dedup.filter(bufs, msgs, &s.Duplicates)
-		bufs, msgs = bufs[:n], msgs[:n]
-	}
-	for _, b := range bufs {
-		b.Ref(1)
-	}
-	s.upTx.send(bufs, msgs)
+	s.toWireGuard(s.upTx, bufs, msgs)
 }
 
 // fromWireGuard sends each reply from WireGuard to every live client
