@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -30,12 +32,18 @@ const chromium = "/usr/bin/chromium"
 // through them. It sees both links active and carrying traffic, sees a link
 // that stops receiving flagged, clicks Exclude on eth-a, and checks that
 // the page shows it excluded and that eth-a stopped sending while eth-b
-// goes on. Screenshots go to $ENGARDE_SCREENSHOTS (default /tmp).
+// goes on. Screenshots go to $ENGARDE_SCREENSHOTS (default
+// /tmp/engarde-screenshots-<uid>).
 func TestBrowserPage(t *testing.T) {
 	needTool(t, chromium, "chromium")
 	shots := os.Getenv("ENGARDE_SCREENSHOTS")
 	if shots == "" {
-		shots = os.TempDir()
+		// One directory per user: in a shared /tmp, another user's
+		// screenshots from an earlier run cannot be overwritten.
+		shots = filepath.Join(os.TempDir(), fmt.Sprintf("engarde-screenshots-%d", os.Getuid()))
+	}
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	tun := startLoopbackTunnel(t)
 	role := &stallable{ClientControl: tun.view}
