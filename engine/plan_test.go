@@ -101,6 +101,9 @@ func TestPlanOne(t *testing.T) {
 			if want := p.labels[tt.ifi.Name]; pl.Label != want {
 				t.Errorf("label %q, want %q", pl.Label, want)
 			}
+			if pl.Excluded != (tt.reason == "excluded") {
+				t.Errorf("Excluded %v with reason %q", pl.Excluded, pl.Reason)
+			}
 			if pl.Use != tt.use || pl.Reason != tt.reason {
 				t.Fatalf("use %v, reason %q; want use %v, reason %q", pl.Use, pl.Reason, tt.use, tt.reason)
 			}
@@ -203,6 +206,9 @@ func TestPlanInterfaces(t *testing.T) {
 		if !ok {
 			t.Errorf("unexpected plan for %s", g.Iface.Name)
 			continue
+		}
+		if g.Excluded != (w.reasonPrefix == "excluded") {
+			t.Errorf("%s: Excluded %v with reason %q", g.Iface.Name, g.Excluded, g.Reason)
 		}
 		if g.Use != w.use || g.Label != w.label || !strings.HasPrefix(g.Reason, w.reasonPrefix) || (w.use && g.Reason != "") {
 			t.Errorf("%s: use %v label %q reason %q; want use %v label %q reason %q...", g.Iface.Name, g.Use, g.Label, g.Reason, w.use, w.label, w.reasonPrefix)
