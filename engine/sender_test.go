@@ -21,11 +21,14 @@ import (
 // takes up to budget messages (unlimited when budget < 0) and is then
 // full: TryWriteBatch returns conn.ErrWouldBlock, WriteBatch waits for
 // room, the write deadline or Close. A message can be made to fail once
-// with a kernel error. It records the first payload byte of every message
+// with a kernel error, and WriteBatch alone can be held back while
+// TryWriteBatch finds room (the flusher has not run yet when the socket
+// drains). It records the first payload byte of every message
 // it sends, and the destination.
 type gateConn struct {
 	mu        sync.Mutex // guards the fields below
 	budget    int
+	holdWait  bool          // WriteBatch waits even when there is room
 	room      chan struct{} // closed and replaced when room is made
 	deadline  time.Time
 	deadlines int            // SetWriteDeadline calls with a nonzero time
@@ -53,6 +56,16 @@ func (c *gateConn) setBudget(n int) {
 	c.mu.Unlock()
 }
 
+// holdWriteBatch holds WriteBatch back (or lets it go) whatever the
+// budget.
+func (c *gateConn) holdWriteBatch(hold bool) {
+	c.mu.Lock()
+	c.holdWait = hold
+	close(c.room)
+	c.room = make(chan struct{})
+	c.mu.Unlock()
+}
+
 func (c *gateConn) failOnce(id byte, err error) {
 	c.mu.Lock()
 	c.fail[id] = err
@@ -68,12 +81,12 @@ func (c *gateConn) snapshot() (sent []byte, tries, waiting int) {
 // takeLocked sends what it can of msgs with c.mu held; it returns the number
 // sent and the error that stopped it, or a nil error and a channel to
 // wait on when the buffer is full.
-func (c *gateConn) takeLocked(msgs []conn.Message) (int, error, chan struct{}) {
+func (c *gateConn) takeLocked(msgs []conn.Message, wait bool) (int, error, chan struct{}) {
 	for i, m := range msgs {
 		if c.closed {
 			return i, net.ErrClosed, nil
 		}
-		if c.budget == 0 {
+		if c.budget == 0 || wait && c.holdWait {
 			return i, nil, c.room
 		}
 		id := m.Buf[0]
@@ -94,7 +107,7 @@ func (c *gateConn) TryWriteBatch(msgs []conn.Message) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.tries++
-	n, err, full := c.takeLocked(msgs)
+	n, err, full := c.takeLocked(msgs, false)
 	if full != nil {
 		return n, conn.ErrWouldBlock
 	}
@@ -105,7 +118,7 @@ func (c *gateConn) WriteBatch(msgs []conn.Message) (int, error) {
 	total := 0
 	for {
 		c.mu.Lock()
-		n, err, full := c.takeLocked(msgs[total:])
+		n, err, full := c.takeLocked(msgs[total:], true)
 		total += n
 		d := c.deadline
 		if full != nil {
@@ -359,28 +372,38 @@ func TestSenderUnconnected(t *testing.T) {
 
 // TestSenderBacklogOrder: when the socket fills in the middle of a batch,
 // the rest waits in the backlog; later batches queue behind it instead of
-// jumping ahead on the direct path, and everything leaves in the order it
-// came once the socket drains. Then the sender goes back to direct writes.
+// jumping ahead on the direct path, even when the socket has drained
+// before the flusher got to run, and everything leaves in the order it
+// came. Then the sender goes back to direct writes. With a flusher batch
+// as large as the backlog, the packets in the flusher's hands must still
+// count as waiting (pending), or a direct write would overtake them.
 func TestSenderBacklogOrder(t *testing.T) {
-	r := newSenderRig(t, 16, 2, 0, true, nil) // no write timeout: wait as long as it takes
-	r.c.setBudget(2)
-	r.send(r.packets(0, 5)) // 0 and 1 go at once, the socket is then full
-	r.waitBlocked()
-	r.send(r.packets(5, 8))
-	r.send(r.packets(8, 9))
-	if sent, _, _ := r.c.snapshot(); !slices.Equal(sent, ids(0, 2)) {
-		t.Fatalf("with the socket full: sent %v, want %v", sent, ids(0, 2))
+	for _, batch := range []int{2, 8} {
+		t.Run(fmt.Sprintf("flusher batch %d", batch), func(t *testing.T) {
+			r := newSenderRig(t, 16, batch, 0, true, nil) // no write timeout: wait as long as it takes
+			r.c.setBudget(2)
+			r.send(r.packets(0, 5)) // 0 and 1 go at once, the socket is then full
+			r.waitBlocked()
+			// The socket has room again, but the flusher has not taken it yet.
+			r.c.holdWriteBatch(true)
+			r.c.setBudget(-1)
+			r.send(r.packets(5, 7))
+			r.send(r.packets(7, 9))
+			if sent, _, _ := r.c.snapshot(); !slices.Equal(sent, ids(0, 2)) {
+				t.Fatalf("with the backlog waiting: sent %v, want %v", sent, ids(0, 2))
+			}
+			r.c.holdWriteBatch(false)
+			r.waitSent(ids(0, 9))
+			waitFor(t, "an empty backlog", func() bool { return r.s.pending.Load() == 0 })
+			r.checkPool()
+			_, before, _ := r.c.snapshot()
+			r.send(r.packets(9, 10))
+			if sent, after, _ := r.c.snapshot(); !slices.Equal(sent, ids(0, 10)) || after != before+1 {
+				t.Errorf("after the backlog drained: sent %v in %d more TryWriteBatch calls; want %v in 1", sent, after-before, ids(0, 10))
+			}
+			r.counters(Counters{TxPackets: 10, TxBytes: bytesOf(0, 10)})
+		})
 	}
-	r.c.setBudget(-1)
-	r.waitSent(ids(0, 9))
-	waitFor(t, "an empty backlog", func() bool { return r.s.pending.Load() == 0 })
-	r.checkPool()
-	_, before, _ := r.c.snapshot()
-	r.send(r.packets(9, 10))
-	if sent, after, _ := r.c.snapshot(); !slices.Equal(sent, ids(0, 10)) || after != before+1 {
-		t.Errorf("after the backlog drained: sent %v in %d more TryWriteBatch calls; want %v in 1", sent, after-before, ids(0, 10))
-	}
-	r.counters(Counters{TxPackets: 10, TxBytes: bytesOf(0, 10)})
 }
 
 // TestSenderWriteTimeout: what waited in the backlog longer than the write
@@ -555,4 +578,53 @@ func TestSenderKernelError(t *testing.T) {
 			t.Errorf("a closed socket logged %d send failures", r.warns.Load())
 		}
 	})
+}
+
+// TestSenderCloseRace closes a sender while several producers send to it,
+// some packets going out directly, some through the backlog of a socket
+// that fills: every packet is accounted for exactly once (sent or dropped
+// for one reason) and every buffer returns to the pool. Run it with -race.
+func TestSenderCloseRace(t *testing.T) {
+	const producers, batches, per = 4, 40, 4
+	for iter := range 10 {
+		r := newSenderRig(t, 16, 4, time.Second, true, nil)
+		r.c.setBudget(iter * 20) // the socket fills after a varying number of packets
+		var wg sync.WaitGroup
+		var warm sync.WaitGroup // each producer has sent a third
+		closing := make(chan struct{})
+		for range producers {
+			wg.Add(1)
+			warm.Add(1)
+			go func() {
+				defer wg.Done()
+				warmed := sync.OnceFunc(warm.Done)
+				defer warmed()
+				scratch := make([]conn.Message, per)
+				for b := range batches {
+					if b == batches/3 {
+						warmed()
+						<-closing // the rest races with close
+					}
+					bufs := make([]*ring.Packet, per)
+					for i := range bufs {
+						if bufs[i] = r.pool.Get(); bufs[i] == nil {
+							t.Error("pool exhausted: a sender holds on to buffers")
+							return
+						}
+						bufs[i].N, bufs[i].Stamp = 10, nanotime()
+					}
+					r.s.send(bufs, scratch)
+				}
+			}()
+		}
+		warm.Wait()
+		close(closing)
+		r.close()
+		wg.Wait()
+		r.checkPool()
+		c := r.stats.Read()
+		if got := c.TxPackets + c.Drops(); got != producers*batches*per {
+			t.Fatalf("iteration %d: %d packets sent or dropped (%+v), want %d", iter, got, c, producers*batches*per)
+		}
+	}
 }
