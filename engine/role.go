@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/engarde-project/engarde/config/defaults"
 	"github.com/engarde-project/engarde/engine/conn"
 	"github.com/engarde-project/engarde/ring"
 )
@@ -44,7 +45,7 @@ func (r *role) init(o *Options, sockets int) error {
 // setWriteTimeout takes a reloaded write timeout (0: the default).
 func (r *role) setWriteTimeout(o Options) {
 	if o.WriteTimeout == 0 {
-		o.WriteTimeout = r.opts.WriteTimeout
+		o.WriteTimeout = defaults.WriteTimeout
 	}
 	r.wtimeout.Store(o.timeout())
 }
