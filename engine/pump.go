@@ -67,17 +67,29 @@ func (p *pump) stop() {
 }
 
 // run loops until the Conn is closed, then returns every buffer it holds.
+//
+// On a conn.ReadWaiter it holds buffers only while the socket has
+// something to read: idle, it waits with none, so that thousands of idle
+// sockets (a server's client addresses and sessions) do not take the pool
+// from the busy ones. Woken, it lends itself a few buffers (twice the last
+// batch, at least minLend) and a full batch while batches keep coming full.
 func (p *pump) run() {
 	have := 0 // p.bufs[:have] hold buffers
 	defer close(p.exited)
-	defer func() {
-		for i := range have {
-			p.bufs[i].Release()
-			p.bufs[i] = nil
-		}
-	}()
+	defer func() { p.release(0, have) }()
+	rw, lazy := p.conn.(conn.ReadWaiter)
+	want, last := len(p.bufs), len(p.bufs)
 	for {
-		for have < len(p.bufs) {
+		if lazy && have == 0 {
+			if err := rw.WaitRead(); err != nil {
+				if p.failed(err) {
+					return
+				}
+				continue
+			}
+			want = min(len(p.bufs), max(minLend, 2*last))
+		}
+		for have < want {
 			b := p.pool.Get()
 			if b == nil {
 				break
@@ -100,19 +112,60 @@ func (p *pump) run() {
 			}
 			continue
 		}
-		n, err := p.conn.ReadBatch(p.msgs[:have])
+		var n int
+		var err error
+		if lazy {
+			n, err = rw.TryReadBatch(p.msgs[:have])
+		} else {
+			n, err = p.conn.ReadBatch(p.msgs[:have])
+		}
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, conn.ErrWouldBlock) {
+				p.release(0, have)
+				have = 0
+				continue
+			}
+			if p.failed(err) {
 				return
 			}
-			p.stats.RxErrors.Add(1)
-			if p.errLog.allow() {
-				p.log.warnf("%s: receive failed: %v", p.name, err)
-			}
-			time.Sleep(time.Millisecond) // do not spin on a persistent error
 			continue
 		}
+		full := n == have
 		have = p.deliver(n, have)
+		last = n
+		if lazy && !full {
+			// The read took less than it could: the queue is most
+			// likely empty. Wait without buffers rather than ask again.
+			p.release(0, have)
+			have = 0
+		} else {
+			want = len(p.bufs)
+		}
+	}
+}
+
+// minLend is the fewest buffers a waking receive loop lends itself.
+const minLend = 4
+
+// failed handles a receive error: true when the Conn is closed and the
+// loop must end.
+func (p *pump) failed(err error) bool {
+	if errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	p.stats.RxErrors.Add(1)
+	if p.errLog.allow() {
+		p.log.warnf("%s: receive failed: %v", p.name, err)
+	}
+	time.Sleep(time.Millisecond) // do not spin on a persistent error
+	return false
+}
+
+// release returns the buffers of slots [from, to) to the pool.
+func (p *pump) release(from, to int) {
+	for i := from; i < to; i++ {
+		p.bufs[i].Release()
+		p.bufs[i] = nil
 	}
 }
 

@@ -192,7 +192,7 @@ func TestPumpStopWhilePaused(t *testing.T) {
 	r := newPumpRig(t, 64, 2, 2)
 	r.hold = true
 	r.p.start()
-	r.send(0, 20, 20)
+	r.send(0, 20, 20, 20) // the third waits for a buffer
 	waitFor(t, "the pool exhausted warning", func() bool { return len(r.warnings()) > 0 })
 	r.stop()
 	r.release()
@@ -261,14 +261,38 @@ func TestPumpTrains(t *testing.T) {
 	r.stop()
 }
 
+// TestPumpIdleHoldsNoBuffers: on a conn.ReadWaiter, a pump with nothing
+// to read holds no buffer and does not poll the pool; woken, it receives
+// everything queued.
+func TestPumpIdleHoldsNoBuffers(t *testing.T) {
+	r := newPumpRig(t, 64, 8, 4)
+	if _, ok := r.rx.(conn.ReadWaiter); !ok {
+		t.Fatal("the fake network's Conn is no conn.ReadWaiter")
+	}
+	r.p.start()
+	r.send(0, 20, 20)
+	r.waitDelivered(ids(0, 2))
+	waitFor(t, "the idle pump to return its buffers", func() bool { return r.pool.Available() == r.pool.Allocated() })
+	m0 := r.pool.Misses()
+	time.Sleep(30 * time.Millisecond)
+	if a, n, m := r.pool.Available(), r.pool.Allocated(), r.pool.Misses()-m0; a != n || m != 0 {
+		t.Errorf("an idle pump held %d of %d buffers and missed %d times in 30ms", n-a, n, m)
+	}
+	r.send(2, 20, 20, 20, 20, 20, 20)
+	r.waitDelivered(ids(0, 8))
+	r.stop()
+}
+
 // TestPumpConnClosed: closing the Conn ends the loop, and the loop gives
 // back every buffer it held.
 func TestPumpConnClosed(t *testing.T) {
 	r := newPumpRig(t, 64, 8, 4)
+	r.hold = true
 	r.p.start()
-	r.send(0, 20, 20)
-	r.waitDelivered(ids(0, 2))
-	waitFor(t, "the pump to hold its batch of buffers", func() bool { return r.pool.Available() == 8-4 })
+	r.send(0, 20, 20, 20, 20, 20)
+	r.waitDelivered(ids(0, 5))
+	r.release()
+	time.Sleep(10 * time.Millisecond) // it may be back in a read, holding buffers
 	r.rx.Close()
 	select {
 	case <-r.p.exited:

@@ -74,6 +74,20 @@ type Conn interface {
 	Close() error
 }
 
+// ReadWaiter is implemented by a Conn whose receive loop can wait for a
+// datagram without holding buffers for it: a server with thousands of
+// sockets, most of them idle, then lends the pool's buffers only to the
+// sockets that have something to read.
+type ReadWaiter interface {
+	// TryReadBatch is ReadBatch without waiting: it returns ErrWouldBlock
+	// when nothing is queued.
+	TryReadBatch(msgs []Message) (n int, err error)
+	// WaitRead blocks until a datagram is queued, or the Conn is closed
+	// (an error satisfying errors.Is(err, net.ErrClosed)). It may return
+	// early: a TryReadBatch after it can still find nothing.
+	WaitRead() error
+}
+
 // BatchWriter is implemented by a Backend that can send on several of its
 // Conns with one system call: the uring backend queues every Conn's sends
 // and submits them with one io_uring_enter. A fan-out that sends one batch
@@ -97,7 +111,7 @@ type BatchWrite struct {
 }
 
 // ErrWouldBlock is returned by TryWriteBatch when the socket's send buffer
-// is full.
+// is full, and by TryReadBatch when nothing is queued.
 var ErrWouldBlock = errors.New("send buffer full")
 
 // SocketOptions configures a socket opened by a Backend.

@@ -58,13 +58,20 @@ type mmsgConn struct {
 	ws *ring.MPMC[*writeState]
 }
 
-var _ Conn = (*mmsgConn)(nil)
+var (
+	_ Conn       = (*mmsgConn)(nil)
+	_ ReadWaiter = (*mmsgConn)(nil)
+)
 
 func (c *mmsgConn) Close() error { return c.uc.Close() }
 
-func (c *mmsgConn) ReadBatch(msgs []Message) (int, error) {
+func (c *mmsgConn) ReadBatch(msgs []Message) (int, error) { return c.read(msgs, false) }
+
+func (c *mmsgConn) TryReadBatch(msgs []Message) (int, error) { return c.read(msgs, true) }
+
+func (c *mmsgConn) read(msgs []Message, try bool) (int, error) {
 	r := &c.r
-	r.msgs = msgs
+	r.msgs, r.try = msgs, try
 	r.n, r.err = 0, nil
 	err := c.rc.Read(r.fn)
 	r.msgs = nil
@@ -73,6 +80,12 @@ func (c *mmsgConn) ReadBatch(msgs []Message) (int, error) {
 	}
 	return r.n, r.err
 }
+
+// WaitRead parks in the netpoller until the socket is readable. RawConn.Read
+// forgets a readiness the poller saw before it was called, so the first
+// look is a peek at the queue: a datagram that arrived since the caller's
+// last receive is not left waiting for the next one.
+func (c *mmsgConn) WaitRead() error { return c.rc.Read(c.r.wait) }
 
 func (c *mmsgConn) WriteBatch(msgs []Message) (int, error) {
 	return c.write(msgs, true)
@@ -120,8 +133,12 @@ type readState struct {
 	fn    func(fd uintptr) bool
 
 	msgs []Message // the current call's
+	try  bool      // return ErrWouldBlock rather than wait
 	n    int
 	err  error
+
+	wait   func(fd uintptr) bool // WaitRead's
+	looked bool                  // WaitRead peeked once already
 }
 
 func (r *readState) init(c *mmsgConn) {
@@ -137,6 +154,17 @@ func (r *readState) init(c *mmsgConn) {
 		sys.SetMsgIov(&r.hdrs[i], r.iovs[i:i+1])
 	}
 	r.fn = r.run
+	r.wait = func(fd uintptr) bool {
+		if r.looked {
+			r.looked = false
+			return true
+		}
+		if q, _ := sys.Queued(fd); q {
+			return true
+		}
+		r.looked = true
+		return false
+	}
 }
 
 func (r *readState) run(fd uintptr) bool {
@@ -158,6 +186,10 @@ func (r *readState) run(fd uintptr) bool {
 			break
 		}
 		if sys.IsWouldBlock(err) {
+			if r.try {
+				r.err = ErrWouldBlock
+				return true
+			}
 			return false // park in the netpoller until readable
 		}
 		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EINTR) {

@@ -130,6 +130,8 @@ type fakeConn struct {
 	q            chan fakePacket
 	closed       chan struct{}
 	closeOnce    sync.Once
+	peeked       fakePacket // taken from q by WaitRead (hasPeek); the reader's
+	hasPeek      bool
 	mu           sync.Mutex // guards deadline
 	deadline     time.Time
 }
@@ -162,12 +164,46 @@ func (c *fakeConn) isClosed() bool {
 	}
 }
 
+var _ conn.ReadWaiter = (*fakeConn)(nil)
+
 func (c *fakeConn) ReadBatch(msgs []conn.Message) (int, error) {
-	var p fakePacket
+	if err := c.WaitRead(); err != nil {
+		return 0, err
+	}
+	return c.TryReadBatch(msgs)
+}
+
+// WaitRead waits for a packet and keeps it for the next read: a channel
+// cannot be peeked at.
+func (c *fakeConn) WaitRead() error {
+	if c.isClosed() {
+		return net.ErrClosed
+	}
+	if c.hasPeek {
+		return nil
+	}
 	select {
-	case p = <-c.q:
+	case c.peeked = <-c.q:
+		c.hasPeek = true
+		return nil
 	case <-c.closed:
+		return net.ErrClosed
+	}
+}
+
+func (c *fakeConn) TryReadBatch(msgs []conn.Message) (int, error) {
+	if c.isClosed() {
 		return 0, net.ErrClosed
+	}
+	var p fakePacket
+	if c.hasPeek {
+		p, c.peeked, c.hasPeek = c.peeked, fakePacket{}, false
+	} else {
+		select {
+		case p = <-c.q:
+		default:
+			return 0, conn.ErrWouldBlock
+		}
 	}
 	n := 0
 	for {

@@ -111,6 +111,24 @@ func Recvmmsg(fd uintptr, hdrs []Mmsghdr) (int, error) {
 	return int(n), nil
 }
 
+// Queued reports, without blocking and without taking it, whether a
+// datagram (or a pending socket error) waits on fd: recvfrom(2) with
+// MSG_PEEK into no buffer.
+func Queued(fd uintptr) (bool, error) {
+	_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, 0, 0, unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
+	switch {
+	case e == 0:
+		return true, nil
+	case e == unix.EAGAIN:
+		return false, nil
+	case e == unix.EINTR:
+		return false, nil
+	}
+	// An error (an ICMP report on a connected socket, say) is something
+	// for the next receive to take: the socket is readable.
+	return true, nil
+}
+
 // Sendmmsg calls sendmmsg(2) without blocking and returns the number of
 // messages sent.
 func Sendmmsg(fd uintptr, hdrs []Mmsghdr) (int, error) {
