@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,7 +20,13 @@ const (
 	DefaultSize           = 1400
 	DefaultWait           = 500 * time.Millisecond
 	DefaultSeriesInterval = 100 * time.Millisecond
+	DefaultHandshake      = 5 * time.Second
 )
+
+// HandshakeRetry is how long the generator waits for a response before it
+// sends a new initiation. WireGuard waits Rekey-Timeout, 5 s (whitepaper,
+// section 6.4); a benchmark should not lose that long to one lost packet.
+const HandshakeRetry = 250 * time.Millisecond
 
 // MaxSize is the largest payload: the largest UDP payload over IPv4.
 const MaxSize = 65507
@@ -71,28 +78,44 @@ type Options struct {
 	// GSO lets the socket send runs of equal-sized datagrams as UDP GSO
 	// trains.
 	GSO bool
+	// Handshake bounds the wait for a response to the handshake
+	// initiations sent before any data, one every HandshakeRetry; 0
+	// means DefaultHandshake.
+	Handshake time.Duration
 }
 
 // gen is the state of one run. The sender owns the fields above the
-// receiver's; the receiver's are read only after it has finished.
+// receiver's; the receiver's are read only after it has finished, except
+// those it sets before closing ready, which the sender reads after.
 type gen struct {
-	o      Options
-	conn   conn.Conn
-	run    uint32
-	t0     int64         // Now() when sending started
-	issued atomic.Uint64 // sequence numbers handed to the socket so far
+	o       Options
+	conn    conn.Conn
+	hsStart int64         // Now() when the first initiation was sent
+	issued  atomic.Uint64 // sequence numbers handed to the socket so far
+
+	hsMu     sync.Mutex
+	attempts []uint32 // the index of each initiation sent; guarded by hsMu
+
+	// set by the receiver when the handshake completes, before it closes
+	// ready
+	ready  chan struct{}
+	local  uint32 // the generator's index G, which the echoes carry
+	remote uint32 // the sink's index S, which the datagrams sent carry
+	t0     int64  // Now() when the response arrived, the start of sending
 
 	// sender
 	datagrams, sendErrors uint64
+	initiations           int
 	firstErr              error
 	starts                []uint64 // starts[k]: first sequence number sent in interval k
 
 	// receiver
-	hist    Histogram
-	tr      *Tracker
-	foreign uint64
-	rx      []rxInterval
-	recvErr error
+	established bool
+	hist        Histogram
+	tr          *Tracker
+	foreign     uint64
+	rx          []rxInterval
+	recvErr     error
 }
 
 // rxInterval accumulates the arrivals of one series interval.
@@ -106,6 +129,13 @@ type rxInterval struct {
 // reached or ctx is done, waits o.Wait for late replies and closes the
 // socket. When ctx ends the run early, Run returns the report of what was
 // sent together with ctx.Err().
+//
+// Before any data it plays the initiator's part of WireGuard's handshake,
+// shapes only: it sends an initiation from a random index G, and a new one
+// from a fresh index every HandshakeRetry, until a response to any of them
+// arrives; it then sends its data to the index S the response names, and
+// accepts as echoes only data carrying G. When no response arrives within
+// o.Handshake, Run returns an error and no report.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := o.setDefaults(); err != nil {
 		if o.Conn != nil {
@@ -113,7 +143,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		return nil, err
 	}
-	g := &gen{o: o, conn: o.Conn, run: rand.Uint32()}
+	g := &gen{o: o, conn: o.Conn, ready: make(chan struct{})}
 	if g.conn == nil {
 		laddr := o.Local
 		if !laddr.IsValid() {
@@ -138,12 +168,20 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		g.rx = make([]rxInterval, 0, n)
 	}
 
-	g.t0 = Now()
+	g.hsStart = Now()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		g.receive()
 	}()
+	if err := g.handshake(ctx); err != nil {
+		g.conn.Close()
+		<-done
+		if ctx.Err() != nil {
+			return g.report(0, 0), err
+		}
+		return nil, err
+	}
 	sendErr := g.send(ctx)
 	sent := g.issued.Load()
 	sendEnd := Now()
@@ -191,6 +229,12 @@ func (o *Options) setDefaults() error {
 	if o.Wait == 0 {
 		o.Wait = DefaultWait
 	}
+	if o.Handshake < 0 {
+		return fmt.Errorf("negative handshake timeout %v", o.Handshake)
+	}
+	if o.Handshake == 0 {
+		o.Handshake = DefaultHandshake
+	}
 	return nil
 }
 
@@ -205,6 +249,55 @@ func (o *Options) trackerHint() uint64 {
 		n = uint64(o.Rate*o.Duration.Seconds()*1.1) + 1024
 	}
 	return min(n, maxTrackerHint)
+}
+
+// handshake sends initiations until the receiver has accepted a response
+// and closed g.ready, or o.Handshake has passed. It returns an error when
+// it gives up, ctx is done or the socket is closed.
+func (g *gen) handshake(ctx context.Context) error {
+	o := &g.o
+	deadline := time.NewTimer(o.Handshake)
+	defer deadline.Stop()
+	retry := time.NewTicker(HandshakeRetry)
+	defer retry.Stop()
+	b := make([]byte, initiationLen)
+	msg := []conn.Message{{Buf: b, N: len(b), Addr: o.Target}}
+	for {
+		g.hsMu.Lock()
+		idx := newIndex(func(i uint32) bool { return slices.Contains(g.attempts, i) })
+		// Publish before sending: the response may come back before
+		// WriteBatch returns.
+		g.attempts = append(g.attempts, idx)
+		g.hsMu.Unlock()
+		putInitiation(b, idx)
+		g.initiations++
+		if _, err := g.conn.WriteBatch(msg); err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("sending: %w", err)
+			}
+			if g.sendErrors++; g.firstErr == nil {
+				g.firstErr = err
+			}
+		}
+		select {
+		case <-g.ready:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-retry.C:
+		case <-deadline.C:
+			select {
+			case <-g.ready: // it came in just in time
+				return nil
+			default:
+			}
+			err := fmt.Errorf("no handshake response from %v within %v", o.Target, o.Handshake)
+			if g.firstErr != nil {
+				err = fmt.Errorf("%w (sending: %v)", err, g.firstErr)
+			}
+			return err
+		}
+	}
 }
 
 // send runs the sending loop. At a fixed rate it computes how many packets
@@ -276,7 +369,7 @@ func (g *gen) send(ctx context.Context) error {
 		}
 		for i := range int(n) {
 			b := bufs[i]
-			Put(b, Header{Run: g.run, Seq: seq + uint64(i), Sent: now})
+			Put(b, Header{Index: g.remote, Seq: seq + uint64(i), Sent: now})
 			for c := range o.Copies {
 				msgs[i*o.Copies+c] = conn.Message{Buf: b, N: len(b), Addr: o.Target}
 			}
@@ -333,6 +426,15 @@ func (g *gen) receive() {
 
 // arrived accounts for a batch of datagrams received at now.
 func (g *gen) arrived(msgs []conn.Message, now int64) {
+	if !g.established {
+		// Nothing but the response can be ours: no data was sent.
+		for i := range msgs {
+			if m := &msgs[i]; m.Truncated || !g.response(m.Buf[:m.N], now) {
+				g.foreign++
+			}
+		}
+		return
+	}
 	issued := g.issued.Load()
 	var iv *rxInterval
 	if interval := int64(g.o.SeriesInterval); interval > 0 {
@@ -349,7 +451,13 @@ func (g *gen) arrived(msgs []conn.Message, now int64) {
 			continue
 		}
 		h, err := Decode(m.Buf[:m.N])
-		if err != nil || h.Run != g.run || h.Seq >= issued {
+		if err != nil {
+			if !g.response(m.Buf[:m.N], now) {
+				g.foreign++
+			}
+			continue
+		}
+		if h.Index != g.local || h.Seq >= issued {
 			g.foreign++
 			continue
 		}
@@ -367,11 +475,35 @@ func (g *gen) arrived(msgs []conn.Message, now int64) {
 	}
 }
 
+// response reports whether b is a handshake response to one of the
+// initiations sent. The first completes the handshake; copies and answers
+// to other attempts that follow it are ignored.
+func (g *gen) response(b []byte, now int64) bool {
+	s, r, ok := parseResponse(b)
+	if !ok {
+		return false
+	}
+	g.hsMu.Lock()
+	ours := slices.Contains(g.attempts, r)
+	g.hsMu.Unlock()
+	if !ours {
+		return false
+	}
+	if !g.established {
+		g.established = true
+		g.local, g.remote, g.t0 = r, s, now
+		close(g.ready)
+	}
+	return true
+}
+
 // report builds the Report once both loops have finished.
 func (g *gen) report(sent uint64, d time.Duration) *Report {
 	o := &g.o
 	r := &Report{
-		RunID:      g.run,
+		RunID:      g.local,
+		PeerIndex:  g.remote,
+		Handshakes: g.initiations,
 		Target:     o.Target.String(),
 		Size:       o.Size,
 		Copies:     o.Copies,
@@ -391,6 +523,9 @@ func (g *gen) report(sent uint64, d time.Duration) *Report {
 	}
 	if g.firstErr != nil {
 		r.FirstError = g.firstErr.Error()
+	}
+	if g.established {
+		r.HandshakeTime = time.Duration(g.t0 - g.hsStart)
 	}
 	if sent > 0 {
 		r.LossPercent = 100 * float64(r.Lost) / float64(sent)

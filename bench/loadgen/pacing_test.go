@@ -1,7 +1,10 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -13,21 +16,47 @@ import (
 	"github.com/engarde-project/engarde/engine/conn"
 )
 
-// recordConn is an conn.Conn that records the size and time of each
-// WriteBatch and never receives anything.
+// recordConn is a conn.Conn that plays a sink that answers handshakes and
+// echoes nothing: it answers each initiation with a response from
+// recordIndex and records the size and time of each WriteBatch of data and
+// the headers of the datagrams in it. With silent set it answers nothing;
+// copies sets how many copies of each response it sends; with echo set it
+// also echoes data, with the receiver index echoIndex, or
+// the initiator's when that is 0.
 type recordConn struct {
-	mu      sync.Mutex
-	batches []int
-	times   []time.Time
-	closed  chan struct{}
-	once    sync.Once
+	silent    bool
+	copies    int // of each response; 0 means 1
+	echo      bool
+	echoIndex uint32
+
+	mu        sync.Mutex
+	batches   []int
+	times     []time.Time
+	inits     [][]byte // the initiations received
+	headers   []Header // of the data received
+	initiator uint32   // the index of the last initiation
+
+	rx     chan []byte
+	closed chan struct{}
+	once   sync.Once
 }
 
-func newRecordConn() *recordConn { return &recordConn{closed: make(chan struct{})} }
+// recordIndex is the index recordConn answers initiations from.
+const recordIndex = 0x5151beef
+
+func newRecordConn() *recordConn {
+	return &recordConn{rx: make(chan []byte, 1<<16), closed: make(chan struct{})}
+}
 
 func (c *recordConn) ReadBatch(msgs []conn.Message) (int, error) {
-	<-c.closed
-	return 0, net.ErrClosed
+	select {
+	case <-c.closed:
+		return 0, net.ErrClosed
+	case b := <-c.rx:
+		msgs[0].N = copy(msgs[0].Buf, b)
+		msgs[0].Addr = netip.MustParseAddrPort("127.0.0.1:9")
+		return 1, nil
+	}
 }
 
 func (c *recordConn) WriteBatch(msgs []conn.Message) (int, error) {
@@ -37,9 +66,37 @@ func (c *recordConn) WriteBatch(msgs []conn.Message) (int, error) {
 	default:
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if g, ok := parseInitiation(msgs[0].Buf[:msgs[0].N]); ok && len(msgs) == 1 {
+		c.inits = append(c.inits, bytes.Clone(msgs[0].Buf[:msgs[0].N]))
+		c.initiator = g
+		if !c.silent {
+			resp := make([]byte, responseLen)
+			putResponse(resp, recordIndex, g)
+			for range max(c.copies, 1) {
+				c.rx <- resp
+			}
+		}
+		return 1, nil
+	}
 	c.batches = append(c.batches, len(msgs))
 	c.times = append(c.times, time.Now())
-	c.mu.Unlock()
+	for _, m := range msgs {
+		h, err := Decode(m.Buf[:m.N])
+		if err != nil {
+			panic(fmt.Sprintf("generator sent a datagram that is neither an initiation nor data: %x", m.Buf[:min(m.N, 64)]))
+		}
+		c.headers = append(c.headers, h)
+		if c.echo {
+			b := bytes.Clone(m.Buf[:m.N])
+			to := c.echoIndex
+			if to == 0 {
+				to = c.initiator
+			}
+			binary.LittleEndian.PutUint32(b[4:8], to)
+			c.rx <- b
+		}
+	}
 	return len(msgs), nil
 }
 

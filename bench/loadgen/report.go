@@ -12,8 +12,17 @@ import (
 // Report is the outcome of a generator run. Packets are sequence numbers:
 // with Copies > 1 each is sent several times and counts once.
 type Report struct {
-	// RunID is the run's random identifier, as carried in its datagrams.
+	// RunID is the run's random identifier: the generator's session index
+	// G from the handshake, which the echoes carry.
 	RunID uint32 `json:"run_id"`
+	// PeerIndex is the session index S the sink chose in its response,
+	// which the datagrams sent carry.
+	PeerIndex uint32 `json:"peer_index"`
+	// Handshakes counts the handshake initiations sent.
+	Handshakes int `json:"handshakes"`
+	// HandshakeTime is the time from the first initiation to the
+	// response; the rest of the report starts at the response.
+	HandshakeTime time.Duration `json:"handshake_ns"`
 	// Target is the address the load was sent to.
 	Target string `json:"target"`
 	// Backend names the socket backend.
@@ -28,9 +37,11 @@ type Report struct {
 	// Sent counts the packets handed to the socket, those whose send
 	// failed included (they count as lost).
 	Sent uint64 `json:"sent"`
-	// Datagrams counts the datagrams the socket accepted, copies included.
+	// Datagrams counts the data datagrams the socket accepted, copies
+	// included.
 	Datagrams uint64 `json:"datagrams_sent"`
-	// SendErrors counts datagrams the socket refused.
+	// SendErrors counts datagrams the socket refused, initiations
+	// included.
 	SendErrors uint64 `json:"send_errors"`
 	// FirstError describes the first send error.
 	FirstError string `json:"first_error,omitempty"`
@@ -42,7 +53,8 @@ type Report struct {
 	Lost uint64 `json:"lost"`
 	// Reordered counts packets received after a higher sequence number.
 	Reordered uint64 `json:"reordered"`
-	// Foreign counts datagrams received that were not echoes of this run.
+	// Foreign counts datagrams received that were neither echoes of this
+	// run nor responses to its initiations.
 	Foreign uint64 `json:"foreign"`
 	// LossPercent is 100 * Lost / Sent.
 	LossPercent float64 `json:"loss_percent"`
@@ -93,6 +105,7 @@ type Interval struct {
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "target\t%s\t%s, %d B x%d, run %08x\n", r.Target, r.Backend, r.Size, r.Copies, r.RunID)
+	fmt.Fprintf(tw, "handshake\t%.3f ms\tinitiations %d, sink's index %08x\n", float64(r.HandshakeTime)/1e6, r.Handshakes, r.PeerIndex)
 	fmt.Fprintf(tw, "duration\t%.3f s\t\n", r.Duration.Seconds())
 	fmt.Fprintf(tw, "sent\t%d\t%.0f pkt/s offered\n", r.Sent, r.OfferedPPS)
 	fmt.Fprintf(tw, "received\t%d\t%.0f pkt/s, %.3f Gbit/s delivered\n", r.Received, r.DeliveredPPS, r.DeliveredGbps)
@@ -133,6 +146,7 @@ func (r *Report) WriteSeriesCSV(w io.Writer) error {
 func (s SinkStats) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "sink\t%s\tmode %s, %.1f s, %d runs\n", s.Listen, s.Mode, s.Duration.Seconds(), s.Runs)
+	fmt.Fprintf(tw, "handshakes\t%d\tinitiations %d, responses %d\n", s.Handshakes, s.Initiations, s.Responses)
 	fmt.Fprintf(tw, "received\t%d\t\n", s.Received)
 	fmt.Fprintf(tw, "unique\t%d\t\n", s.Unique)
 	fmt.Fprintf(tw, "duplicates\t%d\t\n", s.Duplicates)
