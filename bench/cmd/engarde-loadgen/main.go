@@ -8,8 +8,11 @@
 //
 // The sink echoes what it receives back to the sender; the generator sends
 // numbered, timestamped datagrams to the target and receives the echoes on
-// the same socket. Run the sink behind engarde's server and the generator
-// in front of its client (or both on one host over loopback as a baseline).
+// the same socket. Before any data the two exchange a handshake shaped like
+// WireGuard's (an initiation, answered by a response), so that engarde
+// learns the session as it learns a WireGuard one. Run the sink behind
+// engarde's server and the generator in front of its client (or both on
+// one host over loopback as a baseline).
 package main
 
 import (
@@ -152,12 +155,13 @@ func gen(args []string) error {
 	target := fs.String("target", "", "`address` to send to (host:port), required")
 	local := fs.String("local", "", "`address` to send from (default: any, a free port)")
 	rate := fs.Float64("rate", 0, "packets per second (0: as fast as possible)")
-	size := fs.Int("size", loadgen.DefaultSize, "payload `bytes` per datagram (24 to 65507)")
+	size := fs.Int("size", loadgen.DefaultSize, fmt.Sprintf("payload `bytes` per datagram (%d to %d)", loadgen.HeaderLen, loadgen.MaxSize))
 	duration := fs.Duration("duration", 5*time.Second, "how long to send (0: until -count)")
 	count := fs.Uint64("count", 0, "packets to send (0: until -duration; when set alone, no time limit)")
 	batch := fs.Int("batch", 64, "largest number of datagrams per system call")
 	copies := fs.Int("copies", 1, "send every packet this many times (simulates the tunnel's duplicates)")
 	wait := fs.Duration("wait", loadgen.DefaultWait, "how long to wait for late replies after sending stops")
+	handshake := fs.Duration("handshake", loadgen.DefaultHandshake, fmt.Sprintf("how long to wait for the sink's handshake response (an initiation every %v)", loadgen.HandshakeRetry))
 	backend := fs.String("backend", "", "socket backend: mmsg or std (default mmsg on Linux)")
 	gso := fs.Bool("gso", false, "send with UDP GSO")
 	jsonOut := fs.String("json", "", "write the report as JSON to `file` (- for stdout)")
@@ -177,12 +181,17 @@ func gen(args []string) error {
 		Copies:   *copies,
 		Wait:     *wait,
 		GSO:      *gso,
+
+		Handshake: *handshake,
 	}
 	if *count > 0 && !isSet(fs, "duration") {
 		o.Duration = 0 // -count alone: no time limit
 	}
 	if *wait == 0 {
 		o.Wait = -1 // -wait 0 means no wait
+	}
+	if *handshake <= 0 {
+		return usagef("-handshake %v: must be positive", *handshake)
 	}
 	if *seriesOut != "" {
 		o.SeriesInterval = loadgen.DefaultSeriesInterval
