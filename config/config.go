@@ -86,6 +86,10 @@ type Server struct {
 	// WriteTimeout bounds a socket write: 10ms when the file leaves it out
 	// or sets 0, and -1 (no timeout) when the file sets a negative value.
 	WriteTimeout time.Duration
+	// ForwardAnyUDP forwards datagrams that are not WireGuard's, as the
+	// original engarde did, at the price of making the server a
+	// reflector: off by default.
+	ForwardAnyUDP bool
 	// WebManager configures the management web interface.
 	WebManager WebManager
 	// Log configures logging.

@@ -22,7 +22,7 @@ import (
 var (
 	topKeys        = []string{"client", "server"}
 	clientKeys     = []string{"description", "listenAddr", "dstAddr", "writeTimeout", "excludedInterfaces", "interfaceLabels", "dstOverrides", "webManager", "fwmark", "log", "engine"}
-	serverKeys     = []string{"description", "listenAddr", "dstAddr", "clientTimeout", "writeTimeout", "webManager", "log", "engine"}
+	serverKeys     = []string{"description", "listenAddr", "dstAddr", "clientTimeout", "writeTimeout", "forwardAnyUDP", "webManager", "log", "engine"}
 	overrideKeys   = []string{"ifName", "dstAddr"}
 	labelKeys      = []string{"ifName", "label"}
 	webManagerKeys = []string{"listenAddr", "username", "password"}
@@ -559,10 +559,14 @@ func (d *decoder) server(path string, sec pair) *Server {
 	}
 	common := shared{&s.Description, &s.ListenAddr, &s.DstAddr, &s.WriteTimeout, &s.WebManager, &s.Log, &s.Engine}
 	d.section(path, sec, common, serverKeys, func(kp string, p pair) bool {
-		if p.name != "clientTimeout" {
+		switch p.name {
+		case "clientTimeout":
+			s.ClientTimeout = d.clientTimeout(kp, p.val)
+		case "forwardAnyUDP":
+			s.ForwardAnyUDP = d.boolean(kp, p.val, defaults.ForwardAnyUDP)
+		default:
 			return false
 		}
-		s.ClientTimeout = d.clientTimeout(kp, p.val)
 		return true
 	})
 	return s

@@ -55,6 +55,7 @@ type documented struct {
 var table = []documented{
 	{key: "writeTimeout", client: true, server: true, want: millis(defaults.WriteTimeout)},
 	{key: "clientTimeout", server: true, want: seconds(defaults.ClientTimeout)},
+	{key: "forwardAnyUDP", server: true, want: strconv.FormatBool(defaults.ForwardAnyUDP)},
 	{key: "log.level", client: true, server: true, want: defaults.LogLevel, allowed: defaults.LogLevels},
 	{key: "log.format", client: true, server: true, want: defaults.LogFormat, allowed: defaults.LogFormats},
 	{key: "engine.backend", client: true, server: true, want: defaults.Backend, allowed: defaults.Backends},

@@ -53,6 +53,17 @@ type Client struct {
 	// NoLink counts datagrams from WireGuard dropped because no link was
 	// up.
 	NoLink atomic.Uint64
+	// Foreign counts datagrams on the listen socket dropped because they
+	// came from another address than WireGuard's and were no handshake.
+	Foreign atomic.Uint64
+
+	win windows // the duplicate filter, judging the indexes WireGuard handed out
+
+	initMu   sync.Mutex // guards lastInit
+	lastInit struct {
+		msg [wgInitiationLen]byte
+		at  int64 // nanotime; 0: none yet
+	}
 
 	active atomic.Pointer[[]*sender] // the senders of the links that carry traffic now
 	out    *fanout                   // used only on the WireGuard receive loop
@@ -163,16 +174,78 @@ func (c *Client) Run(ctx context.Context) error {
 // fromWireGuard is the handler for datagrams from WireGuard: each goes to
 // every active link.
 func (c *Client) fromWireGuard(bufs []*ring.Packet, msgs []conn.Message) {
-	// Replies go to wherever WireGuard sent from last.
-	if a := msgs[len(msgs)-1].Addr; c.wgAddr.Load() == nil || *c.wgAddr.Load() != a {
-		c.setWireGuardAddr(a)
+	cur := c.wgAddr.Load()
+	k := 0
+	for i := range msgs {
+		m := &msgs[i]
+		typ := wgType(m.Buf[:m.N], m.Seg)
+		if cur == nil || m.Addr != *cur {
+			// Replies go to wherever WireGuard sends from: the first
+			// sender, then only a handshake moves it (WireGuard
+			// restarted on another port). Other datagrams from
+			// elsewhere are some other program's.
+			if cur != nil && typ != wgInitiationType && typ != wgResponseType {
+				c.Foreign.Add(uint64(m.Count()))
+				continue
+			}
+			cur = c.setWireGuardAddr(m.Addr)
+		}
+		if typ == wgInitiationType || typ == wgResponseType {
+			c.handshake(m.Buf[:m.N], typ)
+		}
+		if i != k {
+			bufs[i], bufs[k] = bufs[k], bufs[i]
+			msgs[i], msgs[k] = msgs[k], msgs[i]
+		}
+		k++
 	}
-	if !c.out.send(bufs, msgs, *c.active.Load()) {
-		c.NoLink.Add(uint64(len(bufs)))
+	if k == 0 {
+		return
+	}
+	if !c.out.send(bufs[:k], msgs[:k], *c.active.Load()) {
+		c.NoLink.Add(uint64(k))
 	}
 }
 
-func (c *Client) setWireGuardAddr(a netip.AddrPort) {
+// handshake notes a handshake message from WireGuard: its sender index is
+// what the replies will carry as receiver, and an initiation is what a
+// link that appears later re-sends to join the session.
+func (c *Client) handshake(b []byte, typ byte) {
+	c.win.learn(wgSenderIndex(b))
+	if typ != wgInitiationType || len(b) != wgInitiationLen {
+		return
+	}
+	c.initMu.Lock()
+	copy(c.lastInit.msg[:], b)
+	c.lastInit.at = nanotime()
+	c.initMu.Unlock()
+}
+
+// initLife is how long WireGuard's last initiation can name its session:
+// WireGuard's keys last 180 s, and it rekeys well before.
+const initLife = 180 * time.Second
+
+// resendInit sends WireGuard's last initiation, byte for byte, over l (a
+// link that just came up), so that the server adds the link's address to
+// the session at once rather than at WireGuard's next handshake. WireGuard
+// never sees the copy: the server recognises the bytes.
+func (c *Client) resendInit(l *link) {
+	c.initMu.Lock()
+	defer c.initMu.Unlock()
+	if c.lastInit.at == 0 || nanotime()-c.lastInit.at > int64(initLife) {
+		return
+	}
+	b := c.pool.Get()
+	if b == nil {
+		return
+	}
+	b.N = copy(b.Data(), c.lastInit.msg[:])
+	b.Seg, b.Stamp = 0, nanotime()
+	l.tx.send([]*ring.Packet{b}, make([]conn.Message, 1))
+	c.log.debugf("link %s: re-sent WireGuard's last initiation to join the session", c.linkName(l))
+}
+
+func (c *Client) setWireGuardAddr(a netip.AddrPort) *netip.AddrPort {
 	p := new(netip.AddrPort)
 	*p = a
 	if old := c.wgAddr.Swap(p); old != nil {
@@ -180,10 +253,13 @@ func (c *Client) setWireGuardAddr(a netip.AddrPort) {
 	} else {
 		c.log.infof("WireGuard peer at %v", a)
 	}
+	return p
 }
 
-// reply is the handler for datagrams arriving on a link: they go to
+// fromLink is the handler for datagrams arriving on link l: they go to
 // WireGuard.
-func (c *Client) reply(bufs []*ring.Packet, msgs []conn.Message) {
-	c.toWireGuard(c.wgTx, bufs, msgs)
+func (c *Client) fromLink(l *link) func([]*ring.Packet, []conn.Message) {
+	return func(bufs []*ring.Packet, msgs []conn.Message) {
+		c.toWireGuard(c.wgTx, &c.win, l.path, bufs, msgs)
+	}
 }

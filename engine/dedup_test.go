@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/engarde-project/engarde/engine/conn"
 	"github.com/engarde-project/engarde/ring"
@@ -61,30 +62,107 @@ func FuzzWGTransport(f *testing.F) {
 	})
 }
 
+// newWindows returns a filter that judges the given indexes.
+func newWindows(indexes ...uint32) *windows {
+	ws := &windows{}
+	for _, i := range indexes {
+		ws.learn(i)
+	}
+	return ws
+}
+
 func TestDedupWindow(t *testing.T) {
-	var d dedup
+	w := newWindows(7).find(7)
 	steps := []struct {
 		counter uint64
 		seen    bool
 	}{
 		{0, false}, {0, true}, {1, false}, {31, false}, {32, false}, {1, true},
 		{5000, false}, {4999, false}, {5000, true}, {3, false}, {3, true},
-		// Jump far ahead: the slot of counters 576-607 now holds a new block.
-		{1_000_000, false}, {1_000_000, true},
-		// Older than the window: WireGuard decides, so never a copy.
-		{580, false}, {580, false},
-		// Counters still in slots not reused are still known.
-		{3, true},
-		{999_999, false}, {999_999, true},
+		// Far ahead of the highest (5000): not recorded, and the window
+		// stays where the flow is.
+		{1_000_000, false}, {1_000_000, false}, {3, true}, {4999, true},
+		// Within reach ahead: recorded, and the window moves.
+		{13_000, false}, {13_000, true},
+		// 4999 is still in the window; 3 no longer is (WireGuard decides).
+		{4999, true}, {3, false}, {3, false},
+		// A counter 2^37 ahead does not mark one as seen (block numbers
+		// are 32 bits: in the old filter it did).
+		{13_001 + 1<<37, false}, {13_001, false}, {13_001, true},
 	}
 	for _, s := range steps {
-		if got := d.seen(7, s.counter); got != s.seen {
+		if got := w.seen(s.counter, -1, 0); got != s.seen {
 			t.Fatalf("seen(%d) = %v, want %v", s.counter, got, s.seen)
 		}
 	}
-	// Sessions are separate.
-	if d.seen(8, 0) {
-		t.Error("counter 0 of session 8 reported as a copy of session 7's")
+}
+
+// TestDedupNeverWraps: counters at the top of the 64-bit range neither
+// wrap the window nor make small counters look seen.
+func TestDedupNeverWraps(t *testing.T) {
+	w := newWindows(1).find(1)
+	const top = ^uint64(0)
+	for _, c := range []uint64{0, 1, 2} {
+		w.seen(c, -1, 0)
+	}
+	if w.seen(top, -1, 0) || w.seen(top, -1, 0) {
+		t.Error("a counter far ahead was recorded")
+	}
+	for _, c := range []uint64{0, 1, 2} {
+		if !w.seen(c, -1, 0) {
+			t.Errorf("counter %d forgotten after a counter at 2^64-1", c)
+		}
+	}
+	if w.seen(3, -1, 0) {
+		t.Error("counter 3 reported as a copy")
+	}
+	// A window that really is near the top (counters advance one step at
+	// a time within maxAhead) keeps judging without wrapping.
+	w2 := newWindows(2).find(2)
+	for c := top - 3*windowSize; c < top-windowSize; c += windowSize / 2 {
+		w2.highest.Store(c)
+	}
+	base := top - 2*windowSize
+	w2.highest.Store(base)
+	for c := base; c < base+100; c++ {
+		if w2.seen(c, -1, 0) {
+			t.Fatalf("counter %#x: first copy reported as a copy", c)
+		}
+		if !w2.seen(c, -1, 0) {
+			t.Fatalf("counter %#x: copy passed", c)
+		}
+	}
+	if w2.seen(5, -1, 0) {
+		t.Error("counter 5 reported as a copy near the top of the range")
+	}
+}
+
+// TestDedupIndexes: only indexes learnt are judged, three at a time, the
+// oldest forgotten first; learning one again changes nothing.
+func TestDedupIndexes(t *testing.T) {
+	ws := newWindows(10, 11, 12)
+	m := func(index uint32, counter uint64) *conn.Message {
+		b := wgData(index, counter, 64)
+		return &conn.Message{Buf: b, N: len(b)}
+	}
+	for _, idx := range []uint32{10, 11, 12} {
+		if ws.copy(m(idx, 5), 0, 0) || !ws.copy(m(idx, 5), 1, 0) {
+			t.Errorf("index %d: first copy or copy misjudged", idx)
+		}
+	}
+	if ws.copy(m(99, 5), 0, 0) || ws.copy(m(99, 5), 1, 0) {
+		t.Error("an unknown index was judged")
+	}
+	ws.learn(12)
+	ws.learn(13) // forgets 10
+	if ws.copy(m(10, 5), 0, 0) {
+		t.Error("index 10 still judged after a fourth was learnt")
+	}
+	if !ws.copy(m(11, 5), 0, 0) || !ws.copy(m(12, 5), 0, 0) {
+		t.Error("indexes 11 and 12 forgotten (learning 12 again must not)")
+	}
+	if got := ws.indexes(); len(got) != 3 || got[0] != 13 {
+		t.Errorf("indexes %v, want three, 13 first", got)
 	}
 }
 
@@ -95,7 +173,7 @@ func TestDedupWindow(t *testing.T) {
 // while the links stay within the window of each other.
 func TestDedupConcurrentLinks(t *testing.T) {
 	const links, rounds, per = 4, 200, 1024
-	var d dedup
+	w := newWindows(42).find(42)
 	passed := make([]atomic.Int32, rounds*per)
 	for r := range rounds {
 		// Links run concurrently within a round of 1024 counters, so no
@@ -106,7 +184,7 @@ func TestDedupConcurrentLinks(t *testing.T) {
 			wg.Go(func() {
 				for i := range per {
 					c := uint64(r*per + i ^ (l & 3)) // each link a little ahead or behind
-					if !d.seen(42, c) {
+					if !w.seen(c, l, nanotime()) {
 						passed[c].Add(1)
 					}
 				}
@@ -121,13 +199,34 @@ func TestDedupConcurrentLinks(t *testing.T) {
 	}
 }
 
+// TestDedupReorderedLinks: two links of different delay deliver the same
+// stream, each in order but interleaved with the other's lag, as a merge
+// of a fast and a slow path does: every counter passes once, from
+// whichever link is first.
+func TestDedupReorderedLinks(t *testing.T) {
+	w := newWindows(5).find(5)
+	const n, lag = 50_000, 3000 // the slow link is 3000 messages behind
+	passed := 0
+	for i := range n + lag {
+		if i < n && !w.seen(uint64(i), 0, 0) {
+			passed++
+		}
+		if j := i - lag; j >= 0 && !w.seen(uint64(j), 1, 0) {
+			t.Fatalf("counter %d from the slow link passed: the fast one delivered it", j)
+		}
+	}
+	if passed != n {
+		t.Fatalf("%d of %d first copies passed", passed, n)
+	}
+}
+
 func TestDedupFilter(t *testing.T) {
 	pool, err := ring.NewPool(2048, 16, 16)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	var d dedup
+	d := newWindows(9)
 	var dups atomic.Uint64
 	mk := func(payloads ...[]byte) ([]*ring.Packet, []conn.Message) {
 		var bufs []*ring.Packet
@@ -150,13 +249,13 @@ func TestDedupFilter(t *testing.T) {
 	// First link: four messages and a train of three.
 	bufs, msgs := mk(wgData(9, 1, 64), wgData(9, 2, 64), []byte("not wireguard"), wgData(9, 3, 64), train(10, 11, 12))
 	msgs[4].Seg = 64
-	if n := d.filter(bufs, msgs, &dups); n != 5 {
+	if n := d.filter(bufs, msgs, 0, &dups); n != 5 {
 		t.Fatalf("first copies: kept %d of 5", n)
 	}
 	// Second link: the same, plus one new; the train mixes old and new.
 	second, smsgs := mk(wgData(9, 2, 64), wgData(9, 4, 64), []byte("not wireguard"), wgData(9, 1, 64), train(10, 11, 12), train(12, 13))
 	smsgs[4].Seg, smsgs[5].Seg = 64, 64
-	n := d.filter(second, smsgs, &dups)
+	n := d.filter(second, smsgs, 1, &dups)
 	if n != 3 {
 		t.Fatalf("kept %d, want 3 (the new message, the non-WireGuard one, the mixed train)", n)
 	}
@@ -179,40 +278,74 @@ func TestDedupFilter(t *testing.T) {
 	}
 }
 
-// TestDedupSessionsConverge checks that goroutines meeting a new session
-// index at the same moment share one window: a second window would let a
-// copy through.
-func TestDedupSessionsConverge(t *testing.T) {
-	for round := range 200 {
-		var d dedup
-		got := make([]*dedupSession, 4)
-		var wg sync.WaitGroup
-		for i := range got {
-			wg.Go(func() { got[i] = d.session(uint32(round)) })
-		}
-		wg.Wait()
-		for _, s := range got[1:] {
-			if s != got[0] {
-				t.Fatalf("round %d: goroutines got different windows for one session", round)
+// TestLinkQuality runs three paths over one session: a fast one, one
+// that delivers every message 2 ms after it and loses one in ten, and one
+// that never delivers. The figures must say so.
+func TestLinkQuality(t *testing.T) {
+	ws := newWindows(3)
+	var q [3]pathQuality
+	for i := range q {
+		ws.paths.q[i].Store(&q[i])
+	}
+	ws.paths.live.Store(0b111)
+	w := ws.find(3)
+	const n = 40_000
+	now := int64(1e9)
+	for c := range uint64(n) {
+		now += 10_000 // 100 000 messages per second
+		w.seen(c, 0, now)
+		if (c/sampleEvery)%10 != 3 { // loses one message in ten, in runs of sampleEvery
+			if !w.seen(c, 1, now+2_000_000) {
+				t.Fatalf("counter %d: the slow path's copy passed", c)
 			}
 		}
 	}
-	// A full table still answers, for old and new sessions.
-	var d dedup
-	for i := range uint32(dedupSessions + 5) {
-		if s := d.session(i); s.index != i {
-			t.Fatalf("session(%d) returned the window of %d", i, s.index)
+	fast, slow, dead := q[0].read(), q[1].read(), q[2].read()
+	judged := uint64(n/sampleEvery - sampleSlots) // the last sampleSlots samples are still in the window
+	if fast.Samples != judged || fast.Lost != 0 || fast.FirstShare() < 0.99 || fast.Copies != 0 {
+		t.Errorf("fast path: %+v, want %d samples, all first, none lost", fast, judged)
+	}
+	if slow.Samples != judged || slow.First != 0 || slow.LossRate() < 0.09 || slow.LossRate() > 0.11 {
+		t.Errorf("slow path: %+v (loss %.3f), want %d samples, none first, about 10%% lost", slow, slow.LossRate(), judged)
+	}
+	if slow.LateP50 < 2*time.Millisecond || slow.LateP50 > 2500*time.Microsecond || slow.LateP99 < slow.LateP50 {
+		t.Errorf("slow path late by p50 %v p99 %v, want about 2ms", slow.LateP50, slow.LateP99)
+	}
+	if dead.Samples != judged || dead.Lost != judged || dead.LossRate() != 1 {
+		t.Errorf("dead path: %+v, want every sample lost", dead)
+	}
+}
+
+func TestLateBuckets(t *testing.T) {
+	prev := time.Duration(-1)
+	for us := range 100_000 {
+		d := time.Duration(us) * time.Microsecond
+		b := lateBucket(d)
+		if top := lateBucketTop(b); top < d || (b > 0 && lateBucketTop(b-1) >= d) {
+			t.Fatalf("%v in bucket %d (top %v, previous top %v)", d, b, top, lateBucketTop(b-1))
 		}
+		if top := lateBucketTop(b); top > d+d/4+time.Microsecond {
+			t.Fatalf("%v in bucket %d whose top %v is more than 25%% above", d, b, top)
+		}
+		if b2 := lateBucketTop(b); b2 < prev {
+			t.Fatalf("bucket tops not increasing at %v", d)
+		}
+		prev = lateBucketTop(b)
 	}
 }
 
 func BenchmarkDedup(b *testing.B) {
-	var d dedup
+	ws := newWindows(1)
+	var q [2]pathQuality
+	ws.paths.q[0].Store(&q[0])
+	ws.paths.q[1].Store(&q[1])
+	ws.paths.live.Store(3)
+	w := ws.find(1)
 	b.ReportAllocs()
 	var c uint64
 	for b.Loop() {
-		d.seen(1, c)
-		d.seen(1, c) // the copy from the second link
+		w.seen(c, 0, int64(c)*1000)
+		w.seen(c, 1, int64(c)*1000+500) // the copy from the second link
 		c++
 	}
 }

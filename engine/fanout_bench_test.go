@@ -70,7 +70,7 @@ func newFanoutRig(tb testing.TB, links, batch, size int) *fanoutRig {
 	for i := range batch {
 		b := pool.Get()
 		r.p.bufs[i] = b
-		r.p.msgs[i] = conn.Message{Buf: b.Data(), N: size, Addr: netip.MustParseAddrPort("127.0.0.1:51820")}
+		r.p.msgs[i] = conn.Message{Buf: b.Data(), N: size, Addr: wgAppAddr}
 	}
 	r.have = batch
 	tb.Cleanup(func() {
@@ -85,10 +85,13 @@ func newFanoutRig(tb testing.TB, links, batch, size int) *fanoutRig {
 	return r
 }
 
+var wgAppAddr = netip.MustParseAddrPort("127.0.0.1:51820")
+
 // round delivers one full batch, as if recvmmsg had just filled it.
 func (r *fanoutRig) round(size int) {
 	for i := range r.have {
-		r.p.msgs[i].N = size
+		// As recvmmsg would: the fan-out uses the messages as scratch.
+		r.p.msgs[i].N, r.p.msgs[i].Addr = size, wgAppAddr
 	}
 	r.have = r.p.deliver(r.have, r.have)
 }

@@ -29,6 +29,10 @@ type link struct {
 	rx    *pump
 	stats Stats
 	up    bool // in the active set; guarded by Client.mu
+	// path is the link's number in the duplicate filter (-1: none, past
+	// maxPaths links), and quality what the filter measured of it.
+	path    int
+	quality pathQuality
 }
 
 // watch turns kernel notifications into rescans.
@@ -139,6 +143,7 @@ func (c *Client) scan() {
 			nl.up = true
 			changed = true
 			c.log.infof("link %s up: %v -> %v", c.linkName(nl), nl.local, nl.dst)
+			c.resendInit(nl)
 		case l != nil && p.Use != l.up:
 			// Down and back up with the same address: the socket and
 			// its source port stay, so the server sees the same peer.
@@ -146,6 +151,7 @@ func (c *Client) scan() {
 			changed = true
 			if p.Use {
 				c.log.infof("link %s up again", c.linkName(l))
+				c.resendInit(l)
 			} else {
 				c.log.infof("link %s down: %s", c.linkName(l), p.Reason)
 			}
@@ -197,10 +203,15 @@ func (c *Client) publishLocked() {
 	}
 	slices.SortFunc(act, func(a, b *link) int { return a.index - b.index })
 	tx := make([]*sender, len(act))
+	var live uint32
 	for i, l := range act {
 		tx[i] = l.tx
+		if l.path >= 0 {
+			live |= 1 << l.path
+		}
 	}
 	c.active.Store(&tx)
+	c.win.paths.live.Store(live)
 }
 
 func (c *Client) openLink(p Plan) (*link, error) {
@@ -217,10 +228,30 @@ func (c *Client) openLink(p Plan) (*link, error) {
 		index: p.Iface.Index,
 		local: p.Local,
 		dst:   p.Dst,
+		path:  c.freePathLocked(),
+	}
+	if l.path >= 0 {
+		c.win.paths.q[l.path].Store(&l.quality)
 	}
 	l.tx = c.newSender(senderConfig{name: "link " + l.name, conn: sock, own: true, stats: &l.stats})
-	l.rx = c.newPump("link "+l.name, sock, &l.stats, c.reply).start()
+	l.rx = c.newPump("link "+l.name, sock, &l.stats, c.fromLink(l)).start()
 	return l, nil
+}
+
+// freePathLocked returns a duplicate-filter number no link has.
+func (c *Client) freePathLocked() int {
+	var used uint32
+	for _, l := range c.links {
+		if l.path >= 0 {
+			used |= 1 << l.path
+		}
+	}
+	for i := range maxPaths {
+		if used&(1<<i) == 0 {
+			return i
+		}
+	}
+	return -1
 }
 
 // closeLink takes l out of service. The active set must no longer hold it
@@ -229,6 +260,9 @@ func (c *Client) closeLink(l *link) {
 	if l.up {
 		l.up = false
 		c.publishLocked()
+	}
+	if l.path >= 0 && c.win.paths.q[l.path].Load() == &l.quality {
+		c.win.paths.q[l.path].Store(nil)
 	}
 	l.rx.stop()
 	l.tx.close()

@@ -24,7 +24,6 @@ type role struct {
 	// Duplicates counts copies of WireGuard messages (the same message
 	// over another link) not handed to WireGuard.
 	Duplicates atomic.Uint64
-	dedup      dedup
 }
 
 // init applies o's defaults and makes the pool, sized for sockets sockets
@@ -90,11 +89,11 @@ func (r *role) shutdown(mu *sync.Mutex, closeAll func(), rx *pump, tx *sender) e
 	return r.pool.Close()
 }
 
-// toWireGuard hands datagrams that crossed the links to tx, WireGuard's
-// sender, less the copies the duplicate filter recognises.
-func (r *role) toWireGuard(tx *sender, bufs []*ring.Packet, msgs []conn.Message) {
+// toWireGuard hands datagrams that crossed the link numbered path to tx,
+// WireGuard's sender, less the copies the duplicate filter win recognises.
+func (r *role) toWireGuard(tx *sender, win *windows, path int, bufs []*ring.Packet, msgs []conn.Message) {
 	if !r.opts.DisableDedup {
-		n := r.dedup.filter(bufs, msgs, &r.Duplicates)
+		n := win.filter(bufs, msgs, path, &r.Duplicates)
 		bufs, msgs = bufs[:n], msgs[:n]
 	}
 	for _, b := range bufs {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,78 +24,81 @@ type ServerConfig struct {
 	// ClientTimeout is how long a client address stays after its last
 	// datagram (30 s when 0).
 	ClientTimeout time.Duration
+	// ForwardAnyUDP forwards datagrams that are not WireGuard's, as the
+	// original engarde did: their sources join one session that gets
+	// every reply WireGuard does not send to a session of its own. It
+	// makes the server a reflector.
+	ForwardAnyUDP bool
 }
 
-// Server is the server role: it forwards what clients send to WireGuard,
-// and every reply from WireGuard to every live client address.
+// Server is the server role: it forwards what the members of a WireGuard
+// session send to WireGuard, through the session's own socket, and what
+// WireGuard sends on that socket to the session's live members (see
+// session for how addresses become members). Nothing from an address in
+// no session is answered, except by WireGuard's own handshake response to
+// its own initiation.
 //
-// Each client address gets its own socket, bound to the listen port
-// (SO_REUSEPORT) on the address the client sent to, and connected to the
-// client. Replies to it leave from the address and port the client sent to,
-// so they pass the client's NAT; and each address has its own send buffer,
-// so packets the kernel holds for an unreachable address (waiting for
-// neighbour resolution, say) cannot fill a buffer the live addresses need.
-// Being connected, the socket also receives that address's traffic; the
-// listen socket sees only addresses not known yet.
+// Each member gets its own socket, bound to the listen port (SO_REUSEPORT)
+// on the address the client sent to, and connected to the client. Replies
+// to it leave from the address and port the client sent to, so they pass
+// the client's NAT; and each address has its own send buffer, so packets
+// the kernel holds for an unreachable address cannot fill a buffer the
+// live addresses need. Being connected, the socket also receives that
+// address's traffic; the listen socket sees only addresses in no session.
+// Idle sockets hold no packet buffers (conn.ReadWaiter).
 type Server struct {
 	role
 	cfg ServerConfig
 
-	listen  conn.Conn
-	laddr   netip.AddrPort
-	up      conn.Conn // to WireGuard
-	upTx    *sender
+	listen conn.Conn
+	laddr  netip.AddrPort
+	// hs is the handshake socket to WireGuard: it carries the initiations
+	// of addresses in no session, and WireGuard's answers to them.
+	hs      conn.Conn
+	hsTx    *sender
+	hsOut   *fanout // used on the handshake socket's receive loop only
 	dst     netip.AddrPort
-	peers   atomic.Pointer[peerSet]
-	timeout atomic.Int64 // client timeout, ns; reloadable
-	out     *fanout      // used only on the upstream receive loop
+	members atomic.Pointer[map[netip.AddrPort]*member] // published whole: the listen loop reads it without a lock
+	timeout atomic.Int64                               // client timeout, ns; reloadable
 
-	// ListenStats counts the listen socket (datagrams from addresses not
-	// known yet); UpstreamStats the socket to WireGuard: Tx is what
-	// went to WireGuard, Rx its replies.
+	// ListenStats counts the listen socket (datagrams from addresses in
+	// no session, or before their own socket took over); UpstreamStats
+	// the handshake socket to WireGuard.
 	ListenStats, UpstreamStats Stats
-	// NoPeer counts replies from WireGuard dropped because no client
-	// address was live.
+	// NoPeer counts messages from WireGuard dropped because their session
+	// had no live address.
 	NoPeer atomic.Uint64
-	// NotLearned counts datagrams from unknown addresses that did not make
-	// the server learn the address: not WireGuard's, or too many
-	// addresses.
-	NotLearned atomic.Uint64
+	// NotWireGuard counts datagrams not shaped like WireGuard's, dropped
+	// (unless forwardAnyUDP).
+	NotWireGuard atomic.Uint64
+	// NotMember counts WireGuard-shaped datagrams other than initiations
+	// from addresses in no session, dropped.
+	NotMember atomic.Uint64
+	// Foreign counts transport messages from members with an index not of
+	// their session, dropped.
+	Foreign atomic.Uint64
+	// Initiations counts handshake initiations passed to WireGuard;
+	// InitCopies their copies from other links, not passed again; Joins
+	// the addresses that joined a session by re-sending its initiation.
+	Initiations, InitCopies, Joins atomic.Uint64
+	// PendingEvicted counts unanswered initiations forgotten to make room.
+	PendingEvicted atomic.Uint64
+	// Unrouted counts WireGuard's messages on the handshake socket that
+	// answer no initiation seen.
+	Unrouted atomic.Uint64
 
-	mu      sync.Mutex // guards peer creation and removal
-	failLog rateLimit
-	fullLog rateLimit
-}
-
-// peerSet is the client addresses the server knows, published whole: the
-// data path reads it without a lock.
-type peerSet struct {
-	byAddr map[netip.AddrPort]*peer
-	list   []*peer
-	tx     []*sender // list's senders, for the fan-out
-}
-
-// newPeerSet indexes list.
-func newPeerSet(list []*peer) *peerSet {
-	ps := &peerSet{byAddr: make(map[netip.AddrPort]*peer, len(list)), list: list, tx: make([]*sender, len(list))}
-	for i, p := range list {
-		ps.byAddr[p.addr] = p
-		ps.tx[i] = p.tx
-	}
-	return ps
-}
-
-// peer is one client address.
-type peer struct {
-	addr     netip.AddrPort
-	local    netip.AddrPort
-	conn     conn.Conn // nil when the peer shares the listen socket
-	tx       *sender
-	rx       *pump
-	lastSeen atomic.Int64 // nanotime
-	since    time.Time
-	stats    Stats
-	fixedDst atomic.Pointer[netip.AddrPort] // for a peer on the listen socket
+	mu        sync.Mutex // guards what follows, and opening and closing sockets
+	sessions  []*session
+	inits     map[uint32][]*initGroup       // by the initiator's sender index
+	pendingBy map[netip.Prefix][]*initGroup // unanswered initiations of no session, oldest first
+	pendingN  int
+	byClient  map[uint32]*session // the clients' indexes, for WireGuard's messages on hs
+	legacy    *session            // forwardAnyUDP's
+	nextID    uint64
+	closing   []func() // closes to run once mu is released
+	failLog   rateLimit
+	wgLog     rateLimit
+	notWGLog  map[netip.Addr]bool // sources logged once for non-WireGuard datagrams
 }
 
 // NewServer checks the configuration and opens the listen and WireGuard
@@ -114,13 +116,20 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err != nil || len(dsts) == 0 {
 		return nil, fmt.Errorf("destination address %s: %w", cfg.DstAddr, err)
 	}
-	s := &Server{cfg: cfg, dst: dsts[0]}
+	s := &Server{
+		cfg:       cfg,
+		dst:       dsts[0],
+		inits:     map[uint32][]*initGroup{},
+		pendingBy: map[netip.Prefix][]*initGroup{},
+		byClient:  map[uint32]*session{},
+		notWGLog:  map[netip.Addr]bool{},
+	}
 	if err := s.role.init(&s.cfg.Options, 4); err != nil {
 		return nil, err
 	}
-	s.out = newFanout(s.opts.Backend)
+	s.hsOut = newFanout(s.opts.Backend)
 	s.timeout.Store(int64(cfg.ClientTimeout))
-	s.peers.Store(newPeerSet(nil))
+	s.members.Store(&map[netip.AddrPort]*member{})
 	o := s.opts.socket()
 	lo := o
 	lo.ReusePort = true
@@ -130,10 +139,13 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("listening on %s: %w", cfg.ListenAddr, err)
 	}
 	s.laddr = s.listen.LocalAddr()
-	if s.up, err = s.opts.Backend.Dial(netip.AddrPort{}, s.dst, o); err != nil {
+	if s.hs, err = s.opts.Backend.Dial(netip.AddrPort{}, s.dst, o); err != nil {
 		s.listen.Close()
 		s.pool.Close()
 		return nil, fmt.Errorf("opening socket to %s: %w", s.dst, err)
+	}
+	if cfg.ForwardAnyUDP {
+		s.log.warnf("forwardAnyUDP is on: datagrams that are not WireGuard's are forwarded, and their source addresses get every reply of the tunnel; anyone can make this server send its traffic to a forged address")
 	}
 	return s, nil
 }
@@ -146,6 +158,7 @@ func (s *Server) Reconfigure(cfg ServerConfig) error {
 	var fixed fixedSettings
 	fixed.check("listenAddr", cfg.ListenAddr != s.cfg.ListenAddr)
 	fixed.check("dstAddr", cfg.DstAddr != s.cfg.DstAddr)
+	fixed.check("forwardAnyUDP", cfg.ForwardAnyUDP != s.cfg.ForwardAnyUDP)
 	fixed.engine(cfg.Options, s.cfg.Options)
 	if cfg.ClientTimeout <= 0 {
 		cfg.ClientTimeout = defaults.ClientTimeout
@@ -163,9 +176,9 @@ func (s *Server) ListenAddr() netip.AddrPort { return s.laddr }
 
 // Run forwards until ctx ends, then closes everything it opened.
 func (s *Server) Run(ctx context.Context) error {
-	s.upTx = s.newSender(senderConfig{name: "wireguard", conn: s.up, own: true, stats: &s.UpstreamStats})
+	s.hsTx = s.newSender(senderConfig{name: "wireguard (handshakes)", conn: s.hs, own: true, stats: &s.UpstreamStats})
 	listenRx := s.newPump("listen", s.listen, &s.ListenStats, s.fromListen).start()
-	upRx := s.newPump("wireguard", s.up, &s.UpstreamStats, s.fromWireGuard).start()
+	hsRx := s.newPump("wireguard (handshakes)", s.hs, &s.UpstreamStats, s.fromHandshakeSocket).start()
 
 	tick := time.NewTicker(min(time.Second, s.cfg.ClientTimeout/4)) // a reload to a shorter timeout is seen within a second
 	defer tick.Stop()
@@ -174,163 +187,276 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			done = true
 		case <-tick.C:
-			s.expire()
+			s.mu.Lock()
+			s.expireLocked(nanotime())
+			s.mu.Unlock()
+			s.closeLater()
 		}
 	}
 
 	listenRx.stop()
-	// The closed peers stay in the set, so that their counters can still
-	// be read once Run has returned.
-	return s.shutdown(&s.mu, func() {
-		for _, p := range s.peers.Load().list {
-			s.closePeer(p)
+	// Closed members stay in their sessions' lists for their counters to
+	// be read once Run has returned; the sessions stay too.
+	s.mu.Lock()
+	var stops []func()
+	for _, sess := range s.sessions {
+		sess.closed = true
+		for _, m := range sess.members {
+			m.live.Store(false)
+			stops = append(stops, m.close)
 		}
-	}, upRx, s.upTx)
+		stops = append(stops, func() { sess.upRx.stop(); sess.upTx.close() })
+	}
+	stops = append(stops, s.closing...)
+	s.closing = nil
+	s.mu.Unlock()
+	for _, f := range stops {
+		f()
+	}
+	hsRx.stop()
+	s.hsTx.close()
+	return s.pool.Close()
 }
 
-// fromListen handles datagrams on the listen socket: from client addresses
-// seen for the first time, or before their own socket took over.
-//
-// A new address is learned (and will receive every reply) only from a
-// datagram shaped like a WireGuard message, and only up to MaxClientAddrs
-// addresses: a datagram with a forged source address must not turn the
-// server into a reflector that floods the forged address with replies, or
-// make it open sockets without bound. Anything else is still forwarded:
-// WireGuard decides what it accepts.
+// fromListen handles datagrams on the listen socket: from addresses in no
+// session, or from members before their own socket took over.
 func (s *Server) fromListen(bufs []*ring.Packet, msgs []conn.Message) {
 	now := nanotime()
-	set := s.peers.Load()
+	members := *s.members.Load()
+	k := 0 // bufs[:k] go to WireGuard through the handshake socket
 	for i := range msgs {
 		m := &msgs[i]
-		p := set.byAddr[m.Addr]
-		if p == nil {
-			if !wgMessage(m.Buf[:m.N], m.Seg) {
-				s.NotLearned.Add(1)
+		if mb := members[m.Addr]; mb != nil {
+			if s.judge(mb, bufs[i], m, now) {
+				bufs[i].Ref(1)
+				mb.sess.upTx.send(bufs[i:i+1], msgs[i:i+1])
+			}
+			continue
+		}
+		b := m.Buf[:m.N]
+		switch wgType(b, m.Seg) {
+		case wgInitiationType:
+			if m.Seg > 0 && m.Seg < m.N {
+				s.NotMember.Add(uint64(m.Count()))
+				continue // a train of initiations is no client's
+			}
+			s.mu.Lock()
+			fwd := s.initiationLocked(m.Addr, m.Local, b, nil, now)
+			s.mu.Unlock()
+			if !fwd {
 				continue
 			}
-			if len(set.list) >= MaxClientAddrs {
-				s.NotLearned.Add(1)
-				if s.fullLog.allow() {
-					s.log.warnf("client address %v not learned: already %d addresses", m.Addr, MaxClientAddrs)
-				}
+		case 0:
+			if !s.cfg.ForwardAnyUDP {
+				s.notWireGuard(m.Addr, m.Count())
 				continue
 			}
-			p = s.learn(m.Addr, m.Local)
-			set = s.peers.Load()
+			mb := s.legacyMember(m.Addr, m.Local, now)
+			if mb != nil && s.judge(mb, bufs[i], m, now) {
+				bufs[i].Ref(1)
+				mb.sess.upTx.send(bufs[i:i+1], msgs[i:i+1])
+			}
+			continue
+		default:
+			s.NotMember.Add(uint64(m.Count()))
+			continue
 		}
-		p.lastSeen.Store(now)
-	}
-	s.forward(bufs, msgs)
-}
-
-// MaxClientAddrs is the most client addresses a server answers at once.
-const MaxClientAddrs = 1024
-
-// fromPeer handles datagrams on a client address's own socket.
-func (s *Server) fromPeer(p *peer) func([]*ring.Packet, []conn.Message) {
-	return func(bufs []*ring.Packet, msgs []conn.Message) {
-		p.lastSeen.Store(nanotime())
-		s.forward(bufs, msgs)
-	}
-}
-
-func (s *Server) forward(bufs []*ring.Packet, msgs []conn.Message) {
-	s.toWireGuard(s.upTx, bufs, msgs)
-}
-
-// fromWireGuard sends each reply from WireGuard to every live client
-// address.
-func (s *Server) fromWireGuard(bufs []*ring.Packet, msgs []conn.Message) {
-	if !s.out.send(bufs, msgs, s.peers.Load().tx) {
-		s.NoPeer.Add(uint64(len(bufs)))
-	}
-}
-
-// learn adds a client address (slow path: once per address).
-func (s *Server) learn(addr netip.AddrPort, local netip.Addr) *peer {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	set := s.peers.Load()
-	if p := set.byAddr[addr]; p != nil {
-		return p
-	}
-	p := &peer{addr: addr, since: time.Now()}
-	p.lastSeen.Store(nanotime())
-	laddr := s.laddr
-	if laddr.Addr().IsUnspecified() && local.IsValid() {
-		laddr = netip.AddrPortFrom(local, s.laddr.Port())
-	}
-	so := s.opts.socket()
-	so.ReusePort = true
-	name := "client " + addr.String()
-	sock, err := s.opts.Backend.Dial(laddr, addr, so)
-	if err == nil && !laddr.Addr().IsUnspecified() {
-		p.conn, p.local = sock, laddr
-		p.tx = s.newSender(senderConfig{name: name, conn: sock, own: true, stats: &p.stats})
-		p.rx = s.newPump(name, sock, &p.stats, s.fromPeer(p))
-	} else {
-		// Without a socket of its own the address shares the listen
-		// socket: replies still flow, without isolation.
-		if sock != nil {
-			sock.Close()
+		if i != k {
+			bufs[i], bufs[k] = bufs[k], bufs[i]
+			msgs[i], msgs[k] = msgs[k], msgs[i]
 		}
-		if err == nil {
-			err = fmt.Errorf("local address unknown")
-		}
-		if s.failLog.allow() {
-			s.log.warnf("client %v: no dedicated socket (%v); replying from the listen socket", addr, err)
-		}
-		p.local = s.laddr
-		a := addr
-		p.fixedDst.Store(&a)
-		p.tx = s.newSender(senderConfig{name: name, conn: s.listen, dst: &p.fixedDst, stats: &p.stats})
+		k++
 	}
-	s.peers.Store(newPeerSet(append(slices.Clone(set.list), p)))
-	// Only now may the address's own socket forward anything: a reply to
-	// what it forwards must find the address in the set. (Started before
-	// the set was published, the pump forwarded datagrams queued on the
-	// new socket, and the first replies found no address to go to.)
-	if p.rx != nil {
-		p.rx.start()
-	}
-	s.log.infof("client address %v appeared (replying from %v)", addr, p.local)
-	return p
-}
-
-// expire forgets client addresses silent for longer than the timeout.
-func (s *Server) expire() {
-	now := nanotime()
-	set := s.peers.Load()
-	stale := false
-	for _, p := range set.list {
-		if now-p.lastSeen.Load() > s.timeout.Load() {
-			stale = true
-		}
-	}
-	if !stale {
+	s.closeLater()
+	if k == 0 {
 		return
 	}
+	for _, b := range bufs[:k] {
+		b.Ref(1)
+	}
+	s.hsTx.send(bufs[:k], msgs[:k])
+}
+
+// notWireGuard counts datagrams from src that are not WireGuard's, and
+// logs the source the first time (up to a bound of sources).
+func (s *Server) notWireGuard(src netip.AddrPort, n int) {
+	s.NotWireGuard.Add(uint64(n))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	set = s.peers.Load()
-	var keep, gone []*peer
-	for _, p := range set.list {
-		if now-p.lastSeen.Load() > s.timeout.Load() {
-			gone = append(gone, p)
-		} else {
-			keep = append(keep, p)
-		}
+	a := src.Addr()
+	if s.notWGLog[a] {
+		return
 	}
-	s.peers.Store(newPeerSet(keep))
-	for _, p := range gone {
-		s.log.infof("client address %v timed out after %v of silence", p.addr, time.Duration(s.timeout.Load()))
-		s.closePeer(p)
+	if len(s.notWGLog) >= 1024 {
+		if s.wgLog.allow() {
+			s.log.warnf("datagrams that are not WireGuard's keep coming from many sources (%d so far); dropped, never answered", s.NotWireGuard.Load())
+		}
+		return
+	}
+	s.notWGLog[a] = true
+	s.log.warnf("datagram from %v is not WireGuard's: dropped, not answered (logged once per source; forwardAnyUDP forwards such datagrams)", src)
+}
+
+// legacyMember returns addr's member entry in forwardAnyUDP's session.
+func (s *Server) legacyMember(addr netip.AddrPort, local netip.Addr, now int64) *member {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.legacy == nil || s.legacy.closed {
+		sess, err := s.newSessionLocked(true)
+		if err != nil {
+			if s.failLog.allow() {
+				s.log.warnf("forwardAnyUDP: %v", err)
+			}
+			return nil
+		}
+		s.legacy = sess
+	}
+	return s.addMemberLocked(s.legacy, addr, local, now)
+}
+
+// fromMember handles datagrams on a member's own socket.
+func (s *Server) fromMember(m *member) func([]*ring.Packet, []conn.Message) {
+	return func(bufs []*ring.Packet, msgs []conn.Message) {
+		now := nanotime()
+		k := 0
+		for i := range msgs {
+			if !s.judge(m, bufs[i], &msgs[i], now) {
+				continue
+			}
+			if i != k {
+				bufs[i], bufs[k] = bufs[k], bufs[i]
+				msgs[i], msgs[k] = msgs[k], msgs[i]
+			}
+			k++
+		}
+		s.closeLater()
+		if k == 0 {
+			return
+		}
+		for _, b := range bufs[:k] {
+			b.Ref(1)
+		}
+		m.sess.upTx.send(bufs[:k], msgs[:k])
 	}
 }
 
-func (s *Server) closePeer(p *peer) {
-	if p.rx != nil {
-		p.rx.stop()
+// judge decides whether a member's datagram goes to WireGuard: it belongs
+// to the member's session and is no copy of one passed already. A datagram
+// of the session keeps the member live.
+func (s *Server) judge(m *member, b *ring.Packet, msg *conn.Message, now int64) bool {
+	sess := m.sess
+	p := msg.Buf[:msg.N]
+	fwd := true
+	switch wgType(p, msg.Seg) {
+	case wgTransportType:
+		if sess.legacy {
+			break
+		}
+		if !sess.win.knows(wgReceiverIndex(p)) {
+			s.Foreign.Add(uint64(msg.Count()))
+			return false
+		}
+		if !s.opts.DisableDedup && sess.win.copy(msg, m.path, b.Stamp) {
+			s.Duplicates.Add(uint64(msg.Count()))
+			fwd = false
+		}
+	case wgInitiationType:
+		if msg.Seg > 0 && msg.Seg < msg.N {
+			s.Foreign.Add(uint64(msg.Count()))
+			return false
+		}
+		s.mu.Lock()
+		fwd = s.initiationLocked(m.addr, msg.Local, p, m, now)
+		s.mu.Unlock()
+	case wgResponseType, wgCookieType:
+	default:
+		if !sess.legacy {
+			s.notWireGuard(m.addr, msg.Count())
+			return false
+		}
 	}
-	p.tx.close()
+	m.lastSeen.Store(now)
+	if !m.live.Load() {
+		s.reactivate(m)
+	}
+	return fwd
+}
+
+// fromSession handles what WireGuard sends on a session's socket: to the
+// session's live members. Its handshake messages name the session's
+// indexes.
+func (s *Server) fromSession(sess *session) func([]*ring.Packet, []conn.Message) {
+	return func(bufs []*ring.Packet, msgs []conn.Message) {
+		for i := range msgs {
+			m := &msgs[i]
+			b := m.Buf[:m.N]
+			switch wgType(b, m.Seg) {
+			case wgResponseType:
+				s.mu.Lock()
+				s.responseLocked(b, sess, nanotime())
+				s.mu.Unlock()
+			case wgInitiationType:
+				// WireGuard initiating: the client's transport messages
+				// will carry this index.
+				sess.win.learn(wgSenderIndex(b))
+			}
+		}
+		s.closeLater()
+		if !sess.out.send(bufs, msgs, *sess.tx.Load()) {
+			s.NoPeer.Add(uint64(len(bufs)))
+		}
+	}
+}
+
+// fromHandshakeSocket handles what WireGuard sends on the handshake socket:
+// its answers to initiations of addresses in no session (routed by their
+// receiver index), and transport messages to a client whose endpoint it
+// still has there.
+func (s *Server) fromHandshakeSocket(bufs []*ring.Packet, msgs []conn.Message) {
+	now := nanotime()
+	for i := range msgs {
+		m := &msgs[i]
+		b := m.Buf[:m.N]
+		var to *session
+		s.mu.Lock()
+		switch wgType(b, m.Seg) {
+		case wgResponseType:
+			to = s.responseLocked(b, nil, now)
+		case wgTransportType:
+			to = s.byClient[wgReceiverIndex(b)]
+		case wgCookieType:
+			s.cookieLocked(b)
+			s.mu.Unlock()
+			continue
+		}
+		s.mu.Unlock()
+		if to == nil {
+			s.Unrouted.Add(uint64(m.Count()))
+			continue
+		}
+		if !s.hsOut.send(bufs[i:i+1], msgs[i:i+1], *to.tx.Load()) {
+			s.NoPeer.Add(1)
+		}
+	}
+	s.closeLater()
+}
+
+// cookieLocked sends WireGuard's cookie reply b (it is under load, and
+// asks the initiator to prove its address) to the addresses that sent the
+// initiation it answers: each sent one, and each gets one reply, smaller
+// than the initiation.
+func (s *Server) cookieLocked(b []byte) {
+	idx := wgReceiverIndex(b)
+	sent := false
+	for _, g := range s.inits[idx] {
+		for _, a := range g.addrs {
+			msg := []conn.Message{{Buf: b, N: len(b), Addr: a}}
+			if n, _ := s.listen.TryWriteBatch(msg); n == 1 {
+				sent = true
+			}
+		}
+	}
+	if !sent {
+		s.Unrouted.Add(1)
+	}
 }

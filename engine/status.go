@@ -61,25 +61,69 @@ func (c *Client) Links() []LinkInfo {
 type PeerInfo struct {
 	Addr  netip.AddrPort
 	Local netip.AddrPort
-	Since time.Time
-	// LastSeen is when the address last sent anything.
+	// Session is the number of the session the address belongs to.
+	Session uint64
+	Since   time.Time
+	// LastSeen is when the address last sent a datagram of its session.
 	LastSeen time.Time
-	Stats    *Stats
+	// Live says whether it gets replies (it sent within clientTimeout).
+	Live    bool
+	Stats   *Stats
+	Quality Quality
 }
 
-// Peers describes the live client addresses (after Run has returned: the
-// addresses live at the end).
-func (s *Server) Peers() []PeerInfo {
-	set := s.peers.Load()
-	out := make([]PeerInfo, 0, len(set.list))
-	for _, p := range set.list {
-		out = append(out, PeerInfo{
-			Addr:     p.addr,
-			Local:    p.local,
-			Since:    p.since,
-			LastSeen: time.Unix(0, wallFromMono(p.lastSeen.Load())),
-			Stats:    &p.stats,
-		})
+// SessionInfo describes one session (one client, as WireGuard knows it).
+type SessionInfo struct {
+	ID    uint64
+	Since time.Time
+	// Endpoint is the address WireGuard sees the client at: the session's
+	// own socket.
+	Endpoint netip.AddrPort
+	// Indexes are the receiver indexes of the client's transport
+	// messages that the duplicate filter judges now, newest first.
+	Indexes []uint32
+	// AnyUDP marks forwardAnyUDP's session of non-WireGuard sources.
+	AnyUDP bool
+	Addrs  []PeerInfo
+	// Stats counts the session's socket to WireGuard: Tx what went to
+	// WireGuard, Rx its replies.
+	Stats *Stats
+}
+
+// Sessions describes the sessions (after Run has returned: those at the
+// end).
+func (s *Server) Sessions() []SessionInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]SessionInfo, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		si := SessionInfo{ID: sess.id, Since: sess.since, Endpoint: sess.up.LocalAddr(), Indexes: sess.win.indexes(), AnyUDP: sess.legacy, Stats: &sess.upStats}
+		for _, m := range sess.members {
+			si.Addrs = append(si.Addrs, m.info())
+		}
+		out = append(out, si)
 	}
 	return out
+}
+
+// Peers describes the client addresses of every session.
+func (s *Server) Peers() []PeerInfo {
+	var out []PeerInfo
+	for _, sess := range s.Sessions() {
+		out = append(out, sess.Addrs...)
+	}
+	return out
+}
+
+func (m *member) info() PeerInfo {
+	return PeerInfo{
+		Addr:     m.addr,
+		Local:    m.local,
+		Session:  m.sess.id,
+		Since:    m.since,
+		LastSeen: time.Unix(0, wallFromMono(m.lastSeen.Load())),
+		Live:     m.live.Load(),
+		Stats:    &m.stats,
+		Quality:  m.quality.read(),
+	}
 }

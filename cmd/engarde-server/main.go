@@ -47,6 +47,7 @@ func run(path string) error {
 		ListenAddr:    c.ListenAddr,
 		DstAddr:       c.DstAddr,
 		ClientTimeout: c.ClientTimeout,
+		ForwardAnyUDP: c.ForwardAnyUDP,
 	}
 	srv, err := engine.NewServer(scfg)
 	if err != nil {
@@ -65,7 +66,7 @@ func run(path string) error {
 		o := opts
 		o.WriteTimeout = n.WriteTimeout
 		view.Configure(n.Description)
-		return srv.Reconfigure(engine.ServerConfig{Options: o, ListenAddr: n.ListenAddr, DstAddr: n.DstAddr, ClientTimeout: n.ClientTimeout})
+		return srv.Reconfigure(engine.ServerConfig{Options: o, ListenAddr: n.ListenAddr, DstAddr: n.DstAddr, ClientTimeout: n.ClientTimeout, ForwardAnyUDP: n.ForwardAnyUDP})
 	})
 	err = sig.Serve(srv.Run, reload.Reload)
 	for _, p := range srv.Peers() {
@@ -76,6 +77,6 @@ func run(path string) error {
 	u := &srv.UpstreamStats
 	zl.Info().Uint64("toWireGuard", u.TxPackets.Load()).Uint64("fromWireGuard", u.RxPackets.Load()).
 		Uint64("noClient", srv.NoPeer.Load()).Uint64("duplicatesDropped", srv.Duplicates.Load()).
-		Uint64("notLearned", srv.NotLearned.Load()).Msg("stopped")
+		Uint64("notWireGuard", srv.NotWireGuard.Load()).Uint64("notMember", srv.NotMember.Load()).Msg("stopped")
 	return err
 }

@@ -19,6 +19,9 @@ const (
 	// ClientTimeout is how long the server keeps a silent client address
 	// (clientTimeout).
 	ClientTimeout = 30 * time.Second
+	// ForwardAnyUDP: the server answers WireGuard sessions only
+	// (forwardAnyUDP).
+	ForwardAnyUDP = false
 )
 
 // Logging.

@@ -114,7 +114,7 @@ func (s *ServerControl) ServerStatus() control.ServerStatus {
 		Upstream:      s.UpstreamStats.Read(),
 		NoPeer:        s.NoPeer.Load(),
 		Duplicates:    s.Duplicates.Load(),
-		NotLearned:    s.NotLearned.Load(),
+		NotLearned:    s.NotWireGuard.Load() + s.NotMember.Load() + s.Foreign.Load(),
 	}
 	for _, p := range peers {
 		st.Peers = append(st.Peers, control.Peer{Addr: p.Addr, Local: p.Local, Since: p.Since, LastSeen: p.LastSeen, Counters: p.Stats.Read()})

@@ -1,0 +1,633 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/maphash"
+	"net/netip"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/engarde-project/engarde/engine/conn"
+)
+
+// A session is one engarde client as WireGuard knows it: the client
+// addresses (one per link) that sent the same handshake initiation, once
+// WireGuard answered it. It has its own socket towards WireGuard, so that
+// WireGuard sees one stable endpoint per client, and WireGuard's messages
+// on that socket go to the session's live addresses and nowhere else.
+//
+// How an address gets in:
+//   - An initiation (WireGuard type 1) from an address in no session is
+//     passed to WireGuard through the server's handshake socket, once: its
+//     copies from the client's other links join its group (initGroup)
+//     without being passed again. Nothing is sent to the group, and nothing
+//     else from it is passed on, until WireGuard answers.
+//   - WireGuard's response (type 2), whose receiver index is the
+//     initiation's sender index, makes the group's addresses members of a
+//     session (a new one, or the one whose member sent the initiation),
+//     each with its own socket; the response goes to them. Its sender
+//     index is the index that the client's transport messages will carry:
+//     the session's duplicate filter now judges it.
+//   - A link that appears later re-sends the session's last answered
+//     initiation, byte for byte (the engarde client does that): the bytes
+//     name the session, and the address joins at once, without the copy
+//     going to WireGuard again (which would reject it as a replay anyway).
+//     An original engarde client does not re-send: its new link joins at
+//     the next handshake, within two minutes.
+//
+// How it stays: a member is live while it sends datagrams of the session
+// (handshake messages, transport messages with one of the session's
+// indexes) at least every clientTimeout; a silent one gets nothing until
+// it sends again, and is forgotten after sessionLinger more. Replies go to
+// live members only.
+type session struct {
+	id     uint64
+	since  time.Time
+	legacy bool // the forwardAnyUDP session of addresses that are not WireGuard's
+
+	up      conn.Conn
+	upTx    *sender
+	upRx    *pump
+	upStats Stats
+	out     *fanout // used on upRx's goroutine only
+	win     windows
+	tx      atomic.Pointer[[]*sender] // the live members' senders
+
+	// Guarded by Server.mu.
+	members  []*member
+	last     *initGroup // the initiation WireGuard answered last
+	inflight *initGroup // the members' initiation WireGuard has not answered yet
+	clientIx []uint32   // the client's recent indexes, newest last (Server.byClient)
+	closed   bool
+}
+
+// member is one client address of a session.
+type member struct {
+	addr  netip.AddrPort
+	local netip.AddrPort
+	sess  *session
+	path  int // its number in the session's duplicate filter (-1: none)
+	since time.Time
+
+	conn     conn.Conn // nil when the member shares the listen socket
+	tx       *sender
+	rx       *pump
+	lastSeen atomic.Int64 // nanotime of its last datagram of the session
+	live     atomic.Bool  // it gets replies
+	stats    Stats
+	quality  pathQuality
+	fixedDst atomic.Pointer[netip.AddrPort] // for a member on the listen socket
+}
+
+// initGroup is one handshake initiation and the addresses it came from.
+type initGroup struct {
+	idx      uint32 // the initiator's sender index
+	sum      uint64 // hash of msg
+	msg      [wgInitiationLen]byte
+	addrs    []netip.AddrPort
+	locals   []netip.Addr
+	sess     *session // the session of the member that sent it; nil for a new client
+	at       int64    // nanotime of the first copy
+	prefix   netip.Prefix
+	answered bool
+}
+
+// Limits of the session table. None refuses a newcomer: each evicts the
+// least useful entry instead.
+const (
+	// MaxSessionAddrs is the most addresses a session has (links of one
+	// client): a ninth evicts the one silent longest.
+	MaxSessionAddrs = maxPaths
+	// MaxPending is the most unanswered initiations from addresses in no
+	// session; MaxPendingPerPrefix the most from one /24 (IPv4) or /64
+	// (IPv6). A newcomer evicts the oldest of its own prefix when that is
+	// full, or the oldest of all. WireGuard answers within a round trip to
+	// it, so a real initiation needs its entry for milliseconds: a flood
+	// from one prefix evicts only that prefix's entries, and a flood from
+	// thousands of prefixes must outpace WireGuard itself.
+	MaxPending          = 4096
+	MaxPendingPerPrefix = 64
+	// MaxSessions bounds the sessions; a new one evicts the session silent
+	// longest. Only WireGuard's answer makes a session.
+	MaxSessions = 16384
+	// pendingLife is how long an initiation waits for WireGuard's answer
+	// (WireGuard retries with a new one after 5 s).
+	pendingLife = 10 * time.Second
+	// sessionLinger is how long a silent member stays known (getting
+	// nothing) after clientTimeout, so that a tunnel idle for a while
+	// resumes without a handshake: WireGuard's keys last 180 s without one.
+	sessionLinger = 180 * time.Second
+)
+
+var initSeed = maphash.MakeSeed()
+
+// wgType returns the WireGuard message type of b (a datagram or the first
+// of a train of seg-sized ones), 0 if it is not shaped like one.
+func wgType(b []byte, seg int) byte {
+	if !wgMessage(b, seg) {
+		return 0
+	}
+	return b[0]
+}
+
+// wgSenderIndex returns the sender index of a handshake initiation or
+// response.
+func wgSenderIndex(b []byte) uint32 { return binary.LittleEndian.Uint32(b[4:8]) }
+
+// wgReceiverIndex returns the receiver index of a response, a cookie reply
+// or a transport message.
+func wgReceiverIndex(b []byte) uint32 {
+	if b[0] == wgTransportType || b[0] == wgCookieType {
+		return binary.LittleEndian.Uint32(b[4:8])
+	}
+	return binary.LittleEndian.Uint32(b[8:12])
+}
+
+// prefixOf is the source prefix an address is counted under.
+func prefixOf(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	bits := 24
+	if a.Is6() {
+		bits = 64
+	}
+	p, _ := a.Prefix(bits)
+	return p
+}
+
+// initiationLocked handles a handshake initiation b from addr (sent to
+// local) and reports whether it must go to WireGuard. m is addr's member
+// entry, nil if it is in no session.
+func (s *Server) initiationLocked(addr netip.AddrPort, local netip.Addr, b []byte, m *member, now int64) bool {
+	idx := wgSenderIndex(b)
+	sum := maphash.Bytes(initSeed, b)
+	for _, g := range s.inits[idx] {
+		if g.sum != sum || !bytes.Equal(g.msg[:], b) {
+			continue
+		}
+		if g.answered {
+			// A re-sent initiation its session has had answered: a link
+			// joining.
+			if m == nil || m.sess != g.sess {
+				if s.addMemberLocked(g.sess, addr, local, now) != nil {
+					s.Joins.Add(1)
+				}
+			}
+			return false
+		}
+		// A copy from another link: the group grows, WireGuard has it.
+		g.add(addr, local)
+		if g.sess == nil && m != nil {
+			g.sess = m.sess
+		}
+		s.InitCopies.Add(1)
+		return false
+	}
+	g := &initGroup{idx: idx, sum: sum, at: now, prefix: prefixOf(addr.Addr())}
+	copy(g.msg[:], b)
+	g.add(addr, local)
+	if m != nil {
+		g.sess = m.sess
+		if old := m.sess.inflight; old != nil && !old.answered {
+			s.dropGroupLocked(old)
+		}
+		m.sess.inflight = g
+	} else {
+		s.pendLocked(g)
+	}
+	s.inits[idx] = append(s.inits[idx], g)
+	s.Initiations.Add(1)
+	return true
+}
+
+func (g *initGroup) add(addr netip.AddrPort, local netip.Addr) {
+	if slices.Contains(g.addrs, addr) || len(g.addrs) >= MaxSessionAddrs {
+		return
+	}
+	g.addrs = append(g.addrs, addr)
+	g.locals = append(g.locals, local)
+}
+
+// pendLocked queues an initiation from addresses in no session, evicting
+// as the limits say.
+func (s *Server) pendLocked(g *initGroup) {
+	q := s.pendingBy[g.prefix]
+	if len(q) >= MaxPendingPerPrefix {
+		s.PendingEvicted.Add(1)
+		s.dropGroupLocked(q[0])
+	} else if s.pendingN >= MaxPending {
+		s.PendingEvicted.Add(1)
+		s.dropGroupLocked(s.oldestPendingLocked())
+	}
+	s.pendingBy[g.prefix] = append(s.pendingBy[g.prefix], g)
+	s.pendingN++
+}
+
+// oldestPendingLocked finds the oldest unanswered initiation of all: the
+// first of some prefix's queue (a scan of the prefixes, on the rare path
+// where MaxPending initiations wait at once).
+func (s *Server) oldestPendingLocked() *initGroup {
+	var old *initGroup
+	for _, q := range s.pendingBy {
+		if len(q) > 0 && (old == nil || q[0].at < old.at) {
+			old = q[0]
+		}
+	}
+	return old
+}
+
+// dropGroupLocked forgets an initiation group.
+func (s *Server) dropGroupLocked(g *initGroup) {
+	if g == nil {
+		return
+	}
+	gs := slices.DeleteFunc(s.inits[g.idx], func(x *initGroup) bool { return x == g })
+	if len(gs) == 0 {
+		delete(s.inits, g.idx)
+	} else {
+		s.inits[g.idx] = gs
+	}
+	if q, ok := s.pendingBy[g.prefix]; ok {
+		if i := slices.Index(q, g); i >= 0 {
+			q = slices.Delete(q, i, i+1)
+			s.pendingN--
+			if len(q) == 0 {
+				delete(s.pendingBy, g.prefix)
+			} else {
+				s.pendingBy[g.prefix] = q
+			}
+		}
+	}
+	if g.sess != nil {
+		if g.sess.inflight == g {
+			g.sess.inflight = nil
+		}
+		if g.sess.last == g {
+			g.sess.last = nil
+		}
+	}
+}
+
+// responseLocked handles WireGuard's handshake response b, seen on via's
+// socket (nil: the handshake socket). It returns the session whose live
+// members must get it, or nil to drop it.
+func (s *Server) responseLocked(b []byte, via *session, now int64) *session {
+	idx := wgReceiverIndex(b)
+	var answered *session
+	for _, g := range slices.Clone(s.inits[idx]) {
+		if g.answered {
+			continue
+		}
+		sess := g.sess
+		if sess == nil || sess.closed {
+			sess = via
+		}
+		if sess == nil || sess.closed {
+			var err error
+			if sess, err = s.newSessionLocked(false); err != nil {
+				if s.failLog.allow() {
+					s.log.warnf("new session for %v: %v", g.addrs, err)
+				}
+				continue
+			}
+		}
+		s.confirmLocked(g, sess, wgSenderIndex(b), now)
+		answered = sess
+	}
+	if answered == nil && via != nil {
+		// WireGuard answering an initiation we did not see it get
+		// (forwardAnyUDP, or one older than pendingLife): the session's
+		// own members asked.
+		via.win.learn(wgSenderIndex(b))
+		return via
+	}
+	return answered
+}
+
+// confirmLocked makes g the answered initiation of sess: its addresses
+// become members, and the filter judges index.
+func (s *Server) confirmLocked(g *initGroup, sess *session, index uint32, now int64) {
+	sess.win.learn(index)
+	if old := sess.last; old != nil && old != g {
+		s.dropGroupLocked(old)
+	}
+	if sess.inflight == g {
+		sess.inflight = nil
+	}
+	// Out of the pending queue, still in inits: its bytes name the
+	// session for links that join later.
+	if q, ok := s.pendingBy[g.prefix]; ok {
+		if i := slices.Index(q, g); i >= 0 {
+			q = slices.Delete(q, i, i+1)
+			s.pendingN--
+			if len(q) == 0 {
+				delete(s.pendingBy, g.prefix)
+			} else {
+				s.pendingBy[g.prefix] = q
+			}
+		}
+	}
+	g.answered, g.sess = true, sess
+	sess.last = g
+	s.byClient[g.idx] = sess
+	sess.clientIx = append(sess.clientIx, g.idx)
+	if len(sess.clientIx) > indexesPerSession {
+		if s.byClient[sess.clientIx[0]] == sess {
+			delete(s.byClient, sess.clientIx[0])
+		}
+		sess.clientIx = slices.Delete(sess.clientIx, 0, 1)
+	}
+	for i, a := range g.addrs {
+		s.addMemberLocked(sess, a, g.locals[i], now)
+	}
+}
+
+// newSessionLocked opens a session's socket to WireGuard and starts its
+// receive loop.
+func (s *Server) newSessionLocked(legacy bool) (*session, error) {
+	if len(s.sessions) >= MaxSessions {
+		s.evictSessionLocked()
+	}
+	up, err := s.opts.Backend.Dial(netip.AddrPort{}, s.dst, s.opts.socket())
+	if err != nil {
+		return nil, fmt.Errorf("opening a socket to %v: %w", s.dst, err)
+	}
+	s.nextID++
+	sess := &session{id: s.nextID, since: time.Now(), legacy: legacy, up: up, out: newFanout(s.opts.Backend)}
+	sess.tx.Store(&[]*sender{})
+	name := fmt.Sprintf("session %d", sess.id)
+	sess.upTx = s.newSender(senderConfig{name: name + " to wireguard", conn: up, own: true, stats: &sess.upStats})
+	sess.upRx = s.newPump(name+" from wireguard", up, &sess.upStats, s.fromSession(sess)).start()
+	s.sessions = append(s.sessions, sess)
+	s.log.infof("session %d: WireGuard answered; its endpoint is %v", sess.id, up.LocalAddr())
+	return sess, nil
+}
+
+// evictSessionLocked closes the session silent longest.
+func (s *Server) evictSessionLocked() {
+	var old *session
+	var oldSeen int64
+	for _, sess := range s.sessions {
+		if seen := sess.lastSeenLocked(); old == nil || seen < oldSeen {
+			old, oldSeen = sess, seen
+		}
+	}
+	if old != nil {
+		s.log.warnf("session %d evicted: already %d sessions", old.id, MaxSessions)
+		s.closeSessionLocked(old)
+	}
+}
+
+func (sess *session) lastSeenLocked() int64 {
+	var t int64
+	for _, m := range sess.members {
+		t = max(t, m.lastSeen.Load())
+	}
+	return t
+}
+
+// addMemberLocked makes addr a live member of sess, opening its socket; an
+// address of another session moves. It returns nil when it cannot.
+func (s *Server) addMemberLocked(sess *session, addr netip.AddrPort, local netip.Addr, now int64) *member {
+	if sess.closed {
+		return nil
+	}
+	if m := (*s.members.Load())[addr]; m != nil {
+		if m.sess == sess {
+			m.lastSeen.Store(now)
+			if !m.live.Load() {
+				m.live.Store(true)
+				s.publishLocked(sess)
+			}
+			return m
+		}
+		s.log.infof("client address %v moves from session %d to session %d", addr, m.sess.id, sess.id)
+		s.removeMemberLocked(m)
+	}
+	if len(sess.members) >= MaxSessionAddrs {
+		old := sess.members[0]
+		for _, m := range sess.members {
+			if m.lastSeen.Load() < old.lastSeen.Load() {
+				old = m
+			}
+		}
+		s.log.infof("session %d: client address %v makes way for %v (already %d addresses)", sess.id, old.addr, addr, MaxSessionAddrs)
+		s.removeMemberLocked(old)
+	}
+	m := &member{addr: addr, sess: sess, since: time.Now(), path: -1}
+	m.lastSeen.Store(now)
+	m.live.Store(true)
+	if !sess.legacy {
+		m.path = sess.freePathLocked()
+	}
+	s.openMemberLocked(m, local)
+	sess.members = append(sess.members, m)
+	if m.path >= 0 {
+		sess.win.paths.q[m.path].Store(&m.quality)
+	}
+	next := make(map[netip.AddrPort]*member, len(*s.members.Load())+1)
+	for a, x := range *s.members.Load() {
+		next[a] = x
+	}
+	next[addr] = m
+	s.members.Store(&next)
+	s.publishLocked(sess)
+	// Only now may the address's own socket forward anything: a reply to
+	// what it forwards must find the address live.
+	if m.rx != nil {
+		m.rx.start()
+	}
+	s.log.infof("session %d: client address %v joined (replying from %v)", sess.id, addr, m.local)
+	return m
+}
+
+func (sess *session) freePathLocked() int {
+	var used uint32
+	for _, m := range sess.members {
+		if m.path >= 0 {
+			used |= 1 << m.path
+		}
+	}
+	for i := range maxPaths {
+		if used&(1<<i) == 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// openMemberLocked gives m its socket: bound to the listen port on the
+// address the client sent to (SO_REUSEPORT), connected to the client, so
+// that replies leave from where the client sent to and pass its NAT, and
+// each address has its own send buffer.
+func (s *Server) openMemberLocked(m *member, local netip.Addr) {
+	laddr := s.laddr
+	if laddr.Addr().IsUnspecified() && local.IsValid() {
+		laddr = netip.AddrPortFrom(local, s.laddr.Port())
+	}
+	so := s.opts.socket()
+	so.ReusePort = true
+	name := "client " + m.addr.String()
+	sock, err := s.opts.Backend.Dial(laddr, m.addr, so)
+	if err == nil && !laddr.Addr().IsUnspecified() {
+		m.conn, m.local = sock, laddr
+		m.tx = s.newSender(senderConfig{name: name, conn: sock, own: true, stats: &m.stats})
+		m.rx = s.newPump(name, sock, &m.stats, s.fromMember(m))
+		return
+	}
+	// Without a socket of its own the address shares the listen socket:
+	// replies still flow, without isolation.
+	if sock != nil {
+		sock.Close()
+	}
+	if err == nil {
+		err = fmt.Errorf("local address unknown")
+	}
+	if s.failLog.allow() {
+		s.log.warnf("client %v: no dedicated socket (%v); replying from the listen socket", m.addr, err)
+	}
+	m.local = s.laddr
+	a := m.addr
+	m.fixedDst.Store(&a)
+	m.tx = s.newSender(senderConfig{name: name, conn: s.listen, dst: &m.fixedDst, stats: &m.stats})
+}
+
+// publishLocked republishes the senders of sess's live members and its
+// filter's live paths.
+func (s *Server) publishLocked(sess *session) {
+	var tx []*sender
+	var live uint32
+	for _, m := range sess.members {
+		if m.live.Load() {
+			tx = append(tx, m.tx)
+			if m.path >= 0 {
+				live |= 1 << m.path
+			}
+		}
+	}
+	sess.tx.Store(&tx)
+	sess.win.paths.live.Store(live)
+}
+
+// removeMemberLocked takes m out of its session and of the address table;
+// its socket closes once the lock is released (closeLater).
+func (s *Server) removeMemberLocked(m *member) {
+	sess := m.sess
+	sess.members = slices.DeleteFunc(sess.members, func(x *member) bool { return x == m })
+	if m.path >= 0 && sess.win.paths.q[m.path].Load() == &m.quality {
+		sess.win.paths.q[m.path].Store(nil)
+	}
+	m.live.Store(false)
+	cur := *s.members.Load()
+	if cur[m.addr] == m {
+		next := make(map[netip.AddrPort]*member, len(cur))
+		for a, x := range cur {
+			if x != m {
+				next[a] = x
+			}
+		}
+		s.members.Store(&next)
+	}
+	s.publishLocked(sess)
+	s.closing = append(s.closing, m.close)
+}
+
+func (m *member) close() {
+	if m.rx != nil {
+		m.rx.stop()
+	}
+	m.tx.close()
+}
+
+// closeSessionLocked forgets sess and everything in it.
+func (s *Server) closeSessionLocked(sess *session) {
+	if sess.closed {
+		return
+	}
+	for len(sess.members) > 0 {
+		s.removeMemberLocked(sess.members[len(sess.members)-1])
+	}
+	s.dropGroupLocked(sess.last)
+	s.dropGroupLocked(sess.inflight)
+	for _, ix := range sess.clientIx {
+		if s.byClient[ix] == sess {
+			delete(s.byClient, ix)
+		}
+	}
+	sess.closed = true
+	s.sessions = slices.DeleteFunc(s.sessions, func(x *session) bool { return x == sess })
+	s.closing = append(s.closing, func() {
+		sess.upRx.stop()
+		sess.upTx.close()
+	})
+	if s.legacy == sess {
+		s.legacy = nil
+	}
+}
+
+// closeLater runs the closes queued under the lock: a receive loop being
+// stopped may itself be waiting for the lock.
+func (s *Server) closeLater() {
+	s.mu.Lock()
+	fs := s.closing
+	s.closing = nil
+	s.mu.Unlock()
+	for _, f := range fs {
+		f()
+	}
+}
+
+// expireLocked ends the liveness of silent members, forgets those silent
+// for long and the sessions left without members, and the initiations
+// WireGuard never answered.
+func (s *Server) expireLocked(now int64) {
+	timeout := s.timeout.Load()
+	for _, sess := range slices.Clone(s.sessions) {
+		changed := false
+		for _, m := range slices.Clone(sess.members) {
+			silent := now - m.lastSeen.Load()
+			switch {
+			case silent > timeout+int64(sessionLinger):
+				s.log.infof("session %d: client address %v forgotten after %v of silence", sess.id, m.addr, time.Duration(silent).Round(time.Second))
+				s.removeMemberLocked(m)
+			case silent > timeout && m.live.Load():
+				s.log.infof("session %d: client address %v timed out after %v of silence", sess.id, m.addr, time.Duration(timeout))
+				m.live.Store(false)
+				changed = true
+			}
+		}
+		if changed {
+			s.publishLocked(sess)
+		}
+		if len(sess.members) == 0 && (sess.inflight == nil || now-sess.inflight.at > int64(pendingLife)) {
+			s.log.infof("session %d ended", sess.id)
+			s.closeSessionLocked(sess)
+		}
+	}
+	for _, q := range s.pendingBy {
+		for _, g := range slices.Clone(q) {
+			if now-g.at > int64(pendingLife) {
+				s.dropGroupLocked(g)
+			}
+		}
+	}
+	for _, sess := range s.sessions {
+		if g := sess.inflight; g != nil && now-g.at > int64(pendingLife) {
+			s.dropGroupLocked(g)
+		}
+	}
+}
+
+// reactivate makes a member that was silent live again: it sent a
+// datagram of its session.
+func (s *Server) reactivate(m *member) {
+	s.mu.Lock()
+	if !m.sess.closed && !m.live.Load() && slices.Contains(m.sess.members, m) {
+		m.live.Store(true)
+		s.publishLocked(m.sess)
+		s.log.infof("session %d: client address %v is back", m.sess.id, m.addr)
+	}
+	s.mu.Unlock()
+}
