@@ -33,6 +33,9 @@ type LinkInfo struct {
 	// override or dstAddr), as written, whether or not it is used.
 	Target string
 	Stats  *Stats // nil when no socket is open
+	// Quality is what the duplicate filter measured of the link's
+	// replies since its socket opened.
+	Quality Quality
 }
 
 // Links describes every interface the last scan saw.
@@ -48,6 +51,7 @@ func (c *Client) Links() []LinkInfo {
 		if l := c.links[p.Iface.Name]; l != nil {
 			li.Stats = &l.stats
 			li.Local, li.Dst = l.local, l.dst
+			li.Quality = l.quality.read()
 			if l.up {
 				li.Status = LinkActive
 			}

@@ -39,6 +39,9 @@ type Topo struct {
 
 	mu    sync.Mutex // guards procs
 	procs []*Proc
+	// more are further namespaces Close deletes (a Star's sites and
+	// attackers).
+	more []string
 }
 
 // Link is one veth pair between the namespaces. Its ends are named
@@ -309,7 +312,10 @@ func (t *Topo) Close() error {
 		_ = p.Stop()
 	}
 	var errs []error
-	for _, ns := range []string{t.Client, t.Server} {
+	for _, ns := range append([]string{t.Client, t.Server}, t.more...) {
+		if ns == "" {
+			continue // a Star has no Client
+		}
 		if err := run("ip", "netns", "del", ns); err != nil && !strings.Contains(err.Error(), "No such file") {
 			errs = append(errs, err)
 		}

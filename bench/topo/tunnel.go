@@ -176,6 +176,11 @@ func (t *Tunnel) Close() error {
 
 // WaitLog waits until p has logged n lines containing every one of subs.
 func (t *Tunnel) WaitLog(p *Proc, d time.Duration, n int, subs ...string) error {
+	return p.WaitLog(d, n, subs...)
+}
+
+// WaitLog waits until p has logged n lines containing every one of subs.
+func (p *Proc) WaitLog(d time.Duration, n int, subs ...string) error {
 	deadline := time.Now().Add(d)
 	for {
 		got := 0
