@@ -229,7 +229,7 @@ func (s *Server) fromListen(bufs []*ring.Packet, msgs []conn.Message) {
 		if mb := members[m.Addr]; mb != nil {
 			if s.judge(mb, bufs[i], m, now) {
 				bufs[i].Ref(1)
-				mb.sess.upTx.send(bufs[i:i+1], msgs[i:i+1])
+				mb.sess().upTx.send(bufs[i:i+1], msgs[i:i+1])
 			}
 			continue
 		}
@@ -254,7 +254,7 @@ func (s *Server) fromListen(bufs []*ring.Packet, msgs []conn.Message) {
 			mb := s.legacyMember(m.Addr, m.Local, now)
 			if mb != nil && s.judge(mb, bufs[i], m, now) {
 				bufs[i].Ref(1)
-				mb.sess.upTx.send(bufs[i:i+1], msgs[i:i+1])
+				mb.sess().upTx.send(bufs[i:i+1], msgs[i:i+1])
 			}
 			continue
 		default:
@@ -267,7 +267,6 @@ func (s *Server) fromListen(bufs []*ring.Packet, msgs []conn.Message) {
 		}
 		k++
 	}
-	s.closeLater()
 	if k == 0 {
 		return
 	}
@@ -329,14 +328,13 @@ func (s *Server) fromMember(m *member) func([]*ring.Packet, []conn.Message) {
 			}
 			k++
 		}
-		s.closeLater()
 		if k == 0 {
 			return
 		}
 		for _, b := range bufs[:k] {
 			b.Ref(1)
 		}
-		m.sess.upTx.send(bufs[:k], msgs[:k])
+		m.sess().upTx.send(bufs[:k], msgs[:k])
 	}
 }
 
@@ -344,7 +342,8 @@ func (s *Server) fromMember(m *member) func([]*ring.Packet, []conn.Message) {
 // to the member's session and is no copy of one passed already. A datagram
 // of the session keeps the member live.
 func (s *Server) judge(m *member, b *ring.Packet, msg *conn.Message, now int64) bool {
-	sess := m.sess
+	pl := m.place.Load()
+	sess := pl.sess
 	p := msg.Buf[:msg.N]
 	fwd := true
 	switch wgType(p, msg.Seg) {
@@ -356,7 +355,7 @@ func (s *Server) judge(m *member, b *ring.Packet, msg *conn.Message, now int64) 
 			s.Foreign.Add(uint64(msg.Count()))
 			return false
 		}
-		if !s.opts.DisableDedup && sess.win.copy(msg, m.path, b.Stamp) {
+		if !s.opts.DisableDedup && sess.win.copy(msg, pl.path, b.Stamp) {
 			s.Duplicates.Add(uint64(msg.Count()))
 			fwd = false
 		}
@@ -401,7 +400,6 @@ func (s *Server) fromSession(sess *session) func([]*ring.Packet, []conn.Message)
 				sess.win.learn(wgSenderIndex(b))
 			}
 		}
-		s.closeLater()
 		if !sess.out.send(bufs, msgs, *sess.tx.Load()) {
 			s.NoPeer.Add(uint64(len(bufs)))
 		}
@@ -438,7 +436,6 @@ func (s *Server) fromHandshakeSocket(bufs []*ring.Packet, msgs []conn.Message) {
 			s.NoPeer.Add(1)
 		}
 	}
-	s.closeLater()
 }
 
 // cookieLocked sends WireGuard's cookie reply b (it is under load, and

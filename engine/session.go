@@ -68,8 +68,7 @@ type session struct {
 type member struct {
 	addr  netip.AddrPort
 	local netip.AddrPort
-	sess  *session
-	path  int // its number in the session's duplicate filter (-1: none)
+	place atomic.Pointer[place] // its session; replaced when it moves to another
 	since time.Time
 
 	conn     conn.Conn // nil when the member shares the listen socket
@@ -82,6 +81,16 @@ type member struct {
 	fixedDst atomic.Pointer[netip.AddrPort] // for a member on the listen socket
 }
 
+// place is where a member is: its session, and its number in the
+// session's duplicate filter (-1: none).
+type place struct {
+	sess *session
+	path int
+}
+
+func (m *member) sess() *session { return m.place.Load().sess }
+func (m *member) path() int      { return m.place.Load().path }
+
 // initGroup is one handshake initiation and the addresses it came from.
 type initGroup struct {
 	idx      uint32 // the initiator's sender index
@@ -93,6 +102,8 @@ type initGroup struct {
 	at       int64    // nanotime of the first copy
 	prefix   netip.Prefix
 	answered bool
+	made     bool   // WireGuard's answer to it made a new session
+	index    uint32 // the responder's index, once answered
 }
 
 // Limits of the session table. None refuses a newcomer: each evicts the
@@ -168,9 +179,14 @@ func (s *Server) initiationLocked(addr netip.AddrPort, local netip.Addr, b []byt
 			continue
 		}
 		if g.answered {
-			// A re-sent initiation its session has had answered: a link
-			// joining.
-			if m == nil || m.sess != g.sess {
+			switch {
+			case m != nil && m.sess() != g.sess && g.made:
+				// WireGuard answered the copy from a new link before a
+				// member's copy came: the new session is this one's.
+				s.mergeLocked(g.sess, m.sess(), now)
+			case m == nil || m.sess() != g.sess:
+				// A re-sent initiation its session has had answered: a
+				// link joining.
 				if s.addMemberLocked(g.sess, addr, local, now) != nil {
 					s.Joins.Add(1)
 				}
@@ -180,7 +196,7 @@ func (s *Server) initiationLocked(addr netip.AddrPort, local netip.Addr, b []byt
 		// A copy from another link: the group grows, WireGuard has it.
 		g.add(addr, local)
 		if g.sess == nil && m != nil {
-			g.sess = m.sess
+			g.sess = m.sess()
 		}
 		s.InitCopies.Add(1)
 		return false
@@ -189,11 +205,11 @@ func (s *Server) initiationLocked(addr netip.AddrPort, local netip.Addr, b []byt
 	copy(g.msg[:], b)
 	g.add(addr, local)
 	if m != nil {
-		g.sess = m.sess
-		if old := m.sess.inflight; old != nil && !old.answered {
+		g.sess = m.sess()
+		if old := m.sess().inflight; old != nil && !old.answered {
 			s.dropGroupLocked(old)
 		}
-		m.sess.inflight = g
+		m.sess().inflight = g
 	} else {
 		s.pendLocked(g)
 	}
@@ -292,6 +308,7 @@ func (s *Server) responseLocked(b []byte, via *session, now int64) *session {
 				}
 				continue
 			}
+			g.made = true
 		}
 		s.confirmLocked(g, sess, wgSenderIndex(b), now)
 		answered = sess
@@ -329,7 +346,7 @@ func (s *Server) confirmLocked(g *initGroup, sess *session, index uint32, now in
 			}
 		}
 	}
-	g.answered, g.sess = true, sess
+	g.answered, g.sess, g.index = true, sess, index
 	sess.last = g
 	s.byClient[g.idx] = sess
 	sess.clientIx = append(sess.clientIx, g.idx)
@@ -342,6 +359,21 @@ func (s *Server) confirmLocked(g *initGroup, sess *session, index uint32, now in
 	for i, a := range g.addrs {
 		s.addMemberLocked(sess, a, g.locals[i], now)
 	}
+}
+
+// mergeLocked moves everything of from, a session made moments ago for an
+// initiation that turns out to be into's, to into, and closes from. The
+// handshake went through the handshake socket, so WireGuard never had
+// from's socket as its endpoint.
+func (s *Server) mergeLocked(from, into *session, now int64) {
+	g := from.last
+	s.log.infof("session %d is session %d's new handshake: merged", from.id, into.id)
+	for len(from.members) > 0 {
+		s.moveMemberLocked(from.members[0], into)
+	}
+	from.last = nil // keep g: it becomes into's
+	s.closeSessionLocked(from)
+	s.confirmLocked(g, into, g.index, now)
 }
 
 // newSessionLocked opens a session's socket to WireGuard and starts its
@@ -395,38 +427,23 @@ func (s *Server) addMemberLocked(sess *session, addr netip.AddrPort, local netip
 		return nil
 	}
 	if m := (*s.members.Load())[addr]; m != nil {
-		if m.sess == sess {
-			m.lastSeen.Store(now)
-			if !m.live.Load() {
-				m.live.Store(true)
-				s.publishLocked(sess)
-			}
-			return m
+		if m.sess() != sess {
+			s.log.infof("client address %v moves from session %d to session %d", addr, m.sess().id, sess.id)
+			s.moveMemberLocked(m, sess)
 		}
-		s.log.infof("client address %v moves from session %d to session %d", addr, m.sess.id, sess.id)
-		s.removeMemberLocked(m)
-	}
-	if len(sess.members) >= MaxSessionAddrs {
-		old := sess.members[0]
-		for _, m := range sess.members {
-			if m.lastSeen.Load() < old.lastSeen.Load() {
-				old = m
-			}
+		m.lastSeen.Store(now)
+		if !m.live.Load() {
+			m.live.Store(true)
+			s.publishLocked(sess)
 		}
-		s.log.infof("session %d: client address %v makes way for %v (already %d addresses)", sess.id, old.addr, addr, MaxSessionAddrs)
-		s.removeMemberLocked(old)
+		return m
 	}
-	m := &member{addr: addr, sess: sess, since: time.Now(), path: -1}
+	s.makeRoomLocked(sess, addr)
+	m := &member{addr: addr, since: time.Now()}
 	m.lastSeen.Store(now)
 	m.live.Store(true)
-	if !sess.legacy {
-		m.path = sess.freePathLocked()
-	}
+	s.placeLocked(m, sess)
 	s.openMemberLocked(m, local)
-	sess.members = append(sess.members, m)
-	if m.path >= 0 {
-		sess.win.paths.q[m.path].Store(&m.quality)
-	}
 	next := make(map[netip.AddrPort]*member, len(*s.members.Load())+1)
 	for a, x := range *s.members.Load() {
 		next[a] = x
@@ -443,11 +460,58 @@ func (s *Server) addMemberLocked(sess *session, addr netip.AddrPort, local netip
 	return m
 }
 
+// makeRoomLocked evicts the member of sess silent longest if sess is full.
+func (s *Server) makeRoomLocked(sess *session, addr netip.AddrPort) {
+	if len(sess.members) < MaxSessionAddrs || sess.legacy {
+		return
+	}
+	old := sess.members[0]
+	for _, m := range sess.members {
+		if m.lastSeen.Load() < old.lastSeen.Load() {
+			old = m
+		}
+	}
+	s.log.infof("session %d: client address %v makes way for %v (already %d addresses)", sess.id, old.addr, addr, MaxSessionAddrs)
+	s.removeMemberLocked(old)
+}
+
+// placeLocked adds m to sess's members, with a number in its filter.
+func (s *Server) placeLocked(m *member, sess *session) {
+	pl := &place{sess: sess, path: -1}
+	if !sess.legacy {
+		pl.path = sess.freePathLocked()
+	}
+	sess.members = append(sess.members, m)
+	if pl.path >= 0 {
+		sess.win.paths.q[pl.path].Store(&m.quality)
+	}
+	m.place.Store(pl)
+}
+
+// moveMemberLocked moves m, socket and all, to another session.
+func (s *Server) moveMemberLocked(m *member, to *session) {
+	s.unplaceLocked(m)
+	s.makeRoomLocked(to, m.addr)
+	s.placeLocked(m, to)
+	s.publishLocked(to)
+}
+
+// unplaceLocked takes m out of its session's members and filter.
+func (s *Server) unplaceLocked(m *member) {
+	pl := m.place.Load()
+	sess := pl.sess
+	sess.members = slices.DeleteFunc(sess.members, func(x *member) bool { return x == m })
+	if pl.path >= 0 && sess.win.paths.q[pl.path].Load() == &m.quality {
+		sess.win.paths.q[pl.path].Store(nil)
+	}
+	s.publishLocked(sess)
+}
+
 func (sess *session) freePathLocked() int {
 	var used uint32
 	for _, m := range sess.members {
-		if m.path >= 0 {
-			used |= 1 << m.path
+		if m.path() >= 0 {
+			used |= 1 << m.path()
 		}
 	}
 	for i := range maxPaths {
@@ -502,8 +566,8 @@ func (s *Server) publishLocked(sess *session) {
 	for _, m := range sess.members {
 		if m.live.Load() {
 			tx = append(tx, m.tx)
-			if m.path >= 0 {
-				live |= 1 << m.path
+			if m.path() >= 0 {
+				live |= 1 << m.path()
 			}
 		}
 	}
@@ -514,12 +578,8 @@ func (s *Server) publishLocked(sess *session) {
 // removeMemberLocked takes m out of its session and of the address table;
 // its socket closes once the lock is released (closeLater).
 func (s *Server) removeMemberLocked(m *member) {
-	sess := m.sess
-	sess.members = slices.DeleteFunc(sess.members, func(x *member) bool { return x == m })
-	if m.path >= 0 && sess.win.paths.q[m.path].Load() == &m.quality {
-		sess.win.paths.q[m.path].Store(nil)
-	}
 	m.live.Store(false)
+	s.unplaceLocked(m)
 	cur := *s.members.Load()
 	if cur[m.addr] == m {
 		next := make(map[netip.AddrPort]*member, len(cur))
@@ -530,7 +590,6 @@ func (s *Server) removeMemberLocked(m *member) {
 		}
 		s.members.Store(&next)
 	}
-	s.publishLocked(sess)
 	s.closing = append(s.closing, m.close)
 }
 
@@ -568,7 +627,9 @@ func (s *Server) closeSessionLocked(sess *session) {
 }
 
 // closeLater runs the closes queued under the lock: a receive loop being
-// stopped may itself be waiting for the lock.
+// stopped may itself be waiting for the lock, or be the one whose handler
+// queued the close. So only the expiry tick runs them (within a second:
+// what they close is out of every table already), and Run at the end.
 func (s *Server) closeLater() {
 	s.mu.Lock()
 	fs := s.closing
@@ -624,10 +685,10 @@ func (s *Server) expireLocked(now int64) {
 // datagram of its session.
 func (s *Server) reactivate(m *member) {
 	s.mu.Lock()
-	if !m.sess.closed && !m.live.Load() && slices.Contains(m.sess.members, m) {
+	if !m.sess().closed && !m.live.Load() && slices.Contains(m.sess().members, m) {
 		m.live.Store(true)
-		s.publishLocked(m.sess)
-		s.log.infof("session %d: client address %v is back", m.sess.id, m.addr)
+		s.publishLocked(m.sess())
+		s.log.infof("session %d: client address %v is back", m.sess().id, m.addr)
 	}
 	s.mu.Unlock()
 }

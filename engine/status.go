@@ -123,7 +123,7 @@ func (m *member) info() PeerInfo {
 	return PeerInfo{
 		Addr:     m.addr,
 		Local:    m.local,
-		Session:  m.sess.id,
+		Session:  m.sess().id,
 		Since:    m.since,
 		LastSeen: time.Unix(0, wallFromMono(m.lastSeen.Load())),
 		Live:     m.live.Load(),
