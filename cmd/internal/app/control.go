@@ -39,9 +39,10 @@ func (c *ClientControl) ClientStatus() control.ClientStatus {
 		WireGuard:   c.WireGuardStats.Read(),
 		NoLink:      c.NoLink.Load(),
 		Duplicates:  c.Duplicates.Load(),
+		Foreign:     c.Foreign.Load(),
 	}
 	for _, l := range links {
-		cl := control.Link{Name: l.Name, Label: l.Label, Status: string(l.Status), Reason: l.Reason, Local: l.Local}
+		cl := control.Link{Name: l.Name, Label: l.Label, Status: string(l.Status), Reason: l.Reason, Local: l.Local, Quality: l.Quality}
 		switch {
 		case l.Dst.IsValid():
 			cl.Dst = l.Dst.String()
@@ -101,7 +102,7 @@ func (s *ServerControl) Configure(description string) {
 // ServerStatus implements control.ServerRole.
 func (s *ServerControl) ServerStatus() control.ServerStatus {
 	v := s.view.Load()
-	peers := s.Peers()
+	sessions := s.Sessions()
 	st := control.ServerStatus{
 		Description:   v.description,
 		ListenAddr:    s.ListenAddr().String(),
@@ -109,15 +110,30 @@ func (s *ServerControl) ServerStatus() control.ServerStatus {
 		Backend:       s.Backend(),
 		Started:       s.Started(),
 		ClientTimeout: s.ClientTimeout(),
-		Peers:         make([]control.Peer, 0, len(peers)),
+		Sessions:      make([]control.SessionStatus, 0, len(sessions)),
 		Listen:        s.ListenStats.Read(),
 		Upstream:      s.UpstreamStats.Read(),
 		NoPeer:        s.NoPeer.Load(),
 		Duplicates:    s.Duplicates.Load(),
-		NotLearned:    s.NotWireGuard.Load() + s.NotMember.Load() + s.Foreign.Load(),
+		ServerCounters: control.ServerCounters{
+			NotWireGuard:   s.NotWireGuard.Load(),
+			NotMember:      s.NotMember.Load(),
+			Foreign:        s.Foreign.Load(),
+			Initiations:    s.Initiations.Load(),
+			InitCopies:     s.InitCopies.Load(),
+			Joins:          s.Joins.Load(),
+			PendingEvicted: s.PendingEvicted.Load(),
+			Unrouted:       s.Unrouted.Load(),
+		},
 	}
-	for _, p := range peers {
-		st.Peers = append(st.Peers, control.Peer{Addr: p.Addr, Local: p.Local, Since: p.Since, LastSeen: p.LastSeen, Counters: p.Stats.Read()})
+	for _, si := range sessions {
+		ss := control.SessionStatus{ID: si.ID, Since: si.Since, Endpoint: si.Endpoint, Indexes: si.Indexes, AnyUDP: si.AnyUDP,
+			Addrs: make([]control.Peer, 0, len(si.Addrs)), Counters: si.Stats.Read()}
+		for _, p := range si.Addrs {
+			ss.Addrs = append(ss.Addrs, control.Peer{Addr: p.Addr, Local: p.Local, Session: p.Session, Since: p.Since, LastSeen: p.LastSeen,
+				Live: p.Live, Counters: p.Stats.Read(), Quality: p.Quality})
+		}
+		st.Sessions = append(st.Sessions, ss)
 	}
 	return st
 }

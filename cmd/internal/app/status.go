@@ -136,9 +136,12 @@ func printClient(w io.Writer, l *control.ClientList) error {
 	if l.NoLink > 0 {
 		fmt.Fprintf(w, "; %d dropped with no link up", l.NoLink)
 	}
+	if l.Foreign > 0 {
+		fmt.Fprintf(w, "; %d from another address than WireGuard's dropped", l.Foreign)
+	}
 	fmt.Fprint(w, "\n\n")
 	tw := newTable()
-	tw.row("INTERFACE\tLABEL\tSTATUS\tSOURCE\tDESTINATION\tLAST RX\tRX PKT/S\tRX BIT/S\tTX PKT/S\tTX BIT/S\tDROPS\tNOTE")
+	tw.row("INTERFACE\tLABEL\tSTATUS\tSOURCE\tDESTINATION\tLAST RX\tRX PKT/S\tRX BIT/S\tTX PKT/S\tTX BIT/S\tDROPS\tFIRST\tLOSS\tLATE P50/P99\tNOTE")
 	for _, i := range l.Interfaces {
 		note := i.Reason
 		if i.Stalled {
@@ -147,33 +150,94 @@ func printClient(w io.Writer, l *control.ClientList) error {
 		if note == "excluded" {
 			note = ""
 		}
-		tw.row("%s\t%s\t%s\t%s\t%s\t%s\t%s", i.Name, dash(i.Label), i.Status, dash(i.SenderAddress), dash(i.DstAddress), last(i.Last, i.Stats != nil), statsCols(i.Stats)+"\t"+note)
+		tw.row("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", i.Name, dash(i.Label), i.Status, dash(i.SenderAddress), dash(i.DstAddress), last(i.Last, i.Stats != nil), statsCols(i.Stats), qualityCols(i.Quality), note)
 	}
 	return tw.write(w)
 }
 
 func printServer(w io.Writer, l *control.ServerList) error {
 	header(w, "engarde-server", l.Version, l.Backend, l.Uptime, l.Description)
+	// What WireGuard gets and sends: on the handshake socket and on every
+	// session's own.
 	up := l.Upstream.Rates
+	for _, ss := range l.Sessions {
+		up.TxPackets += ss.Stats.Rates.TxPackets
+		up.RxPackets += ss.Stats.Rates.RxPackets
+	}
 	fmt.Fprintf(w, "listening on %s, WireGuard at %s, client timeout %s\nto WireGuard %s, replies %s", l.ListenAddress, l.DstAddress,
 		time.Duration(l.ClientTimeout*float64(time.Second)), perSecond(up.TxPackets, "pkt/s"), perSecond(up.RxPackets, "pkt/s"))
 	if l.NoClient > 0 {
 		fmt.Fprintf(w, "; %d replies dropped with no client address live", l.NoClient)
 	}
+	fmt.Fprintf(w, "\nhandshakes: %s to WireGuard, %s held back, %s joined by re-sending one",
+		count(l.Initiations, "initiation", "initiations"), count(l.InitCopies, "copy", "copies"), count(l.Joins, "address", "addresses"))
+	var dropped []string
+	for _, d := range []struct {
+		n    uint64
+		what string
+	}{
+		{l.NotWireGuard, "not WireGuard's"},
+		{l.NotMember, "from addresses in no session"},
+		{l.Foreign, "with an index not of their session"},
+		{l.Unrouted, "answers to no initiation seen"},
+		{l.PendingEvicted, "initiations forgotten unanswered"},
+	} {
+		if d.n > 0 {
+			dropped = append(dropped, fmt.Sprintf("%d %s", d.n, d.what))
+		}
+	}
+	if len(dropped) > 0 {
+		fmt.Fprintf(w, "\ndropped: %s", strings.Join(dropped, ", "))
+	}
 	fmt.Fprint(w, "\n\n")
-	if len(l.Sockets) == 0 {
-		fmt.Fprintln(w, "no client address has sent anything within the client timeout")
+	if len(l.Sessions) == 0 && len(l.Sockets) == 0 {
+		fmt.Fprintln(w, "no client session yet")
 		return nil
 	}
-	tw := newTable()
-	tw.row("CLIENT ADDRESS\tREPLIES FROM\tLAST RX\tRX PKT/S\tRX BIT/S\tTX PKT/S\tTX BIT/S\tDROPS\tSINCE\tNOTE")
-	for _, s := range l.Sockets {
-		note := ""
-		if s.Stalled {
-			note = "NOT RECEIVING while other addresses send"
+	if len(l.Sessions) > 0 {
+		tw := newTable()
+		tw.row("SESSION\tENDPOINT\tADDRESSES\tINDEXES\tTO WG PKT/S\tREPLIES PKT/S\tSINCE\tNOTE")
+		for _, ss := range l.Sessions {
+			live := 0
+			for _, a := range ss.Addresses {
+				if a.Live {
+					live++
+				}
+			}
+			note := ""
+			if ss.AnyUDP {
+				note = "forwardAnyUDP"
+			}
+			r := ss.Stats.Rates
+			tw.row("%d\t%s\t%d live of %d\t%d\t%s\t%s\t%s\t%s", ss.ID, dash(ss.Endpoint), live, len(ss.Addresses), len(ss.Indexes),
+				si(r.TxPackets), si(r.RxPackets), ss.Since.Local().Format("15:04:05"), note)
 		}
-		st := s.Stats
-		tw.row("%s\t%s\t%s\t%s\t%s\t%s", s.Address, s.LocalAddress, last(s.Last, true), statsCols(&st), s.Since.Local().Format("15:04:05"), note)
+		if err := tw.write(w); err != nil {
+			return err
+		}
+		fmt.Fprintln(w)
+	}
+	tw := newTable()
+	tw.row("SESSION\tCLIENT ADDRESS\tREPLIES FROM\tLAST RX\tRX PKT/S\tRX BIT/S\tTX PKT/S\tTX BIT/S\tDROPS\tFIRST\tLOSS\tLATE P50/P99\tSINCE\tNOTE")
+	// Every session's addresses, silent ones too; an older engarde's
+	// answer has only Sockets.
+	addrs := l.Sockets
+	if len(l.Sessions) > 0 {
+		addrs = nil
+		for _, ss := range l.Sessions {
+			addrs = append(addrs, ss.Addresses...)
+		}
+	}
+	for _, s := range addrs {
+		note := ""
+		switch {
+		case s.Stalled:
+			note = "NOT RECEIVING while other addresses of its session send"
+		case !s.Live:
+			note = "silent: gets no replies"
+		}
+		st, q := s.Stats, s.Quality
+		tw.row("%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s", s.Session, s.Address, s.LocalAddress, last(s.Last, true), statsCols(&st), qualityCols(&q), s.Since.Local().Format("15:04:05"), note)
 	}
 	return tw.write(w)
 }
@@ -222,6 +286,43 @@ func statsCols(s *control.SocketStats) string {
 	return strings.Join([]string{si(r.RxPackets), si(r.RxBits), si(r.TxPackets), si(r.TxBits), strconv.FormatUint(s.Drops.Total, 10)}, "\t")
 }
 
+// qualityCols formats the first share, loss and lateness columns
+// (tab-separated), with "-" for what was not measured.
+func qualityCols(q *control.Quality) string {
+	if q == nil {
+		return "-\t-\t-"
+	}
+	late := "-"
+	if q.LateP50Ms != nil && q.LateP99Ms != nil {
+		late = ms(*q.LateP50Ms) + "/" + ms(*q.LateP99Ms) + "ms"
+	}
+	return pct(q.FirstShare) + "\t" + pct(q.LossRate) + "\t" + late
+}
+
+// pct formats a share from 0 to 1 as a percentage: 62%, 0.4%, 0%.
+func pct(v *float64) string {
+	switch {
+	case v == nil:
+		return "-"
+	case *v == 0:
+		return "0%"
+	case *v < 0.1:
+		return strconv.FormatFloat(*v*100, 'f', 1, 64) + "%"
+	}
+	return strconv.FormatFloat(*v*100, 'f', 0, 64) + "%"
+}
+
+// ms formats milliseconds with two significant digits or more: 0.35, 2.1, 48.
+func ms(v float64) string {
+	switch {
+	case v < 1:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	case v < 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64)
+}
+
 func last(l *int64, has bool) string {
 	switch {
 	case !has:
@@ -255,6 +356,14 @@ func si(v float64) string {
 		prec = 0
 	}
 	return strconv.FormatFloat(v, 'f', prec, 64) + string(prefixes[p])
+}
+
+// count writes n with the noun's singular or plural.
+func count(n uint64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.FormatUint(n, 10) + " " + many
 }
 
 func perSecond(v float64, unit string) string { return si(v) + " " + unit }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"time"
@@ -44,6 +45,9 @@ type ClientList struct {
 	// Duplicates counts replies not handed to WireGuard because another
 	// link had delivered them already.
 	Duplicates uint64 `json:"duplicatesDropped"`
+	// Foreign counts datagrams on the WireGuard-side socket from another
+	// address than WireGuard's, not handshakes, dropped.
+	Foreign uint64 `json:"foreign"`
 }
 
 // Interface is one interface in a ClientList.
@@ -68,28 +72,60 @@ type Interface struct {
 	Stalled bool `json:"stalled"`
 	// Stats are the link socket's counters; null when it has none.
 	Stats *SocketStats `json:"stats"`
+	// Quality is how the link delivers the server's replies; null when
+	// it has no socket.
+	Quality *Quality `json:"quality"`
 }
 
 // ServerList is the server's answer to GET /api/v1/get-list.
 type ServerList struct {
 	Head
-	DstAddress string   `json:"dstAddress"`
-	Sockets    []Socket `json:"sockets"`
+	DstAddress string `json:"dstAddress"`
+	// Sockets are the client addresses heard from within the client
+	// timeout, every session's, as the original listed them.
+	Sockets []Socket `json:"sockets"`
 
 	// Additions.
 	Run
 	ClientTimeout float64     `json:"clientTimeout"` // seconds
-	Listen        SocketStats `json:"listen"`        // datagrams from addresses not known yet
-	Upstream      SocketStats `json:"upstream"`      // the socket to WireGuard
-	// NoClient counts replies from WireGuard dropped because no client
-	// address was live.
+	Listen        SocketStats `json:"listen"`        // datagrams from addresses in no session
+	Upstream      SocketStats `json:"upstream"`      // the handshake socket to WireGuard
+	// NoClient counts replies from WireGuard dropped because their
+	// session had no live address.
 	NoClient uint64 `json:"noClient"`
 	// Duplicates counts datagrams not forwarded to WireGuard because
 	// another link had delivered them already.
 	Duplicates uint64 `json:"duplicatesDropped"`
-	// NotLearned counts datagrams from unknown addresses that did not
-	// make the server learn the address (not WireGuard's, or too many).
-	NotLearned uint64 `json:"notLearned"`
+	ServerCounters
+	// Sessions are the clients, each with its addresses: live ones (also
+	// in Sockets) and those lingering silent after the client timeout.
+	Sessions []Session `json:"sessions"`
+}
+
+// ServerCounters count what the server did with datagrams other than a
+// session's traffic. They sit at the top level of a ServerList.
+type ServerCounters struct {
+	// NotWireGuard counts datagrams not shaped like WireGuard's, dropped
+	// (unless forwardAnyUDP).
+	NotWireGuard uint64 `json:"notWireGuard"`
+	// NotMember counts WireGuard-shaped datagrams other than initiations
+	// from addresses in no session, dropped.
+	NotMember uint64 `json:"notMember"`
+	// Foreign counts transport messages from a session's addresses with
+	// an index not of their session, dropped.
+	Foreign uint64 `json:"foreign"`
+	// Initiations counts handshake initiations passed to WireGuard;
+	// InitCopies their copies from other links, not passed again; Joins
+	// the addresses that joined a session by re-sending its initiation.
+	Initiations uint64 `json:"initiations"`
+	InitCopies  uint64 `json:"initiationCopies"`
+	Joins       uint64 `json:"joins"`
+	// PendingEvicted counts unanswered initiations forgotten to make
+	// room.
+	PendingEvicted uint64 `json:"pendingEvicted"`
+	// Unrouted counts WireGuard's messages on the handshake socket that
+	// answer no initiation seen, dropped.
+	Unrouted uint64 `json:"unrouted"`
 }
 
 // Socket is one client address in a ServerList.
@@ -99,10 +135,57 @@ type Socket struct {
 	Last *int64 `json:"last"`
 
 	// Additions.
-	LocalAddress string      `json:"localAddress"`
-	Since        time.Time   `json:"since"`
-	Stalled      bool        `json:"stalled"`
-	Stats        SocketStats `json:"stats"`
+	LocalAddress string `json:"localAddress"`
+	// Session is the ID of the address's session.
+	Session uint64    `json:"session"`
+	Since   time.Time `json:"since"`
+	// Live says whether the address gets replies (it sent within the
+	// client timeout).
+	Live bool `json:"live"`
+	// Stalled is set on an address that has stopped sending while
+	// another address of its session still sends.
+	Stalled bool        `json:"stalled"`
+	Stats   SocketStats `json:"stats"`
+	Quality Quality     `json:"quality"`
+}
+
+// Session is one client as WireGuard knows it, in a ServerList.
+type Session struct {
+	ID    uint64    `json:"id"`
+	Since time.Time `json:"since"`
+	// Endpoint is the session's own socket towards WireGuard: where
+	// WireGuard sees the client.
+	Endpoint string `json:"endpoint"`
+	// Indexes are the receiver indexes judged now, newest first.
+	Indexes []uint32 `json:"indexes"`
+	// AnyUDP marks forwardAnyUDP's session of non-WireGuard sources.
+	AnyUDP    bool     `json:"anyUDP"`
+	Addresses []Socket `json:"addresses"`
+	// Stats count the session's socket to WireGuard (tx: to WireGuard,
+	// rx: its replies).
+	Stats SocketStats `json:"stats"`
+}
+
+// Quality is how a link (client) or a client address (server) delivers
+// its session's WireGuard transport messages, measured on one message in
+// 16 since the link or address appeared (engine.Quality).
+type Quality struct {
+	// Samples is how many sampled messages were judged; First how many
+	// the link delivered before any other; Lost how many it never
+	// delivered although another link did; Copies how many it delivered
+	// after another.
+	Samples uint64 `json:"samples"`
+	First   uint64 `json:"first"`
+	Lost    uint64 `json:"lost"`
+	Copies  uint64 `json:"copies"`
+	// FirstShare and LossRate are First and Lost over Samples, from 0 to
+	// 1; null with no samples.
+	FirstShare *float64 `json:"firstShare"`
+	LossRate   *float64 `json:"lossRate"`
+	// LateP50Ms and LateP99Ms are how far behind the first the copies
+	// came, in milliseconds; null with no copies.
+	LateP50Ms *float64 `json:"lateP50Ms"`
+	LateP99Ms *float64 `json:"lateP99Ms"`
 }
 
 // SocketStats are a socket's counters and rates.
@@ -159,6 +242,7 @@ func (s *Server) clientList(now time.Time) ClientList {
 		WireGuard:  s.stats(keyWireGuard, &st.WireGuard),
 		NoLink:     st.NoLink,
 		Duplicates: st.Duplicates,
+		Foreign:    st.Foreign,
 	}
 	var active []time.Time
 	for _, l := range st.Links {
@@ -181,6 +265,8 @@ func (s *Server) clientList(now time.Time) ClientList {
 			i.Stalled = l.Status == "active" && len(active) > 1 && stalled(c.LastRx, freshest)
 			ss := s.stats(keyLink+l.Name, c)
 			i.Stats = &ss
+			q := quality(l.Quality)
+			i.Quality = &q
 		}
 		out.Interfaces = append(out.Interfaces, i)
 	}
@@ -190,33 +276,84 @@ func (s *Server) clientList(now time.Time) ClientList {
 func (s *Server) serverList(now time.Time) ServerList {
 	st := s.role.Server.ServerStatus()
 	out := ServerList{
-		Head:          Head{Type: "server", Version: s.version, Description: st.Description, ListenAddress: st.ListenAddr},
-		DstAddress:    st.DstAddr,
-		Sockets:       make([]Socket, 0, len(st.Peers)),
-		Run:           run(now, st.Backend, st.Started),
-		ClientTimeout: st.ClientTimeout.Seconds(),
-		Listen:        s.stats(keyListen, &st.Listen),
-		Upstream:      s.stats(keyUpstream, &st.Upstream),
-		NoClient:      st.NoPeer,
-		Duplicates:    st.Duplicates,
-		NotLearned:    st.NotLearned,
+		Head:           Head{Type: "server", Version: s.version, Description: st.Description, ListenAddress: st.ListenAddr},
+		DstAddress:     st.DstAddr,
+		Sockets:        []Socket{},
+		Run:            run(now, st.Backend, st.Started),
+		ClientTimeout:  st.ClientTimeout.Seconds(),
+		Listen:         s.stats(keyListen, &st.Listen),
+		Upstream:       s.stats(keyUpstream, &st.Upstream),
+		NoClient:       st.NoPeer,
+		Duplicates:     st.Duplicates,
+		ServerCounters: st.ServerCounters,
+		Sessions:       make([]Session, 0, len(st.Sessions)),
 	}
-	seen := make([]time.Time, len(st.Peers))
-	for i, p := range st.Peers {
-		seen[i] = p.LastSeen
-	}
-	freshest := latest(seen)
-	for _, p := range st.Peers {
-		out.Sockets = append(out.Sockets, Socket{
-			Address:      p.Addr.String(),
-			Last:         since(now, p.LastSeen),
-			LocalAddress: p.Local.String(),
-			Since:        p.Since,
-			Stalled:      len(st.Peers) > 1 && stalled(p.LastSeen, freshest),
-			Stats:        s.stats(keyPeer+p.Addr.String(), &p.Counters),
-		})
+	for _, ss := range st.Sessions {
+		sess := Session{
+			ID:        ss.ID,
+			Since:     ss.Since,
+			Endpoint:  addrString(ss.Endpoint),
+			Indexes:   append([]uint32{}, ss.Indexes...),
+			AnyUDP:    ss.AnyUDP,
+			Addresses: make([]Socket, 0, len(ss.Addrs)),
+			Stats:     s.stats(sessionKey(ss.ID), &ss.Counters),
+		}
+		// An address is stalled against the others of its client only:
+		// another client's addresses say nothing of this one's links.
+		seen := make([]time.Time, len(ss.Addrs))
+		for i, p := range ss.Addrs {
+			seen[i] = p.LastSeen
+		}
+		freshest := latest(seen)
+		for _, p := range ss.Addrs {
+			sess.Addresses = append(sess.Addresses, Socket{
+				Address:      p.Addr.String(),
+				Last:         since(now, p.LastSeen),
+				LocalAddress: p.Local.String(),
+				Session:      p.Session,
+				Since:        p.Since,
+				Live:         p.Live,
+				Stalled:      len(ss.Addrs) > 1 && stalled(p.LastSeen, freshest),
+				Stats:        s.stats(keyPeer+p.Addr.String(), &p.Counters),
+				Quality:      quality(p.Quality),
+			})
+		}
+		for _, a := range sess.Addresses {
+			if a.Live {
+				out.Sockets = append(out.Sockets, a)
+			}
+		}
+		out.Sessions = append(out.Sessions, sess)
 	}
 	return out
+}
+
+// quality presents q: its ratios only with samples, its lateness only
+// with copies, so that no figure claims a measurement never made.
+func quality(q engine.Quality) Quality {
+	out := Quality{Samples: q.Samples, First: q.First, Lost: q.Lost, Copies: q.Copies}
+	if q.Samples > 0 {
+		fs, lr := q.FirstShare(), q.LossRate()
+		out.FirstShare, out.LossRate = &fs, &lr
+	}
+	if q.Copies > 0 {
+		p50, p99 := millis(q.LateP50), millis(q.LateP99)
+		out.LateP50Ms, out.LateP99Ms = &p50, &p99
+	}
+	return out
+}
+
+// millis is d in milliseconds, to the microsecond the filter measures.
+func millis(d time.Duration) float64 {
+	return float64(d.Microseconds()) / 1000
+}
+
+// addrString is a's text, or "" for the zero address.
+func addrString(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
 }
 
 // stats combines a socket's counters with its rates from the sampler.

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -33,7 +35,9 @@ func newFakeClient() *fakeClient {
 		excluded: map[string]bool{"wg0": true},
 		links: []Link{
 			{Name: "eth0", Label: "Fiber", Status: "active", Local: netip.MustParseAddr("192.0.2.2"), Dst: "203.0.113.10:59402",
-				Counters: &engine.Counters{RxPackets: 10, RxBytes: 1000, TxPackets: 20, TxBytes: 2000, LastRx: now.Add(-1500 * time.Millisecond), DropFull: 1, DropTimeout: 2, DropError: 3, DropClosed: 4, Oversize: 5, SendErrors: 6, RxErrors: 7}},
+				Counters: &engine.Counters{RxPackets: 10, RxBytes: 1000, TxPackets: 20, TxBytes: 2000, LastRx: now.Add(-1500 * time.Millisecond), DropFull: 1, DropTimeout: 2, DropError: 3, DropClosed: 4, Oversize: 5, SendErrors: 6, RxErrors: 7},
+				Quality:  engine.Quality{Samples: 160, First: 120, Lost: 2, Copies: 38, LateP50: 1500 * time.Microsecond, LateP99: 12 * time.Millisecond}},
+			// wlan0 has a socket but no samples yet: no ratio to show.
 			{Name: "wlan0", Status: "active", Local: netip.MustParseAddr("198.51.100.7"), Dst: "203.0.113.10:59402",
 				Counters: &engine.Counters{}},
 			{Name: "eth1", Status: "idle", Reason: "no carrier", Dst: "203.0.113.10:59402"},
@@ -64,6 +68,7 @@ func (f *fakeClient) ClientStatus() ClientStatus {
 		Links:       links,
 		WireGuard:   engine.Counters{RxPackets: 30, TxPackets: 10},
 		NoLink:      3,
+		Foreign:     4,
 	}
 }
 
@@ -90,7 +95,7 @@ func (f *fakeClient) ResetExclusions() {
 	f.excluded = map[string]bool{"wg0": true}
 }
 
-type fakeServer struct{ peers []Peer }
+type fakeServer struct{ sessions []SessionStatus }
 
 func (f *fakeServer) ServerStatus() ServerStatus {
 	return ServerStatus{
@@ -100,19 +105,35 @@ func (f *fakeServer) ServerStatus() ServerStatus {
 		Backend:       "std",
 		Started:       t0,
 		ClientTimeout: 30 * time.Second,
-		Peers:         f.peers,
+		Sessions:      f.sessions,
 		Upstream:      engine.Counters{TxPackets: 100, RxPackets: 50},
 		NoPeer:        2,
+		ServerCounters: ServerCounters{NotWireGuard: 11, NotMember: 12, Foreign: 13, Initiations: 14, InitCopies: 15,
+			Joins: 16, PendingEvicted: 17, Unrouted: 18},
 	}
 }
 
+// newFakeServer has two sessions: one with two live addresses (the second
+// silent for 10 s while the first sends) and one whose only address is
+// silent past the client timeout and has no samples.
 func newFakeServer() *fakeServer {
 	now := time.Now()
-	return &fakeServer{peers: []Peer{
-		{Addr: netip.MustParseAddrPort("198.18.1.2:40000"), Local: netip.MustParseAddrPort("198.18.1.1:59402"), Since: t0, LastSeen: now,
-			Counters: engine.Counters{RxPackets: 5, TxPackets: 6, LastRx: now}},
-		{Addr: netip.MustParseAddrPort("[fd00:2::2]:40001"), Local: netip.MustParseAddrPort("[fd00:2::1]:59402"), Since: t0, LastSeen: now.Add(-10 * time.Second),
-			Counters: engine.Counters{RxPackets: 1}},
+	return &fakeServer{sessions: []SessionStatus{
+		{ID: 1, Since: t0, Endpoint: netip.MustParseAddrPort("127.0.0.1:40001"), Indexes: []uint32{0xa1b2c3d4, 7},
+			Counters: engine.Counters{TxPackets: 90, RxPackets: 45},
+			Addrs: []Peer{
+				{Addr: netip.MustParseAddrPort("198.18.1.2:40000"), Local: netip.MustParseAddrPort("198.18.1.1:59402"), Session: 1, Since: t0, LastSeen: now, Live: true,
+					Counters: engine.Counters{RxPackets: 5, TxPackets: 6, LastRx: now},
+					Quality:  engine.Quality{Samples: 200, First: 150, Lost: 4, Copies: 46, LateP50: 1200 * time.Microsecond, LateP99: 8500 * time.Microsecond}},
+				{Addr: netip.MustParseAddrPort("[fd00:2::2]:40001"), Local: netip.MustParseAddrPort("[fd00:2::1]:59402"), Session: 1, Since: t0, LastSeen: now.Add(-10 * time.Second), Live: true,
+					Counters: engine.Counters{RxPackets: 1},
+					Quality:  engine.Quality{Samples: 200, First: 50, Lost: 10, Copies: 140, LateP50: 250 * time.Microsecond, LateP99: 3 * time.Millisecond}},
+			}},
+		{ID: 7, Since: t0.Add(time.Minute), Endpoint: netip.MustParseAddrPort("127.0.0.1:40007"),
+			Counters: engine.Counters{TxPackets: 9, RxPackets: 4},
+			Addrs: []Peer{
+				{Addr: netip.MustParseAddrPort("203.0.113.9:51000"), Local: netip.MustParseAddrPort("198.18.1.1:59402"), Session: 7, Since: t0.Add(time.Minute), LastSeen: now.Add(-200 * time.Second)},
+			}},
 	}}
 }
 
@@ -152,7 +173,7 @@ func TestClientList(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &raw); err != nil {
 		t.Fatal(err)
 	}
-	for k, want := range map[string]any{"type": "client", "version": "v9", "description": "test client", "listenAddress": "127.0.0.1:59401", "backend": "mmsg", "noLink": 3.0} {
+	for k, want := range map[string]any{"type": "client", "version": "v9", "description": "test client", "listenAddress": "127.0.0.1:59401", "backend": "mmsg", "noLink": 3.0, "foreign": 4.0} {
 		if raw[k] != want {
 			t.Errorf("%s = %v, want %v", k, raw[k], want)
 		}
@@ -175,6 +196,19 @@ func TestClientList(t *testing.T) {
 	st := l.Interfaces[0].Stats
 	if st == nil || st.RxPackets != 10 || st.TxBytes != 2000 || st.Drops != (Drops{Total: 15, Full: 1, Timeout: 2, Error: 3, Closed: 4, Oversize: 5}) || st.SendErrors != 6 || st.RxErrors != 7 {
 		t.Errorf("eth0 stats %+v", st)
+	}
+	if q := l.Interfaces[0].Quality; q == nil || q.Samples != 160 || q.First != 120 || q.Lost != 2 || q.Copies != 38 ||
+		!near(q.FirstShare, 0.75) || !near(q.LossRate, 0.0125) || !near(q.LateP50Ms, 1.5) || !near(q.LateP99Ms, 12) {
+		t.Errorf("eth0 quality %+v", q)
+	}
+	// A link with a socket and no samples yet: its figures are null.
+	if q := l.Interfaces[1].Quality; q == nil || q.Samples != 0 || q.FirstShare != nil || q.LossRate != nil || q.LateP50Ms != nil || q.LateP99Ms != nil {
+		t.Errorf("wlan0 quality %+v, want zero counts and null figures", q)
+	}
+	for _, i := range l.Interfaces[2:] {
+		if i.Quality != nil {
+			t.Errorf("%s without a socket has quality %+v", i.Name, i.Quality)
+		}
 	}
 	// wlan0 has never received while eth0 has: stalled.
 	if w := l.Interfaces[1]; w.Last != nil || !w.Stalled || w.Stats == nil {
@@ -200,30 +234,96 @@ func TestServerList(t *testing.T) {
 	}
 	var raw map[string]any
 	json.Unmarshal([]byte(body), &raw)
-	for k, want := range map[string]any{"type": "server", "version": "v9", "description": "test server", "listenAddress": "0.0.0.0:59402", "dstAddress": "127.0.0.1:59301", "noClient": 2.0, "clientTimeout": 30.0} {
+	for k, want := range map[string]any{
+		"type": "server", "version": "v9", "description": "test server", "listenAddress": "0.0.0.0:59402", "dstAddress": "127.0.0.1:59301", "noClient": 2.0, "clientTimeout": 30.0,
+		"notWireGuard": 11.0, "notMember": 12.0, "foreign": 13.0, "initiations": 14.0, "initiationCopies": 15.0, "joins": 16.0, "pendingEvicted": 17.0, "unrouted": 18.0,
+	} {
 		if raw[k] != want {
 			t.Errorf("%s = %v, want %v", k, raw[k], want)
 		}
 	}
+	// notLearned was ours, not the original's, and the sum of three
+	// reasons the counters above now tell apart.
+	if _, ok := raw["notLearned"]; ok {
+		t.Errorf("notLearned still in the answer")
+	}
 	var l ServerList
 	json.Unmarshal([]byte(body), &l)
-	if len(l.Sockets) != 2 {
-		t.Fatalf("sockets %+v", l.Sockets)
+	// The original's flat list: the addresses heard from within the
+	// client timeout, every session's.
+	if len(l.Sockets) != 2 || len(l.Sessions) != 2 || len(l.Sessions[1].Addresses) != 1 {
+		t.Fatalf("sockets %+v, sessions %+v", l.Sockets, l.Sessions)
 	}
-	a, b := l.Sockets[0], l.Sockets[1]
-	if a.Address != "198.18.1.2:40000" || a.Last == nil || *a.Last != 0 || a.Stalled || a.LocalAddress != "198.18.1.1:59402" || a.Stats.RxPackets != 5 {
+	a, b, c := l.Sockets[0], l.Sockets[1], l.Sessions[1].Addresses[0]
+	if a.Address != "198.18.1.2:40000" || a.Last == nil || *a.Last != 0 || a.Stalled || a.LocalAddress != "198.18.1.1:59402" || a.Stats.RxPackets != 5 || a.Session != 1 || !a.Live {
 		t.Errorf("first socket %+v", a)
 	}
-	if b.Address != "[fd00:2::2]:40001" || b.Last == nil || *b.Last != 10 || !b.Stalled {
-		t.Errorf("second socket %+v (want stalled: silent 10 s while the other sends)", b)
+	if b.Address != "[fd00:2::2]:40001" || b.Last == nil || *b.Last != 10 || !b.Stalled || !b.Live {
+		t.Errorf("second socket %+v (want stalled: silent 10 s while the other of its session sends)", b)
+	}
+	// Alone in its session, a silent address is not stalled (no other
+	// link of its client sends) and not live: in its session only.
+	if c.Address != "203.0.113.9:51000" || c.Session != 7 || c.Live || c.Stalled {
+		t.Errorf("third socket %+v", c)
 	}
 	if l.Upstream.TxPackets != 100 {
 		t.Errorf("upstream %+v", l.Upstream)
+	}
+
+	if len(l.Sessions) != 2 {
+		t.Fatalf("sessions %+v", l.Sessions)
+	}
+	s1, s7 := l.Sessions[0], l.Sessions[1]
+	if s1.ID != 1 || s1.Endpoint != "127.0.0.1:40001" || !s1.Since.Equal(t0) || !slices.Equal(s1.Indexes, []uint32{0xa1b2c3d4, 7}) || s1.AnyUDP ||
+		s1.Stats.TxPackets != 90 || s1.Stats.RxPackets != 45 || len(s1.Addresses) != 2 || s1.Addresses[1].Address != b.Address || !s1.Addresses[1].Stalled {
+		t.Errorf("session 1 %+v", s1)
+	}
+	if s7.ID != 7 || len(s7.Addresses) != 1 || s7.Addresses[0].Address != c.Address || s7.Stats.TxPackets != 9 {
+		t.Errorf("session 7 %+v", s7)
+	}
+	// indexes is a list, never null, for a session that has none.
+	if !strings.Contains(body, `"id":7,"since":"2026-05-01T12:01:00Z","endpoint":"127.0.0.1:40007","indexes":[],"anyUDP":false`) {
+		t.Errorf("session 7 not in its shape: %s", body)
+	}
+
+	// Quality: ratios from the samples, lateness in milliseconds.
+	q := a.Quality
+	if q.Samples != 200 || q.First != 150 || q.Lost != 4 || q.Copies != 46 || !near(q.FirstShare, 0.75) || !near(q.LossRate, 0.02) || !near(q.LateP50Ms, 1.2) || !near(q.LateP99Ms, 8.5) {
+		t.Errorf("first socket's quality %s", show(q))
+	}
+	if q := b.Quality; !near(q.FirstShare, 0.25) || !near(q.LossRate, 0.05) || !near(q.LateP50Ms, 0.25) || !near(q.LateP99Ms, 3) {
+		t.Errorf("second socket's quality %s", show(q))
+	}
+	// No samples: null ratios, not 0 (which would claim a link that
+	// delivers nothing first) and not NaN (which is no JSON).
+	if !strings.Contains(body, `"quality":{"samples":0,"first":0,"lost":0,"copies":0,"firstShare":null,"lossRate":null,"lateP50Ms":null,"lateP99Ms":null}`) {
+		t.Errorf("an address without samples not shown as such: %s", body)
 	}
 	// The old path answers too.
 	if code, _, _ := do(t, s.Handler(), "GET", "/get-list", ""); code != 200 {
 		t.Errorf("/get-list: %d", code)
 	}
+}
+
+// TestServerListEmpty: a server no client has reached yet answers empty
+// lists, not nulls, which the original's tools would trip on.
+func TestServerListEmpty(t *testing.T) {
+	s := newTest(t, Options{}, Role{Server: &fakeServer{}})
+	_, _, body := do(t, s.Handler(), "GET", "/api/v1/get-list", "")
+	for _, want := range []string{`"sockets":[]`, `"sessions":[]`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("no %s in %s", want, body)
+		}
+	}
+}
+
+func near(v *float64, want float64) bool {
+	return v != nil && math.Abs(*v-want) < 1e-9
+}
+
+func show(q Quality) string {
+	b, _ := json.Marshal(q)
+	return string(b)
 }
 
 func TestActions(t *testing.T) {
@@ -363,6 +463,8 @@ func TestPage(t *testing.T) {
 	for _, c := range []struct{ path, ctype, want string }{
 		{"/", "text/html", `<script src="app.js"`},
 		{"/app.js", "text/javascript", "api/v1/get-list"},
+		{"/app.js", "text/javascript", "firstShare"},
+		{"/", "text/html", "Late p50 / p99"},
 		{"/app.css", "text/css", "@media"},
 	} {
 		code, hdr, body := do(t, h, "GET", c.path, "")
@@ -433,6 +535,32 @@ func TestRates(t *testing.T) {
 	s.sample(t0.Add(4 * time.Second))
 	if _, ok := s.rates.prev[keyLink+"eth0"]; ok {
 		t.Errorf("sampler still holds a link that has no socket")
+	}
+}
+
+// TestRatesServer: the sampler keeps rates for each session's socket and
+// each client address, and the list carries them.
+func TestRatesServer(t *testing.T) {
+	f := newFakeServer()
+	s := newTest(t, Options{}, Role{Server: f})
+	s.sample(t0)
+	f.sessions[0].Counters.TxPackets += 2000
+	f.sessions[0].Addrs[0].Counters.RxPackets += 1000
+	s.sample(t0.Add(2 * time.Second))
+	var l ServerList
+	_, _, body := do(t, s.Handler(), "GET", "/api/v1/get-list", "")
+	json.Unmarshal([]byte(body), &l)
+	if r := l.Sessions[0].Stats.Rates; r.TxPackets != 1000 || r.RxPackets != 0 {
+		t.Errorf("session 1 rates %+v, want 1000 pkt/s to WireGuard", r)
+	}
+	if r := l.Sockets[0].Stats.Rates; r.RxPackets != 500 {
+		t.Errorf("first address rates %+v, want 500 pkt/s in", r)
+	}
+	// A session that ends is forgotten.
+	f.sessions = f.sessions[:1]
+	s.sample(t0.Add(3 * time.Second))
+	if _, ok := s.rates.prev[sessionKey(7)]; ok {
+		t.Errorf("sampler still holds session 7, which is gone")
 	}
 }
 

@@ -76,10 +76,16 @@ type socket struct {
 	c      *engine.Counters
 }
 
+// drop is a count of dropped datagrams and its reason label.
+type drop struct {
+	reason string
+	n      uint64
+}
+
 // sockets writes the counter families of a group of sockets, prefix_*,
 // each sample labelled with its socket's labels. extra adds drops for
 // reasons beyond the socket's own (no link, no client).
-func (m *metrics) sockets(prefix, what string, socks []socket, extra map[string]uint64) {
+func (m *metrics) sockets(prefix, what string, socks []socket, extra ...drop) {
 	counter := func(name, help string, v func(*engine.Counters) uint64) {
 		m.family(prefix+name, "counter", help+" "+what+".")
 		for _, s := range socks {
@@ -94,17 +100,14 @@ func (m *metrics) sockets(prefix, what string, socks []socket, extra map[string]
 	counter("_send_errors_total", "Failed send calls of", func(c *engine.Counters) uint64 { return c.SendErrors })
 
 	name := prefix + "_drops_total"
-	m.family(name, "counter", "Datagrams dropped by "+what+", by reason: full (backlog full), timeout (not sent within writeTimeout), error (refused by the kernel), closed (socket closed first), oversize (received, larger than a buffer).")
+	m.family(name, "counter", "Datagrams dropped by "+what+", by reason: full (backlog full), timeout (not sent within writeTimeout), error (refused by the kernel), closed (socket closed first), oversize (received, larger than a buffer)"+extraReasons(extra)+".")
 	for _, s := range socks {
-		for _, d := range []struct {
-			reason string
-			n      uint64
-		}{{"full", s.c.DropFull}, {"timeout", s.c.DropTimeout}, {"error", s.c.DropError}, {"closed", s.c.DropClosed}, {"oversize", s.c.Oversize}} {
+		for _, d := range []drop{{"full", s.c.DropFull}, {"timeout", s.c.DropTimeout}, {"error", s.c.DropError}, {"closed", s.c.DropClosed}, {"oversize", s.c.Oversize}} {
 			m.sample(name, float64(d.n), append(s.labels[:len(s.labels):len(s.labels)], "reason", d.reason)...)
 		}
 	}
-	for reason, n := range extra {
-		m.sample(name, float64(n), "reason", reason)
+	for _, d := range extra {
+		m.sample(name, float64(d.n), "reason", d.reason)
 	}
 
 	name = prefix + "_last_receive_timestamp_seconds"
@@ -116,11 +119,64 @@ func (m *metrics) sockets(prefix, what string, socks []socket, extra map[string]
 	}
 }
 
+func extraReasons(extra []drop) string {
+	var b strings.Builder
+	for _, d := range extra {
+		b.WriteString(", " + d.reason)
+	}
+	return b.String()
+}
+
+// measured is one link's or client address's quality with its labels.
+type measured struct {
+	labels []string
+	q      engine.Quality
+}
+
+// quality writes the quality families of a group of links or addresses,
+// prefix_*: the sample counters always, the ratios only with samples and
+// the lateness only with late copies, so that no series shows a
+// measurement never made.
+func (m *metrics) quality(prefix, what string, qs []measured) {
+	counter := func(name, help string, v func(engine.Quality) uint64) {
+		m.family(prefix+name, "counter", help+", for "+what+".")
+		for _, x := range qs {
+			m.sample(prefix+name, float64(v(x.q)), x.labels...)
+		}
+	}
+	counter("_sampled_total", "Sampled WireGuard transport messages (one in 16) judged", func(q engine.Quality) uint64 { return q.Samples })
+	counter("_sampled_first_total", "Sampled messages delivered before any other link", func(q engine.Quality) uint64 { return q.First })
+	counter("_sampled_lost_total", "Sampled messages never delivered although another link did", func(q engine.Quality) uint64 { return q.Lost })
+	counter("_sampled_late_total", "Sampled messages delivered after another link", func(q engine.Quality) uint64 { return q.Copies })
+
+	ratio := func(name, help string, v func(engine.Quality) float64) {
+		m.family(prefix+name, "gauge", help+", from 0 to 1, for "+what+" (absent without samples).")
+		for _, x := range qs {
+			if x.q.Samples > 0 {
+				m.sample(prefix+name, v(x.q), x.labels...)
+			}
+		}
+	}
+	ratio("_first_ratio", "Share of the sampled messages delivered first", engine.Quality.FirstShare)
+	ratio("_loss_ratio", "Share of the sampled messages never delivered although another link did", engine.Quality.LossRate)
+
+	name := prefix + "_late_seconds"
+	m.family(name, "gauge", "How far behind the first copy the late copies came, by quantile (0.5, 0.99), for "+what+" (absent without late copies).")
+	for _, x := range qs {
+		if x.q.Copies > 0 {
+			l := x.labels[:len(x.labels):len(x.labels)]
+			m.sample(name, x.q.LateP50.Seconds(), append(l, "quantile", "0.5")...)
+			m.sample(name, x.q.LateP99.Seconds(), append(l, "quantile", "0.99")...)
+		}
+	}
+}
+
 func (m *metrics) client(st ClientStatus, version string) {
 	m.common("client", st.Backend, version, st.Started)
 
 	m.family("engarde_link_status", "gauge", "1 for the status each interface is in (active, idle or excluded), 0 for the others.")
 	var links []socket
+	var qs []measured
 	for _, l := range st.Links {
 		for _, status := range []string{"active", "idle", "excluded"} {
 			v := 0.0
@@ -130,31 +186,87 @@ func (m *metrics) client(st ClientStatus, version string) {
 			m.sample("engarde_link_status", v, "interface", l.Name, "label", l.Label, "status", status)
 		}
 		if l.Counters != nil {
-			links = append(links, socket{[]string{"interface", l.Name}, l.Counters})
+			labels := []string{"interface", l.Name}
+			links = append(links, socket{labels, l.Counters})
+			qs = append(qs, measured{labels, l.Quality})
 		}
 	}
-	m.sockets("engarde_link", "each link socket (label interface)", links, nil)
-	m.sockets("engarde_wireguard", "the socket facing WireGuard (rx: from WireGuard, tx: to it)",
-		[]socket{{nil, &st.WireGuard}}, map[string]uint64{"no_link": st.NoLink, "duplicate": st.Duplicates})
+	m.sockets("engarde_link", "each link socket (label interface)", links)
+	m.quality("engarde_link", "each link's replies (label interface)", qs)
+	m.sockets("engarde_wireguard", "the socket facing WireGuard (rx: from WireGuard, tx: to it)", []socket{{nil, &st.WireGuard}},
+		drop{"no_link", st.NoLink}, drop{"duplicate", st.Duplicates}, drop{"foreign", st.Foreign})
 }
 
 func (m *metrics) server(st ServerStatus, version string) {
 	m.common("server", st.Backend, version, st.Started)
 
-	m.family("engarde_client_addresses", "gauge", "Client addresses heard from within the client timeout.")
-	m.sample("engarde_client_addresses", float64(len(st.Peers)))
-	m.family("engarde_client_timeout_seconds", "gauge", "How long a silent client address is kept.")
-	m.sample("engarde_client_timeout_seconds", st.ClientTimeout.Seconds())
-	m.family("engarde_not_learned_total", "counter", "Datagrams from unknown addresses that did not make the server learn the address (not WireGuard's, or too many addresses).")
-	m.sample("engarde_not_learned_total", float64(st.NotLearned))
-	peers := make([]socket, len(st.Peers))
-	for i := range st.Peers {
-		peers[i] = socket{[]string{"address", st.Peers[i].Addr.String()}, &st.Peers[i].Counters}
+	var peers, sessions []socket
+	var qs []measured
+	live := 0
+	for i := range st.Sessions {
+		ss := &st.Sessions[i]
+		id := strconv.FormatUint(ss.ID, 10)
+		sessions = append(sessions, socket{[]string{"session", id}, &ss.Counters})
+		for j := range ss.Addrs {
+			p := &ss.Addrs[j]
+			labels := []string{"address", p.Addr.String(), "session", id}
+			peers = append(peers, socket{labels, &p.Counters})
+			qs = append(qs, measured{labels, p.Quality})
+			if p.Live {
+				live++
+			}
+		}
 	}
-	m.sockets("engarde_client_address", "each client address's socket (label address)", peers, nil)
-	m.sockets("engarde_listen", "the listen socket (datagrams from addresses not known yet)", []socket{{nil, &st.Listen}}, nil)
-	m.sockets("engarde_upstream", "the socket to WireGuard (tx: to WireGuard, rx: its replies)",
-		[]socket{{nil, &st.Upstream}}, map[string]uint64{"no_client": st.NoPeer, "duplicate": st.Duplicates})
+
+	m.family("engarde_sessions", "gauge", "Sessions: clients as WireGuard knows them, each with its own socket to WireGuard.")
+	m.sample("engarde_sessions", float64(len(st.Sessions)))
+	m.family("engarde_client_addresses", "gauge", "Client addresses heard from within the client timeout (those that get replies).")
+	m.sample("engarde_client_addresses", float64(live))
+	m.family("engarde_client_timeout_seconds", "gauge", "How long a silent client address keeps getting replies.")
+	m.sample("engarde_client_timeout_seconds", st.ClientTimeout.Seconds())
+
+	m.family("engarde_dropped_total", "counter", "Datagrams from clients dropped before WireGuard, by reason: not_wireguard (not shaped like WireGuard's), not_member (WireGuard-shaped, from an address in no session, no initiation), foreign (a transport message with an index not of the sender's session).")
+	for _, d := range []drop{{"not_wireguard", st.NotWireGuard}, {"not_member", st.NotMember}, {"foreign", st.Foreign}} {
+		m.sample("engarde_dropped_total", float64(d.n), "reason", d.reason)
+	}
+	for _, c := range []struct {
+		name, help string
+		n          uint64
+	}{
+		{"engarde_initiations_total", "Handshake initiations passed to WireGuard.", st.Initiations},
+		{"engarde_initiation_copies_total", "Copies of handshake initiations from other links, not passed to WireGuard again.", st.InitCopies},
+		{"engarde_joins_total", "Client addresses that joined a session by re-sending its initiation.", st.Joins},
+		{"engarde_pending_initiations_evicted_total", "Unanswered initiations forgotten to make room.", st.PendingEvicted},
+	} {
+		m.family(c.name, "counter", c.help)
+		m.sample(c.name, float64(c.n))
+	}
+
+	m.family("engarde_session_info", "gauge", "Always 1 for each session; the labels give its endpoint (its own socket towards WireGuard, where WireGuard sees the client) and whether it is forwardAnyUDP's session of non-WireGuard sources.")
+	for _, ss := range st.Sessions {
+		m.sample("engarde_session_info", 1, "session", strconv.FormatUint(ss.ID, 10), "endpoint", addrString(ss.Endpoint), "any_udp", strconv.FormatBool(ss.AnyUDP))
+	}
+	m.family("engarde_session_indexes", "gauge", "Receiver indexes of each session that the duplicate filter judges now.")
+	for _, ss := range st.Sessions {
+		m.sample("engarde_session_indexes", float64(len(ss.Indexes)), "session", strconv.FormatUint(ss.ID, 10))
+	}
+	m.sockets("engarde_session", "each session's socket to WireGuard (label session; tx: to WireGuard, rx: its replies)", sessions)
+
+	m.family("engarde_client_address_live", "gauge", "1 while a client address gets replies (it sent within the client timeout), 0 while it lingers silent.")
+	for _, ss := range st.Sessions {
+		for _, p := range ss.Addrs {
+			v := 0.0
+			if p.Live {
+				v = 1
+			}
+			m.sample("engarde_client_address_live", v, "address", p.Addr.String(), "session", strconv.FormatUint(ss.ID, 10))
+		}
+	}
+	m.sockets("engarde_client_address", "each client address's socket (labels address, session)", peers)
+	m.quality("engarde_client_address", "each client address (labels address, session)", qs)
+	m.sockets("engarde_listen", "the listen socket (datagrams from addresses in no session)", []socket{{nil, &st.Listen}})
+	m.sockets("engarde_upstream", "the handshake socket to WireGuard (tx: to WireGuard, rx: its answers)", []socket{{nil, &st.Upstream}},
+		drop{"no_client", st.NoPeer}, drop{"duplicate", st.Duplicates}, drop{"unrouted", st.Unrouted})
 }
 
 func unixSeconds(t time.Time) float64 {

@@ -2,6 +2,7 @@ package control
 
 import (
 	"math"
+	"strconv"
 	"sync"
 	"time"
 
@@ -15,7 +16,10 @@ const (
 	keyUpstream  = "upstream"
 	keyLink      = "link/"
 	keyPeer      = "peer/"
+	keySession   = "session/"
 )
+
+func sessionKey(id uint64) string { return keySession + strconv.FormatUint(id, 10) }
 
 // sampleEvery is the sampling period, and so the window rates are
 // averaged over.
@@ -98,8 +102,12 @@ func (s *Server) sample(now time.Time) {
 		st := s.role.Server.ServerStatus()
 		cur[keyListen] = &st.Listen
 		cur[keyUpstream] = &st.Upstream
-		for i := range st.Peers {
-			cur[keyPeer+st.Peers[i].Addr.String()] = &st.Peers[i].Counters
+		for i := range st.Sessions {
+			ss := &st.Sessions[i]
+			cur[sessionKey(ss.ID)] = &ss.Counters
+			for j := range ss.Addrs {
+				cur[keyPeer+ss.Addrs[j].Addr.String()] = &ss.Addrs[j].Counters
+			}
 		}
 	}
 	s.rates.observe(now, cur)

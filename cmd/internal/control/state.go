@@ -1,10 +1,10 @@
 package control
 
 import (
-	"github.com/engarde-project/engarde/engine"
-
 	"net/netip"
 	"time"
+
+	"github.com/engarde-project/engarde/engine"
 )
 
 // ClientRole is what the control plane reads from a client and does to
@@ -46,6 +46,9 @@ type Link struct {
 	Dst   string
 	// Counters are the link socket's; nil when the interface has none.
 	Counters *engine.Counters
+	// Quality is how the link delivers the server's replies, measured
+	// since its socket opened (zero without a socket).
+	Quality engine.Quality
 }
 
 // ClientStatus is a client's state at one moment.
@@ -68,6 +71,9 @@ type ClientStatus struct {
 	// Duplicates counts replies not handed to WireGuard because another
 	// link had delivered them already.
 	Duplicates uint64
+	// Foreign counts datagrams on the socket facing WireGuard from
+	// another address than WireGuard's, not handshakes, dropped.
+	Foreign uint64
 }
 
 // Peer is one client address as the server sees it.
@@ -75,10 +81,37 @@ type Peer struct {
 	// Addr is the client's address; Local the server address it sends
 	// to and replies come from.
 	Addr, Local netip.AddrPort
+	// Session is the ID of the session the address belongs to.
+	Session uint64
 	// Since is when the address appeared.
 	Since time.Time
-	// LastSeen is when it last sent anything.
+	// LastSeen is when it last sent a datagram of its session.
 	LastSeen time.Time
+	// Live says whether it gets replies (it sent within the client
+	// timeout).
+	Live     bool
+	Counters engine.Counters
+	// Quality is how the address delivers its session's messages.
+	Quality engine.Quality
+}
+
+// SessionStatus is one client as WireGuard knows it: the addresses that
+// send its messages, and the socket that stands for it towards WireGuard.
+type SessionStatus struct {
+	ID    uint64
+	Since time.Time
+	// Endpoint is the session's own socket towards WireGuard, which
+	// WireGuard sees as the client's endpoint.
+	Endpoint netip.AddrPort
+	// Indexes are the receiver indexes the duplicate filter judges now,
+	// newest first.
+	Indexes []uint32
+	// AnyUDP marks forwardAnyUDP's session of non-WireGuard sources.
+	AnyUDP bool
+	// Addrs are its client addresses, live or silent.
+	Addrs []Peer
+	// Counters count the session's socket to WireGuard: Tx what went to
+	// WireGuard, Rx its replies.
 	Counters engine.Counters
 }
 
@@ -89,19 +122,19 @@ type ServerStatus struct {
 	ListenAddr, DstAddr string
 	Backend             string
 	Started             time.Time
-	// ClientTimeout is how long a silent client address is kept.
+	// ClientTimeout is how long a silent client address gets replies.
 	ClientTimeout time.Duration
-	Peers         []Peer
-	// Listen counts the listen socket (addresses not known yet);
-	// Upstream the socket to WireGuard (Tx: to WireGuard, Rx: replies).
+	// Sessions lists every session with its addresses, in a stable order.
+	Sessions []SessionStatus
+	// Listen counts the listen socket (datagrams from addresses in no
+	// session); Upstream the handshake socket to WireGuard (Tx: to
+	// WireGuard, Rx: its answers).
 	Listen, Upstream engine.Counters
-	// NoPeer counts replies from WireGuard dropped because no client
-	// address was live.
+	// NoPeer counts replies from WireGuard dropped because their session
+	// had no live address.
 	NoPeer uint64
 	// Duplicates counts datagrams not forwarded to WireGuard because
 	// another link had delivered them already.
 	Duplicates uint64
-	// NotLearned counts datagrams from unknown addresses that did not
-	// make the server learn the address (not WireGuard's, or too many).
-	NotLearned uint64
+	ServerCounters
 }

@@ -61,6 +61,57 @@ function drops(td, stats) {
   td.title = `full ${d.full}, timeout ${d.timeout}, error ${d.error}, closed ${d.closed}, oversize ${d.oversize}; send errors ${stats.sendErrors}`;
 }
 
+// Quality: what share of the session's messages a link delivered first,
+// what share it lost, how late its copies came. Figures the engine has not
+// measured yet are null and show as a dash.
+function pct(v) {
+  if (v === null || v === undefined) return "–";
+  if (v === 0) return "0%";
+  return (v * 100).toFixed(v < 0.1 ? 1 : 0) + "%";
+}
+
+function ms(v) {
+  return v.toFixed(v < 1 ? 2 : v < 10 ? 1 : 0);
+}
+
+// LOSS_WARN and LOSS_BAD are the loss shares drawn amber and red.
+const LOSS_WARN = 0.01, LOSS_BAD = 0.05;
+
+// qualityCells appends first share, loss and lateness cells to tr; best
+// marks the link that delivers first most often among its peers.
+function qualityCells(tr, q, best) {
+  const first = cell("First", "num first");
+  const loss = cell("Loss", "num loss");
+  const late = cell("Late p50 / p99", "num late");
+  if (!q) {
+    first.textContent = loss.textContent = late.textContent = "–";
+  } else {
+    first.textContent = pct(q.firstShare);
+    if (best) first.classList.add("best");
+    loss.textContent = pct(q.lossRate);
+    if (q.lossRate == null) { /* not measured */ } else if (q.lossRate >= LOSS_BAD) loss.classList.add("bad");
+    else if (q.lossRate >= LOSS_WARN) loss.classList.add("warn");
+    late.textContent = q.lateP50Ms == null ? "–" : `${ms(q.lateP50Ms)} / ${ms(q.lateP99Ms)} ms`;
+    const t = `${q.samples} sampled messages: ${q.first} first, ${q.copies} late, ${q.lost} lost`;
+    first.title = loss.title = late.title = t;
+  }
+  tr.append(first, loss, late);
+}
+
+// bestOf returns the item whose quality delivered first most often, if
+// there are two or more to choose from and it was measured.
+function bestOf(items) {
+  let best = null;
+  let n = 0;
+  for (const i of items) {
+    const fs = i.quality && i.quality.firstShare;
+    if (fs === null || fs === undefined) continue;
+    n++;
+    if (!best || fs > best.quality.firstShare) best = i;
+  }
+  return n > 1 ? best : null;
+}
+
 let busy = false;
 async function post(path, body) {
   busy = true;
@@ -92,6 +143,7 @@ function drawClient(d) {
   const tbody = $("links").tBodies[0];
   const rows = [];
   const stalled = [];
+  const best = bestOf(d.interfaces);
   for (const i of d.interfaces) {
     const tr = el("tr", "link " + i.status + (i.stalled ? " stalled" : ""));
     tr.dataset.name = i.name;
@@ -119,6 +171,7 @@ function drawClient(d) {
     const rin = cell("In", "num in"); rate(rin, i.stats, "in"); tr.appendChild(rin);
     const rout = cell("Out", "num out"); rate(rout, i.stats, "out"); tr.appendChild(rout);
     const dr = cell("Drops", "num drops"); drops(dr, i.stats); tr.appendChild(dr);
+    qualityCells(tr, i.quality, i === best);
 
     const act = cell("", "action");
     const excluded = i.status === "excluded";
@@ -135,39 +188,86 @@ function drawClient(d) {
   tbody.replaceChildren(...rows);
   const wg = d.wireguard;
   $("wireguard").textContent = `WireGuard side ${d.listenAddress}: from WireGuard ${si(wg.rates.rxPps, "pkt/s")}, to WireGuard ${si(wg.rates.txPps, "pkt/s")}` +
-    (d.noLink ? `; dropped with no link up: ${d.noLink}` : "");
+    (d.noLink ? `; dropped with no link up: ${d.noLink}` : "") +
+    (d.foreign ? `; dropped from another address than WireGuard's: ${d.foreign}` : "");
   return stalled.map((i) => `${i.name}${i.label ? " (" + i.label + ")" : ""} has received nothing for ${lastText(i.last).replace(" ago", "")} while other links receive.`);
 }
 
+const SERVER_COLUMNS = 10;
+
+function sessionRow(ss) {
+  const tr = el("tr", "session");
+  const th = el("th", "");
+  th.colSpan = SERVER_COLUMNS;
+  th.scope = "rowgroup";
+  const live = ss.addresses.filter((a) => a.live).length;
+  th.appendChild(el("span", "sid", `Session ${ss.id}`));
+  th.appendChild(el("span", "", ` · WireGuard sees it at ${ss.endpoint || "–"}`));
+  const r = ss.stats.rates;
+  th.appendChild(el("span", "reason",
+    `${live} of ${ss.addresses.length} addresses live · ${ss.indexes.length} indexes · to WireGuard ${si(r.txPps, "pkt/s")}, replies ${si(r.rxPps, "pkt/s")} · since ${new Date(ss.since).toLocaleTimeString()}` +
+    (ss.anyUDP ? " · forwardAnyUDP" : "")));
+  tr.appendChild(th);
+  return tr;
+}
+
+function socketRow(s, best) {
+  const tr = el("tr", "socket" + (s.stalled ? " stalled" : "") + (s.live === false ? " silent" : ""));
+  tr.dataset.address = s.address;
+  const a = cell("Address", "name addr"); a.textContent = s.address;
+  if (s.live === false) a.appendChild(el("span", "badge idle", "silent"));
+  tr.appendChild(a);
+  const l = cell("Replies from", "addr"); l.textContent = s.localAddress; tr.appendChild(l);
+  const last = cell("Last received", "last"); last.textContent = lastText(s.last); tr.appendChild(last);
+  const rin = cell("In", "num in"); rate(rin, s.stats, "in"); tr.appendChild(rin);
+  const rout = cell("Out", "num out"); rate(rout, s.stats, "out"); tr.appendChild(rout);
+  const dr = cell("Drops", "num drops"); drops(dr, s.stats); tr.appendChild(dr);
+  qualityCells(tr, s.quality, s === best);
+  const since = cell("Since", "since"); since.textContent = new Date(s.since).toLocaleTimeString(); tr.appendChild(since);
+  return tr;
+}
+
 function drawServer(d) {
-  const tbody = $("sockets").tBodies[0];
-  const rows = [];
+  const table = $("sockets");
+  const bodies = [];
   const stalled = [];
-  for (const s of d.sockets) {
-    const tr = el("tr", "socket" + (s.stalled ? " stalled" : ""));
-    tr.dataset.address = s.address;
-    const a = cell("Address", "name addr"); a.textContent = s.address; tr.appendChild(a);
-    const l = cell("Replies from", "addr"); l.textContent = s.localAddress; tr.appendChild(l);
-    const last = cell("Last received", "last"); last.textContent = lastText(s.last); tr.appendChild(last);
-    const rin = cell("In", "num in"); rate(rin, s.stats, "in"); tr.appendChild(rin);
-    const rout = cell("Out", "num out"); rate(rout, s.stats, "out"); tr.appendChild(rout);
-    const dr = cell("Drops", "num drops"); drops(dr, s.stats); tr.appendChild(dr);
-    const since = cell("Since", "since"); since.textContent = new Date(s.since).toLocaleTimeString(); tr.appendChild(since);
-    rows.push(tr);
-    if (s.stalled) stalled.push(s);
+  // Group by session; an older engarde without sessions gets one group.
+  const groups = d.sessions ? d.sessions : [{ addresses: d.sockets }];
+  for (const ss of groups) {
+    const tbody = el("tbody", "");
+    if (ss.id !== undefined) tbody.appendChild(sessionRow(ss));
+    const best = bestOf(ss.addresses);
+    for (const s of ss.addresses) {
+      tbody.appendChild(socketRow(s, best));
+      if (s.stalled) stalled.push(s);
+    }
+    bodies.push(tbody);
   }
-  if (!rows.length) {
+  if (d.sessions ? !d.sessions.length : !d.sockets.length) {
+    const tbody = el("tbody", "");
     const tr = el("tr", "empty");
-    const td = el("td", "", "No client has sent anything within the client timeout.");
-    td.colSpan = 7;
+    const td = el("td", "", "No client session yet.");
+    td.colSpan = SERVER_COLUMNS;
     tr.appendChild(td);
-    rows.push(tr);
+    tbody.appendChild(tr);
+    bodies.push(tbody);
   }
-  tbody.replaceChildren(...rows);
-  const up = d.upstream;
-  $("upstream").textContent = `To WireGuard at ${d.dstAddress}: ${si(up.rates.txPps, "pkt/s")}; replies ${si(up.rates.rxPps, "pkt/s")}` +
-    (d.noClient ? `; replies dropped with no client address live: ${d.noClient}` : "");
-  return stalled.map((s) => `${s.address} has sent nothing for ${lastText(s.last).replace(" ago", "")} while other addresses send.`);
+  for (const b of [...table.tBodies]) b.remove();
+  table.append(...bodies);
+
+  // What WireGuard gets and sends: on the handshake socket and on every
+  // session's own.
+  let tx = d.upstream.rates.txPps, rx = d.upstream.rates.rxPps;
+  for (const ss of d.sessions || []) { tx += ss.stats.rates.txPps; rx += ss.stats.rates.rxPps; }
+  const dropped = [
+    [d.notWireGuard, "not WireGuard's"], [d.notMember, "from addresses in no session"],
+    [d.foreign, "with an index not of their session"], [d.unrouted, "answers to no initiation seen"],
+  ].filter(([n]) => n).map(([n, what]) => `${n} ${what}`);
+  $("upstream").textContent = `To WireGuard at ${d.dstAddress}: ${si(tx, "pkt/s")}; replies ${si(rx, "pkt/s")}` +
+    (d.noClient ? `; replies dropped with no client address live: ${d.noClient}` : "") +
+    (d.initiations !== undefined ? `. Handshakes: ${d.initiations} initiations to WireGuard, ${d.initiationCopies} copies held back, ${d.joins} addresses joined.` : "") +
+    (dropped.length ? ` Dropped: ${dropped.join(", ")}.` : "");
+  return stalled.map((s) => `${s.address} has sent nothing for ${lastText(s.last).replace(" ago", "")} while other addresses of its session send.`);
 }
 
 let timer = 0;
