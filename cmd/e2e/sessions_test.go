@@ -604,37 +604,38 @@ func TestNetnsReplayedInitiation(t *testing.T) {
 	}
 	for _, ports := range []int{1, 100} {
 		t.Run(fmt.Sprintf("ports=%d", ports), func(t *testing.T) {
-			before := evictions(w.Server.Stderr.String(), c.Links)
+			before := len(evictions(w.Server.Stderr.String(), c.Links))
 			spec := attackSpec{Kinds: []string{forgeReplay}, Replay: got.r.Initiation, Ports: ports, Count: 1, Rate: 5000}
 			f := runAttack(t, w, spec)
-			evicted := evictions(w.Server.Stderr.String(), c.Links) - before
+			lines := evictions(w.Server.Stderr.String(), c.Links)[before:]
+			evicted := len(lines)
 			t.Logf("ATTACK replayed-init ports=%d %s real_members_evicted=%d", ports, f, evicted)
 			if f.bytes != 0 {
 				t.Logf("ATTACK replayed-init ports=%d note: the replayed initiation made attacker addresses members of site 1's session: the server sent them %d bytes of it (%d datagrams reached the attacker's sockets before they closed)", ports, f.bytes, f.res.Received)
 			}
 			if evicted != 0 {
-				t.Errorf("the attacker's addresses crowded %d of site 1's own addresses out of its session", evicted)
+				t.Errorf("the attacker's addresses crowded %d of site 1's own addresses out of its session:\n%s", evicted, strings.Join(lines, "\n"))
 			}
 			f.checkCost(t, spec)
 		})
 	}
 }
 
-// evictions counts the server's log lines saying that one of links' site
+// evictions returns the server's log lines saying that one of links' site
 // addresses made way for another address in its session.
-func evictions(log string, links []*topo.Veth) int {
-	n := 0
+func evictions(log string, links []*topo.Veth) []string {
+	var out []string
 	for _, line := range strings.Split(log, "\n") {
 		if !strings.Contains(line, "makes way for") {
 			continue
 		}
 		for _, l := range links {
 			if strings.Contains(line, "client address "+l.Addr.String()+":") {
-				n++
+				out = append(out, line)
 			}
 		}
 	}
-	return n
+	return out
 }
 
 func containsKind(kinds []string, k string) bool {
