@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,8 +34,14 @@ type sender struct {
 	log     *Logger
 	name    string
 
-	q       *ring.MPMC[*ring.Packet]
-	pending atomic.Int64 // buffers in q or in the flusher's hands
+	// The backlog, its flusher and their scratch exist from the first
+	// time the socket is full (start): a server's thousands of idle
+	// senders hold none of it.
+	start    sync.Once
+	queueLen int
+	batch    int
+	q        *ring.MPMC[*ring.Packet] // nil until start, and for good if closed first
+	pending  atomic.Int64             // buffers in q or in the flusher's hands
 	wake    chan struct{}
 	closed  atomic.Bool
 	done    chan struct{}
@@ -58,16 +65,26 @@ func newSender(c senderConfig, queueLen, batch int, timeout *atomic.Int64, log *
 		timeout: timeout,
 		stats:   c.stats,
 		log:     log,
-		name:    c.name,
-		q:       ring.NewMPMC[*ring.Packet](queueLen),
-		wake:    make(chan struct{}, 1),
-		done:    make(chan struct{}),
-		exited:  make(chan struct{}),
-		fbufs:   make([]*ring.Packet, batch),
-		fmsgs:   make([]conn.Message, batch),
+		name:     c.name,
+		queueLen: queueLen,
+		batch:    batch,
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		exited:   make(chan struct{}),
 	}
-	go s.flush()
 	return s
+}
+
+// backlog returns the backlog, making it and starting the flusher the
+// first time; nil once the sender closed without ever needing one.
+func (s *sender) backlog() *ring.MPMC[*ring.Packet] {
+	s.start.Do(func() {
+		s.q = ring.NewMPMC[*ring.Packet](s.queueLen)
+		s.fbufs = make([]*ring.Packet, s.batch)
+		s.fmsgs = make([]conn.Message, s.batch)
+		go s.flush()
+	})
+	return s.q
 }
 
 // destination returns where an unconnected sender sends, and false when it
@@ -145,10 +162,15 @@ func (s *sender) finish(bufs []*ring.Packet, msgs []conn.Message, k int, err err
 // enqueue puts bufs in the backlog for the flusher, dropping (and
 // counting) what does not fit.
 func (s *sender) enqueue(bufs []*ring.Packet) {
+	q := s.backlog()
+	if q == nil {
+		s.drop(bufs, &s.stats.DropClosed)
+		return
+	}
 	queued := false
 	for _, b := range bufs {
 		s.pending.Add(1)
-		if s.q.Push(b) {
+		if q.Push(b) {
 			queued = true
 			continue
 		}
@@ -210,6 +232,9 @@ func (s *sender) drop(bufs []*ring.Packet, counter *atomic.Uint64) {
 
 // drain releases everything in the backlog.
 func (s *sender) drain() {
+	if s.q == nil {
+		return
+	}
 	for {
 		b, ok := s.q.Pop()
 		if !ok {
@@ -311,6 +336,9 @@ func (s *sender) close() {
 	if s.ownConn {
 		s.conn.Close()
 	}
+	// Never full, never started: there is no flusher to wait for, and
+	// there will be no backlog.
+	s.start.Do(func() { close(s.exited) })
 	<-s.exited
 	s.drain()
 }

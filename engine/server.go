@@ -81,8 +81,10 @@ type Server struct {
 	// InitCopies their copies from other links, not passed again; Joins
 	// the addresses that joined a session by re-sending its initiation.
 	Initiations, InitCopies, Joins atomic.Uint64
-	// PendingEvicted counts unanswered initiations forgotten to make room.
-	PendingEvicted atomic.Uint64
+	// PendingEvicted counts unanswered initiations forgotten to make room;
+	// JoinsRefused re-sent initiations that found their session full of
+	// addresses carrying traffic.
+	PendingEvicted, JoinsRefused atomic.Uint64
 	// Unrouted counts WireGuard's messages on the handshake socket that
 	// answer no initiation seen.
 	Unrouted atomic.Uint64
@@ -97,6 +99,7 @@ type Server struct {
 	nextID    uint64
 	closing   []func() // closes to run once mu is released
 	failLog   rateLimit
+	fullLog   rateLimit
 	wgLog     rateLimit
 	notWGLog  map[netip.Addr]bool // sources logged once for non-WireGuard datagrams
 }
@@ -310,7 +313,7 @@ func (s *Server) legacyMember(addr netip.AddrPort, local netip.Addr, now int64) 
 		}
 		s.legacy = sess
 	}
-	return s.addMemberLocked(s.legacy, addr, local, now)
+	return s.addMemberLocked(s.legacy, addr, local, now, false)
 }
 
 // fromMember handles datagrams on a member's own socket.
@@ -319,6 +322,13 @@ func (s *Server) fromMember(m *member) func([]*ring.Packet, []conn.Message) {
 		now := nanotime()
 		k := 0
 		for i := range msgs {
+			if msgs[i].Addr != m.addr {
+				// Queued on the socket between its bind and its connect,
+				// when it was one more listener on the port: someone
+				// else's, to be judged as the listen socket would.
+				s.fromListen(bufs[i:i+1], msgs[i:i+1])
+				continue
+			}
 			if !s.judge(m, bufs[i], &msgs[i], now) {
 				continue
 			}

@@ -71,6 +71,7 @@ type member struct {
 	place atomic.Pointer[place] // its session; replaced when it moves to another
 	since time.Time
 
+	resent   bool      // joined by a re-sent initiation, not a handshake WireGuard answered; guarded by Server.mu
 	conn     conn.Conn // nil when the member shares the listen socket
 	tx       *sender
 	rx       *pump
@@ -187,7 +188,7 @@ func (s *Server) initiationLocked(addr netip.AddrPort, local netip.Addr, b []byt
 			case m == nil || m.sess() != g.sess:
 				// A re-sent initiation its session has had answered: a
 				// link joining.
-				if s.addMemberLocked(g.sess, addr, local, now) != nil {
+				if s.addMemberLocked(g.sess, addr, local, now, true) != nil {
 					s.Joins.Add(1)
 				}
 			}
@@ -357,7 +358,7 @@ func (s *Server) confirmLocked(g *initGroup, sess *session, index uint32, now in
 		sess.clientIx = slices.Delete(sess.clientIx, 0, 1)
 	}
 	for i, a := range g.addrs {
-		s.addMemberLocked(sess, a, g.locals[i], now)
+		s.addMemberLocked(sess, a, g.locals[i], now, false)
 	}
 }
 
@@ -369,7 +370,12 @@ func (s *Server) mergeLocked(from, into *session, now int64) {
 	g := from.last
 	s.log.infof("session %d is session %d's new handshake: merged", from.id, into.id)
 	for len(from.members) > 0 {
-		s.moveMemberLocked(from.members[0], into)
+		m := from.members[0]
+		if !s.makeRoomLocked(into, m.addr, false) {
+			s.removeMemberLocked(m)
+			continue
+		}
+		s.moveMemberLocked(m, into)
 	}
 	from.last = nil // keep g: it becomes into's
 	s.closeSessionLocked(from)
@@ -422,14 +428,20 @@ func (sess *session) lastSeenLocked() int64 {
 
 // addMemberLocked makes addr a live member of sess, opening its socket; an
 // address of another session moves. It returns nil when it cannot.
-func (s *Server) addMemberLocked(sess *session, addr netip.AddrPort, local netip.Addr, now int64) *member {
+func (s *Server) addMemberLocked(sess *session, addr netip.AddrPort, local netip.Addr, now int64, byResend bool) *member {
 	if sess.closed {
 		return nil
 	}
 	if m := (*s.members.Load())[addr]; m != nil {
 		if m.sess() != sess {
+			if !s.makeRoomLocked(sess, addr, byResend) {
+				return nil
+			}
 			s.log.infof("client address %v moves from session %d to session %d", addr, m.sess().id, sess.id)
 			s.moveMemberLocked(m, sess)
+			m.resent = byResend
+		} else if !byResend {
+			m.resent = false
 		}
 		m.lastSeen.Store(now)
 		if !m.live.Load() {
@@ -438,8 +450,10 @@ func (s *Server) addMemberLocked(sess *session, addr netip.AddrPort, local netip
 		}
 		return m
 	}
-	s.makeRoomLocked(sess, addr)
-	m := &member{addr: addr, since: time.Now()}
+	if !s.makeRoomLocked(sess, addr, byResend) {
+		return nil
+	}
+	m := &member{addr: addr, since: time.Now(), resent: byResend}
 	m.lastSeen.Store(now)
 	m.live.Store(true)
 	s.placeLocked(m, sess)
@@ -460,19 +474,45 @@ func (s *Server) addMemberLocked(sess *session, addr netip.AddrPort, local netip
 	return m
 }
 
-// makeRoomLocked evicts the member of sess silent longest if sess is full.
-func (s *Server) makeRoomLocked(sess *session, addr netip.AddrPort) {
+// makeRoomLocked makes room in sess for addr, if sess is full, by evicting
+// its least useful member, and reports whether there is room. The least
+// useful is one that gets no replies, then one that joined by a re-sent
+// initiation and has delivered nothing first since, then the one that
+// delivered fewest first copies. A newcomer by a re-sent initiation (one
+// anyone who sees a link can replay, from any number of source ports) may
+// evict only the first two kinds: a replay cannot push out the links the
+// client's own handshake brought, or those that carry its traffic.
+func (s *Server) makeRoomLocked(sess *session, addr netip.AddrPort, byResend bool) bool {
 	if len(sess.members) < MaxSessionAddrs || sess.legacy {
-		return
+		return true
 	}
-	old := sess.members[0]
+	var old *member
+	oldRank, oldScore := 3, int64(0)
 	for _, m := range sess.members {
-		if m.lastSeen.Load() < old.lastSeen.Load() {
-			old = m
+		rank, score := 2, int64(m.quality.first.Load())
+		switch {
+		case !m.live.Load():
+			rank = 0
+		case m.resent && score == 0:
+			rank = 1
 		}
+		if rank == 2 && byResend {
+			continue
+		}
+		if old == nil || rank < oldRank || (rank == oldRank && (score < oldScore || score == oldScore && m.lastSeen.Load() < old.lastSeen.Load())) {
+			old, oldRank, oldScore = m, rank, score
+		}
+	}
+	if old == nil {
+		s.JoinsRefused.Add(1)
+		if s.fullLog.allow() {
+			s.log.warnf("session %d: client address %v not joined: its %d addresses all carry traffic (a replayed initiation?)", sess.id, addr, MaxSessionAddrs)
+		}
+		return false
 	}
 	s.log.infof("session %d: client address %v makes way for %v (already %d addresses)", sess.id, old.addr, addr, MaxSessionAddrs)
 	s.removeMemberLocked(old)
+	return true
 }
 
 // placeLocked adds m to sess's members, with a number in its filter.
@@ -491,7 +531,6 @@ func (s *Server) placeLocked(m *member, sess *session) {
 // moveMemberLocked moves m, socket and all, to another session.
 func (s *Server) moveMemberLocked(m *member, to *session) {
 	s.unplaceLocked(m)
-	s.makeRoomLocked(to, m.addr)
 	s.placeLocked(m, to)
 	s.publishLocked(to)
 }

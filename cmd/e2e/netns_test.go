@@ -299,7 +299,7 @@ func TestNetnsAddressChange(t *testing.T) {
 	if r.Lost != 0 {
 		t.Errorf("lost %d of %d across an address change", r.Lost, r.Sent)
 	}
-	e.waitLog(e.Server, time.Second, 1, `client address 198.18.2.3:`, `appeared`)
+	e.waitLog(e.Server, time.Second, 1, `client address 198.18.2.3:`, `joined`)
 }
 
 // TestNetnsRandomLoss drops 5% of the packets in each direction of each
