@@ -2,8 +2,8 @@ package engine
 
 import (
 	"context"
-	"fmt"
 	"encoding/binary"
+	"fmt"
 
 	"net/netip"
 	"os"

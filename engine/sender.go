@@ -42,11 +42,11 @@ type sender struct {
 	batch    int
 	q        *ring.MPMC[*ring.Packet] // nil until start, and for good if closed first
 	pending  atomic.Int64             // buffers in q or in the flusher's hands
-	wake    chan struct{}
-	closed  atomic.Bool
-	done    chan struct{}
-	exited  chan struct{}
-	errLog  rateLimit
+	wake     chan struct{}
+	closed   atomic.Bool
+	done     chan struct{}
+	exited   chan struct{}
+	errLog   rateLimit
 
 	// The flusher's scratch.
 	fbufs []*ring.Packet
@@ -59,12 +59,12 @@ type sender struct {
 // packets, batch-sized writes and the shared, reloadable write timeout.
 func newSender(c senderConfig, queueLen, batch int, timeout *atomic.Int64, log *Logger) *sender {
 	s := &sender{
-		conn:    c.conn,
-		ownConn: c.own,
-		dst:     c.dst,
-		timeout: timeout,
-		stats:   c.stats,
-		log:     log,
+		conn:     c.conn,
+		ownConn:  c.own,
+		dst:      c.dst,
+		timeout:  timeout,
+		stats:    c.stats,
+		log:      log,
 		name:     c.name,
 		queueLen: queueLen,
 		batch:    batch,
