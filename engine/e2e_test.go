@@ -735,3 +735,71 @@ func testLogger(t *testing.T) *Logger {
 	f := func(format string, args ...any) { t.Logf(format, args...) }
 	return &Logger{Infof: f, Warnf: f, Errorf: f}
 }
+
+// TestLinkAddedJoinsAtOnce: a link that appears mid-session carries
+// replies at once: the client re-sends WireGuard's last initiation over
+// it, and the server adds its address without a new handshake. The old
+// links then go down, and nothing is lost.
+func TestLinkAddedJoinsAtOnce(t *testing.T) {
+	n := fakeTestNet(conntest.NewNet())
+	tu := startTunnel(t, n, Options{DisableGSO: true, DisableGRO: true})
+	if got, _ := tu.stream(100, 200, 5000, nil); got != 100 {
+		t.Fatalf("%d of 100 came back", got)
+	}
+	tu.ifs.mu.Lock()
+	tu.ifs.ifs = append(tu.ifs.ifs, Iface{Name: "c", Index: 103, Up: true, Running: true, Addrs: []netip.Addr{netip.MustParseAddr("10.0.3.2")}})
+	tu.ifs.mu.Unlock()
+	added := time.Now()
+	tu.client.Rescan()
+	tu.waitLinks(3)
+	for tu.server.Joins.Load() == 0 {
+		if time.Since(added) > time.Second {
+			t.Fatalf("link c's address did not join the session within a second")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("link c joined %v after it appeared", time.Since(added).Round(time.Millisecond))
+	inits := tu.initiations.Load()
+	got, _ := tu.stream(1000, 200, 10000, func() {
+		tu.ifs.set("a", func(i *Iface) { i.Up = false })
+		tu.ifs.set("b", func(i *Iface) { i.Up = false })
+	})
+	if got != 1000 {
+		t.Fatalf("%d of 1000 came back with only the new link left", got)
+	}
+	if tu.initiations.Load() != inits {
+		t.Errorf("WireGuard saw %d more initiations: the re-sent one reached it", tu.initiations.Load()-inits)
+	}
+}
+
+// TestClientFollowsOnlyWireGuard: replies go to the address WireGuard
+// sends from; a datagram from another local socket does not move them,
+// and is not forwarded, unless it is a handshake (WireGuard restarted on
+// another port).
+func TestClientFollowsOnlyWireGuard(t *testing.T) {
+	fn := conntest.NewNet()
+	n := fakeTestNet(fn)
+	tu := startTunnel(t, n, Options{DisableGSO: true, DisableGRO: true})
+	other, err := fn.Listen(netip.AddrPortFrom(n.wg, 0), conn.SocketOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	junk := []byte("any local program can send this")
+	if _, err := other.WriteBatch([]conn.Message{{Buf: junk, N: len(junk), Addr: tu.client.ListenAddr()}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the datagram to be counted foreign", func() bool { return tu.client.Foreign.Load() == 1 })
+	if got, _ := tu.stream(100, 200, 5000, nil); got != 100 {
+		t.Fatalf("%d of 100 came back to WireGuard after a stranger's datagram", got)
+	}
+	// WireGuard on a new port starts with a handshake: replies follow it.
+	init := wgInitiation(testClientIndex, 0x77)
+	if _, err := other.WriteBatch([]conn.Message{{Buf: init, N: len(init), Addr: tu.client.ListenAddr()}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the client to follow the handshake", func() bool { return *tu.client.wgAddr.Load() == other.LocalAddr() })
+	if got := received(other, 200*time.Millisecond); got < 1 {
+		t.Errorf("the new WireGuard address received %d datagrams, want the handshake response", got)
+	}
+}
