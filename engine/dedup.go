@@ -28,11 +28,10 @@ import (
 // never dropped.
 
 const (
-	// windowSlots × 32 counters is the window: 8192 counters, the size of
+	// windowSize is how many counters the window holds: 8192, the size of
 	// WireGuard's own (more than any link's lead over another, at any
 	// rate this machine reaches).
-	windowSlots = 256
-	windowSize  = windowSlots * 32
+	windowSize = 8192
 	// maxAhead is how far ahead of the highest counter seen a counter is
 	// still recorded. Further ahead, the message passes unrecorded: a
 	// forged counter far ahead must not push the window past the real
@@ -44,68 +43,97 @@ const (
 	indexesPerSession = 3
 )
 
-// window is the counters seen of one receiver index. Each slot packs a
-// 32-counter block number (its low 32 bits) in its high half and that
-// block's seen-bitmap in its low half, so that a slot moves to a newer
-// block and records a counter in one compare-and-swap: no goroutine can
-// ever see a new block with an old block's bits (which would drop a first
-// copy).
+// window is the counters seen of one receiver index. Each counter's slot
+// holds which window-sized block it belongs to (16 bits) and a fingerprint
+// of the message (15 bits of its authentication tag, and a bit that makes
+// the slot non-zero), so that one compare-and-swap records a counter and
+// no goroutine ever sees a new block with an old block's fingerprint.
+//
+// The fingerprint is what keeps the filter from being poisoned by someone
+// who sees a link: the copies of one WireGuard message are the same bytes
+// on every link, and a forgery with the right index and counter, whatever
+// its source, has another tag (forging the tag is forging WireGuard). A
+// message whose counter was recorded with another fingerprint is not
+// judged: one of the two is a forgery, and WireGuard tells which.
 type window struct {
 	index   uint32
 	highest atomic.Uint64 // the highest counter recorded
-	slots   [windowSlots]atomic.Uint64
+	slots   atomic.Pointer[[windowSize]atomic.Uint32]
 	samples [sampleSlots]atomic.Uint64
 	paths   *paths
 }
 
-// seen records counter, delivered by path (-1: unknown) at now (nanotime),
-// and reports whether it was recorded before, so this is a copy.
-func (w *window) seen(counter uint64, path int, now int64) bool {
+// Verdicts of window.seen.
+const (
+	verdictPass  = iota // not judged: WireGuard decides
+	verdictFirst        // the first copy: recorded
+	verdictCopy         // a copy of a message seen
+)
+
+// seen records the message with counter and fingerprint fp, delivered by
+// path (-1: unknown) at now (nanotime), and reports whether it is a copy
+// of one seen before.
+func (w *window) seen(counter uint64, fp uint16, path int, now int64) bool {
+	v := w.judge(counter, fp)
+	if v != verdictPass && counter%sampleEvery == 0 && w.paths != nil {
+		w.sample(counter, path, now)
+	}
+	return v == verdictCopy
+}
+
+func (w *window) judge(counter uint64, fp uint16) int {
 	for {
 		// Differences, not sums: nothing here can wrap around.
 		h := w.highest.Load()
 		if counter > h && counter-h > maxAhead {
-			return false // too far ahead to judge: WireGuard decides
+			return verdictPass // too far ahead to judge
 		}
 		if counter < h && h-counter >= windowSize {
-			return false // older than the window: WireGuard decides
+			return verdictPass // older than the window
 		}
 		if counter <= h || w.highest.CompareAndSwap(h, counter) {
 			break
 		}
 	}
-	if counter%sampleEvery == 0 && w.paths != nil {
-		w.sample(counter, path, now)
+	slots := w.slots.Load()
+	if slots == nil {
+		// The index's first message: its window is made now, once
+		// (every index that carries traffic needs one; those that never
+		// do, cost nothing).
+		w.slots.CompareAndSwap(nil, new([windowSize]atomic.Uint32))
+		slots = w.slots.Load()
 	}
-	blk := counter >> 5
-	tag := uint32(blk)
-	bit := uint64(1) << (counter & 31)
-	slot := &w.slots[blk%windowSlots]
+	tag := uint16(counter / windowSize)
+	want := uint32(tag)<<16 | uint32(fp) | 1
+	slot := &slots[counter%windowSize]
 	for {
 		old := slot.Load()
-		switch otag := uint32(old >> 32); {
-		case otag == tag && old != 0:
-			if old&bit != 0 {
-				return true
+		otag := uint16(old >> 16)
+		switch {
+		case old != 0 && otag == tag:
+			if old == want {
+				return verdictCopy
 			}
-			if slot.CompareAndSwap(old, old|bit) {
-				return false
-			}
-		case old == 0 || int32(tag-otag) > 0:
-			// The slot is empty or holds an older block: it now holds
-			// ours, with only this counter seen. (The counter is within
-			// the window of the highest, so a slot's block can be
-			// compared as a 32-bit difference: blocks 2^31 apart are
-			// never both in it.)
-			if slot.CompareAndSwap(old, uint64(tag)<<32|bit) {
-				return false
-			}
-		default:
-			// The slot holds a newer block: this counter is older than
-			// the window. Let WireGuard decide.
-			return false
+			return verdictPass // the same counter, another message
+		case old != 0 && int16(tag-otag) < 0:
+			// The slot holds a newer counter: this one is older than
+			// the window.
+			return verdictPass
+		}
+		// Empty, or an older block's: it now holds this counter. (Within
+		// the window of the highest, blocks compare as a 16-bit
+		// difference.)
+		if slot.CompareAndSwap(old, want) {
+			return verdictFirst
 		}
 	}
+}
+
+// fingerprint returns the bits of a transport message that tell its
+// copies from forgeries with its counter: the end of its authentication
+// tag (the last 16 bytes).
+func fingerprint(b []byte) uint16 {
+	return uint16(b[len(b)-1])<<8 | uint16(b[len(b)-2])
 }
 
 // windows is the duplicate filter of one session (the client has one): a
@@ -170,16 +198,17 @@ func (ws *windows) copy(m *conn.Message, path int, now int64) bool {
 			return false
 		}
 		w := ws.find(idx)
-		return w != nil && w.seen(ctr, path, now)
+		return w != nil && w.seen(ctr, fingerprint(m.Buf[:m.N]), path, now)
 	}
 	all := true
 	var w *window
 	for off := 0; off < m.N; off += m.Seg {
-		idx, ctr, ok := wgTransport(m.Buf[off:min(off+m.Seg, m.N)])
+		seg := m.Buf[off:min(off+m.Seg, m.N)]
+		idx, ctr, ok := wgTransport(seg)
 		if ok && (w == nil || w.index != idx) {
 			w = ws.find(idx)
 		}
-		if !ok || w == nil || !w.seen(ctr, path, now) {
+		if !ok || w == nil || !w.seen(ctr, fingerprint(seg), path, now) {
 			all = false // keep recording the others: this train carries them
 		}
 	}
@@ -258,7 +287,7 @@ func (w *window) sample(counter uint64, path int, now int64) {
 		}
 		if slot.CompareAndSwap(old, uint64(tag)<<40|bit|uint64(us)) {
 			if old != 0 {
-				w.judge(uint8(old >> 32))
+				w.judgeSample(uint8(old >> 32))
 			}
 			if q := w.pathQ(path); q != nil {
 				q.first.Add(1)
@@ -275,9 +304,10 @@ func (w *window) pathQ(path int) *pathQuality {
 	return w.paths.q[path].Load()
 }
 
-// judge counts a sample that leaves the window, delivered by the paths in
-// mask: for every live path, a sample, and a loss if it did not deliver.
-func (w *window) judge(mask uint8) {
+// judgeSample counts a sample that leaves the window, delivered by the
+// paths in mask: for every live path, a sample, and a loss if it did not
+// deliver.
+func (w *window) judgeSample(mask uint8) {
 	live := uint8(w.paths.live.Load())
 	for m := live | mask; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros8(m)

@@ -91,7 +91,7 @@ func TestDedupWindow(t *testing.T) {
 		{13_001 + 1<<37, false}, {13_001, false}, {13_001, true},
 	}
 	for _, s := range steps {
-		if got := w.seen(s.counter, -1, 0); got != s.seen {
+		if got := w.seen(s.counter, 0, -1, 0); got != s.seen {
 			t.Fatalf("seen(%d) = %v, want %v", s.counter, got, s.seen)
 		}
 	}
@@ -103,17 +103,17 @@ func TestDedupNeverWraps(t *testing.T) {
 	w := newWindows(1).find(1)
 	const top = ^uint64(0)
 	for _, c := range []uint64{0, 1, 2} {
-		w.seen(c, -1, 0)
+		w.seen(c, 0, -1, 0)
 	}
-	if w.seen(top, -1, 0) || w.seen(top, -1, 0) {
+	if w.seen(top, 0, -1, 0) || w.seen(top, 0, -1, 0) {
 		t.Error("a counter far ahead was recorded")
 	}
 	for _, c := range []uint64{0, 1, 2} {
-		if !w.seen(c, -1, 0) {
+		if !w.seen(c, 0, -1, 0) {
 			t.Errorf("counter %d forgotten after a counter at 2^64-1", c)
 		}
 	}
-	if w.seen(3, -1, 0) {
+	if w.seen(3, 0, -1, 0) {
 		t.Error("counter 3 reported as a copy")
 	}
 	// A window that really is near the top (counters advance one step at
@@ -125,15 +125,44 @@ func TestDedupNeverWraps(t *testing.T) {
 	base := top - 2*windowSize
 	w2.highest.Store(base)
 	for c := base; c < base+100; c++ {
-		if w2.seen(c, -1, 0) {
+		if w2.seen(c, 0, -1, 0) {
 			t.Fatalf("counter %#x: first copy reported as a copy", c)
 		}
-		if !w2.seen(c, -1, 0) {
+		if !w2.seen(c, 0, -1, 0) {
 			t.Fatalf("counter %#x: copy passed", c)
 		}
 	}
-	if w2.seen(5, -1, 0) {
+	if w2.seen(5, 0, -1, 0) {
 		t.Error("counter 5 reported as a copy near the top of the range")
+	}
+}
+
+// TestDedupNotPoisoned: forgeries with the live index and counters just
+// ahead of the flow, recorded first, do not make the real messages look
+// like copies: their fingerprints differ. The real messages' own copies
+// are still dropped once a real one was recorded.
+func TestDedupNotPoisoned(t *testing.T) {
+	ws := newWindows(9)
+	msg := func(counter uint64, tag byte) *conn.Message {
+		b := wgData(9, counter, 64)
+		b[62], b[63] = tag, tag^0x5a // the end of the authentication tag
+		return &conn.Message{Buf: b, N: len(b)}
+	}
+	for c := uint64(0); c < 100; c++ {
+		if ws.copy(msg(c, 0xee), 2, 0) { // the forger's, first
+			t.Fatalf("forgery %d judged a copy", c)
+		}
+	}
+	for c := uint64(0); c < 100; c++ {
+		real := byte(c)
+		if ws.copy(msg(c, real), 0, 0) || ws.copy(msg(c, real), 1, 0) {
+			t.Fatalf("counter %d: a real message was dropped after a forgery with its counter", c)
+		}
+	}
+	for c := uint64(100); c < 200; c++ {
+		if ws.copy(msg(c, byte(c)), 0, 0) || !ws.copy(msg(c, byte(c)), 1, 0) {
+			t.Fatalf("counter %d: first copy dropped or copy passed", c)
+		}
 	}
 }
 
@@ -184,7 +213,7 @@ func TestDedupConcurrentLinks(t *testing.T) {
 			wg.Go(func() {
 				for i := range per {
 					c := uint64(r*per + i ^ (l & 3)) // each link a little ahead or behind
-					if !w.seen(c, l, nanotime()) {
+					if !w.seen(c, 0, l, nanotime()) {
 						passed[c].Add(1)
 					}
 				}
@@ -208,10 +237,10 @@ func TestDedupReorderedLinks(t *testing.T) {
 	const n, lag = 50_000, 3000 // the slow link is 3000 messages behind
 	passed := 0
 	for i := range n + lag {
-		if i < n && !w.seen(uint64(i), 0, 0) {
+		if i < n && !w.seen(uint64(i), 0, 0, 0) {
 			passed++
 		}
-		if j := i - lag; j >= 0 && !w.seen(uint64(j), 1, 0) {
+		if j := i - lag; j >= 0 && !w.seen(uint64(j), 0, 1, 0) {
 			t.Fatalf("counter %d from the slow link passed: the fast one delivered it", j)
 		}
 	}
@@ -293,9 +322,9 @@ func TestLinkQuality(t *testing.T) {
 	now := int64(1e9)
 	for c := range uint64(n) {
 		now += 10_000 // 100 000 messages per second
-		w.seen(c, 0, now)
+		w.seen(c, 0, 0, now)
 		if (c/sampleEvery)%10 != 3 { // loses one message in ten, in runs of sampleEvery
-			if !w.seen(c, 1, now+2_000_000) {
+			if !w.seen(c, 0, 1, now+2_000_000) {
 				t.Fatalf("counter %d: the slow path's copy passed", c)
 			}
 		}
@@ -344,8 +373,8 @@ func BenchmarkDedup(b *testing.B) {
 	b.ReportAllocs()
 	var c uint64
 	for b.Loop() {
-		w.seen(c, 0, int64(c)*1000)
-		w.seen(c, 1, int64(c)*1000+500) // the copy from the second link
+		w.seen(c, 0, 0, int64(c)*1000)
+		w.seen(c, 0, 1, int64(c)*1000+500) // the copy from the second link
 		c++
 	}
 }
@@ -380,4 +409,56 @@ func TestWGMessage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzWGType checks the message classifier against the rules written out
+// plainly: a type byte, three zero bytes, the type's size (transport: at
+// least 32), and, for a train, the first datagram's shape.
+func FuzzWGType(f *testing.F) {
+	f.Add(wgInitiation(1, 2), 0)
+	f.Add(wgResponse(1, 2), 0)
+	f.Add(wgData(1, 2, 64), 0)
+	f.Add(append(wgData(1, 2, 64), wgData(1, 3, 64)...), 64)
+	f.Add(make([]byte, 64), 0)
+	f.Fuzz(func(t *testing.T, b []byte, seg int) {
+		typ := wgType(b, seg)
+		first := b
+		if seg > 0 && seg < len(b) {
+			first = b[:seg]
+		}
+		want := byte(0)
+		if len(first) >= 4 && first[1]|first[2]|first[3] == 0 {
+			switch n := len(first); first[0] {
+			case 1:
+				if n == 148 {
+					want = 1
+				}
+			case 2:
+				if n == 92 {
+					want = 2
+				}
+			case 3:
+				if n == 64 {
+					want = 3
+				}
+			case 4:
+				if n >= 32 {
+					want = 4
+				}
+			}
+		}
+		if typ != want {
+			t.Fatalf("wgType(% x, %d) = %d, want %d", b, seg, typ, want)
+		}
+		switch typ {
+		case 2:
+			if wgSenderIndex(first) != binary.LittleEndian.Uint32(first[4:]) || wgReceiverIndex(first) != binary.LittleEndian.Uint32(first[8:]) {
+				t.Fatal("response indexes misread")
+			}
+		case 3, 4:
+			if wgReceiverIndex(first) != binary.LittleEndian.Uint32(first[4:]) {
+				t.Fatal("receiver index misread")
+			}
+		}
+	})
 }

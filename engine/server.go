@@ -225,11 +225,12 @@ func (s *Server) Run(ctx context.Context) error {
 // session, or from members before their own socket took over.
 func (s *Server) fromListen(bufs []*ring.Packet, msgs []conn.Message) {
 	now := nanotime()
-	members := *s.members.Load()
 	k := 0 // bufs[:k] go to WireGuard through the handshake socket
 	for i := range msgs {
 		m := &msgs[i]
-		if mb := members[m.Addr]; mb != nil {
+		// Looked up for each datagram: one earlier in the batch may have
+		// made its address a member.
+		if mb := (*s.members.Load())[m.Addr]; mb != nil {
 			if s.judge(mb, bufs[i], m, now) {
 				bufs[i].Ref(1)
 				mb.sess().upTx.send(bufs[i:i+1], msgs[i:i+1])

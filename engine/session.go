@@ -105,6 +105,7 @@ type initGroup struct {
 	answered bool
 	made     bool   // WireGuard's answer to it made a new session
 	index    uint32 // the responder's index, once answered
+	resp     []byte // WireGuard's response, once answered
 }
 
 // Limits of the session table. None refuses a newcomer: each evicts the
@@ -312,6 +313,7 @@ func (s *Server) responseLocked(b []byte, via *session, now int64) *session {
 			g.made = true
 		}
 		s.confirmLocked(g, sess, wgSenderIndex(b), now)
+		g.resp = append(g.resp[:0], b...)
 		answered = sess
 	}
 	if answered == nil && via != nil {
@@ -380,6 +382,18 @@ func (s *Server) mergeLocked(from, into *session, now int64) {
 	from.last = nil // keep g: it becomes into's
 	s.closeSessionLocked(from)
 	s.confirmLocked(g, into, g.index, now)
+	// The response may have gone to from's members as they moved: send
+	// it again (WireGuard ignores a second copy of a response).
+	for _, m := range into.members {
+		if m.live.Load() && len(g.resp) > 0 {
+			msg := []conn.Message{{Buf: g.resp, N: len(g.resp), Addr: m.addr}}
+			if m.conn != nil {
+				m.conn.TryWriteBatch(msg)
+			} else {
+				s.listen.TryWriteBatch(msg)
+			}
+		}
+	}
 }
 
 // newSessionLocked opens a session's socket to WireGuard and starts its
