@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -132,5 +133,68 @@ func TestFanoutAllocs(t *testing.T) {
 		if l.sent.Load() != 102*64 {
 			t.Errorf("link %d sent %d, want %d", i, l.sent.Load(), 102*64)
 		}
+	}
+}
+
+// newMemberRig builds a server session by hand with one member whose
+// datagrams go to a null socket: the server's path from a member's batch
+// to WireGuard's socket, without system calls.
+func newMemberRig(tb testing.TB, batch int) (*Server, func([]*ring.Packet, []conn.Message), *ring.Pool, *nullConn) {
+	pool, err := ring.NewPool(2048, 4*batch, 4*batch)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := &Server{}
+	s.opts = &Options{}
+	s.opts.setDefaults()
+	s.log = s.opts.Log
+	s.pool = pool
+	up := &nullConn{}
+	sess := &session{id: 1}
+	sess.upTx = s.newSender(senderConfig{name: "up", conn: up, own: true, stats: &sess.upStats})
+	sess.win.learn(7)
+	m := &member{addr: netip.MustParseAddrPort("198.18.1.2:4000")}
+	m.live.Store(true)
+	sess.members = []*member{m}
+	m.place.Store(&place{sess: sess, path: 0})
+	sess.win.paths.q[0].Store(&m.quality)
+	tb.Cleanup(func() { sess.upTx.close(); pool.Close() })
+	return s, s.fromMember(m), pool, up
+}
+
+// TestServerMemberPathAllocs pins that the server's path from a member's
+// datagrams to WireGuard (session check, duplicate filter, quality
+// sampling, the send) does not allocate.
+func TestServerMemberPathAllocs(t *testing.T) {
+	const batch = 64
+	_, handle, pool, up := newMemberRig(t, batch)
+	bufs := make([]*ring.Packet, batch)
+	msgs := make([]conn.Message, batch)
+	var ctr uint64
+	round := func() {
+		for i := range bufs {
+			b := pool.Get()
+			p := b.Data()[:1400]
+			clear(p[:16])
+			p[0] = wgTransportType
+			binary.LittleEndian.PutUint32(p[4:], 7)
+			binary.LittleEndian.PutUint64(p[8:], ctr/2) // every message twice: a copy each
+			p[1398], p[1399] = byte(ctr/2), byte(ctr/2>>8) // copies are the same bytes
+			ctr++
+			b.N, b.Stamp = 1400, int64(ctr)*1000
+			bufs[i] = b
+			msgs[i] = conn.Message{Buf: b.Data(), N: 1400, Addr: netip.MustParseAddrPort("198.18.1.2:4000")}
+		}
+		handle(bufs, msgs)
+		for _, b := range bufs {
+			b.Release()
+		}
+	}
+	round()
+	if a := testing.AllocsPerRun(100, round); a != 0 {
+		t.Errorf("the member path allocates %.1f times per batch, want 0", a)
+	}
+	if got := up.sent.Load(); got != 102*batch/2 { // one round, then AllocsPerRun runs 101
+		t.Errorf("WireGuard's socket got %d datagrams, want %d (one copy of each)", got, 102*batch/2)
 	}
 }

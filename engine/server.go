@@ -362,11 +362,22 @@ func (s *Server) judge(m *member, b *ring.Packet, msg *conn.Message, now int64) 
 		if sess.legacy {
 			break
 		}
-		if !sess.win.knows(wgReceiverIndex(p)) {
+		w := sess.win.find(wgReceiverIndex(p))
+		if w == nil {
 			s.Foreign.Add(uint64(msg.Count()))
 			return false
 		}
-		if !s.opts.DisableDedup && sess.win.copy(msg, pl.path, b.Stamp) {
+		if s.opts.DisableDedup {
+			break
+		}
+		var dup bool
+		if msg.Seg > 0 && msg.Seg < msg.N {
+			dup = sess.win.copy(msg, pl.path, b.Stamp)
+		} else {
+			_, ctr, _ := wgTransport(p)
+			dup = w.seen(ctr, fingerprint(p), pl.path, b.Stamp)
+		}
+		if dup {
 			s.Duplicates.Add(uint64(msg.Count()))
 			fwd = false
 		}
