@@ -178,7 +178,7 @@ func TestServerMemberPathAllocs(t *testing.T) {
 			clear(p[:16])
 			p[0] = wgTransportType
 			binary.LittleEndian.PutUint32(p[4:], 7)
-			binary.LittleEndian.PutUint64(p[8:], ctr/2) // every message twice: a copy each
+			binary.LittleEndian.PutUint64(p[8:], ctr/2)    // every message twice: a copy each
 			p[1398], p[1399] = byte(ctr/2), byte(ctr/2>>8) // copies are the same bytes
 			ctr++
 			b.N, b.Stamp = 1400, int64(ctr)*1000
