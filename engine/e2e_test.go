@@ -803,3 +803,45 @@ func TestClientFollowsOnlyWireGuard(t *testing.T) {
 		t.Errorf("the new WireGuard address received %d datagrams, want the handshake response", got)
 	}
 }
+
+// TestClientRejoinsQuietLink: when the server stops answering one link
+// (it forgot the address, as after a NAT gave the link a new port), the
+// client notices that the link receives nothing while WireGuard sends, and
+// re-sends WireGuard's last initiation over it: the link is back within a
+// few seconds, without waiting for WireGuard's next handshake.
+func TestClientRejoinsQuietLink(t *testing.T) {
+	n := fakeTestNet(conntest.NewNet())
+	tu := startTunnel(t, n, Options{DisableGSO: true, DisableGRO: true})
+	if got, _ := tu.stream(100, 200, 5000, nil); got != 100 {
+		t.Fatalf("%d of 100 came back", got)
+	}
+	// The server forgets link a's address.
+	srv := tu.server
+	srv.mu.Lock()
+	for _, m := range *srv.members.Load() {
+		if m.addr.Addr() == n.linkA {
+			srv.removeMemberLocked(m)
+		}
+	}
+	srv.mu.Unlock()
+	srv.closeLater()
+	joins := srv.Joins.Load()
+	forgot := time.Now()
+	// WireGuard keeps sending; within quietFor+rescan link a re-sends.
+	for srv.Joins.Load() == joins {
+		if time.Since(forgot) > quietFor+3*time.Second {
+			t.Fatalf("link a did not rejoin within %v", quietFor+3*time.Second)
+		}
+		tu.stream(20, 200, 2000, nil)
+	}
+	t.Logf("link a rejoined %v after the server forgot it", time.Since(forgot).Round(100*time.Millisecond))
+	found := false
+	for _, p := range srv.Peers() {
+		if p.Addr.Addr() == n.linkA && p.Live {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("link a's address is not a live member after rejoining")
+	}
+}

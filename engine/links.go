@@ -33,6 +33,9 @@ type link struct {
 	// maxPaths links), and quality what the filter measured of it.
 	path    int
 	quality pathQuality
+	// rejoined is when the link last re-sent WireGuard's initiation
+	// because it received nothing (nanotime); guarded by Client.mu.
+	rejoined int64
 }
 
 // watch turns kernel notifications into rescans.
@@ -82,6 +85,7 @@ func (c *Client) scanLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			c.rejoin()
 		case <-c.kick:
 			// A change usually comes as several messages (link, then
 			// addresses); let them land before looking.
@@ -92,6 +96,35 @@ func (c *Client) scanLoop(ctx context.Context) {
 			}
 		}
 		c.scan()
+	}
+}
+
+// Rejoin timing: a link that has received nothing for quietFor while
+// WireGuard sends re-sends WireGuard's last initiation, at most every
+// rejoinEvery: the server may no longer know its address (a NAT on the
+// way gave it a new port, or the server restarted), and the initiation's
+// bytes let it join again without waiting for WireGuard's next handshake.
+const (
+	quietFor    = 3 * time.Second
+	rejoinEvery = 5 * time.Second
+)
+
+// rejoin re-sends WireGuard's last initiation over the links that have
+// gone quiet while WireGuard sends.
+func (c *Client) rejoin() {
+	now := nanotime()
+	wall := wallFromMono(now)
+	if wall-c.WireGuardStats.LastRx.Load() > int64(time.Second) {
+		return // WireGuard is quiet too: nothing is expected back
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range c.links {
+		if !l.up || wall-l.stats.LastRx.Load() < int64(quietFor) || now-l.rejoined < int64(rejoinEvery) {
+			continue
+		}
+		l.rejoined = now
+		c.resendInit(l)
 	}
 }
 

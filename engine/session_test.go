@@ -629,3 +629,23 @@ func FuzzSessions(f *testing.F) {
 		_ = other
 	})
 }
+
+// TestSessionIndexReuse: two clients whose WireGuards picked the same
+// index (they are random, and collide) are still two sessions, each with
+// its own filter: neither's counters make the other's look like copies.
+func TestSessionIndexReuse(t *testing.T) {
+	r := newSessionRig(t, 0)
+	a := newFakeClient(t, r.fn, r.srv.ListenAddr(), 0x42, "10.1.1.2:5000", "10.1.2.2:5000")
+	b := newFakeClient(t, r.fn, r.srv.ListenAddr(), 0x42, "10.2.1.2:5000", "10.2.2.2:5000")
+	a.handshake(1)
+	b.handshake(2)
+	if got := a.stream(0, 200); got != 200 {
+		t.Fatalf("client a: %d of 200", got)
+	}
+	if got := b.stream(0, 200); got != 200 {
+		t.Fatalf("client b, same index and counters: %d of 200", got)
+	}
+	if n := len(r.srv.Sessions()); n != 2 {
+		t.Errorf("%d sessions, want 2", n)
+	}
+}
