@@ -125,7 +125,7 @@ const (
 	MaxPendingPerPrefix = 64
 	// MaxSessions bounds the sessions; a new one evicts the session silent
 	// longest. Only WireGuard's answer makes a session.
-	MaxSessions = 16384
+	MaxSessions = 4096
 	// pendingLife is how long an initiation waits for WireGuard's answer
 	// (WireGuard retries with a new one after 5 s).
 	pendingLife = 10 * time.Second
