@@ -31,6 +31,7 @@ const toolEnv = "ENGARDE_E2E_TOOL"
 // tools are the programs the test binary can be re-run as.
 var tools = map[string]func(in []byte) (any, error){
 	"attack": attackMain,
+	"delay":  delayMain,
 	"ping":   pingMain,
 	"sniff":  sniffMain,
 }
