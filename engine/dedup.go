@@ -240,16 +240,30 @@ func (ws *windows) filter(bufs []*ring.Packet, msgs []conn.Message, path int, du
 }
 
 // Link quality is measured on a sample of the counters: one in
-// sampleEvery. Each sample slot packs the sample's tag (its counter over
-// sampleEvery·sampleSlots, 24 bits), which paths delivered it (8 bits) and
-// when the first copy came (32 bits of microseconds), so that one
-// compare-and-swap records a copy. A sample is judged when a newer one
-// takes its slot, sampleSlots samples (4096 counters) later: a path that
-// was live then and had not delivered it lost it.
+// sampleEvery. Each sample slot packs, so that one compare-and-swap
+// records a copy:
+//
+//	bits 63-42  the sample's tag: its counter over sampleEvery·sampleSlots (22 bits)
+//	bit  41     judged: counted already; later copies are ignored
+//	bits 40-38  the path that delivered it first
+//	bits 37-30  the paths that delivered it
+//	bits 29-0   when the first copy came, in microseconds (wraps every 17 minutes)
+//
+// A sample is judged, and its figures counted for every path at once, when
+// a newer sample takes its slot (sampleSlots samples later) or when the
+// once-a-second sweep finds it older than sampleAge: a path that was live
+// then and had not delivered it lost it; one that delivered it after
+// another was late by the time it took.
 const (
 	sampleEvery = 16
 	sampleSlots = 256
 	maxPaths    = 8
+	// sampleAge is how long a sample waits for its copies before the
+	// sweep judges it: far more than any link's lag behind another.
+	sampleAge = time.Second
+
+	sampleJudged = 1 << 41
+	usMask       = 1<<30 - 1
 )
 
 // paths are the links (client) or member addresses (server) of a session,
@@ -259,55 +273,66 @@ type paths struct {
 	live atomic.Uint32 // bit i: path i is live and expected to deliver
 }
 
+func sampleTag(e uint64) uint32 { return uint32(e >> 42) }
+func sampleMask(e uint64) uint8 { return uint8(e >> 30) }
+
 func (w *window) sample(counter uint64, path int, now int64) {
-	pos := counter / sampleEvery
-	tag := uint32(pos/sampleSlots) & 0xffffff
-	slot := &w.samples[pos%sampleSlots]
-	us := uint32(now / 1e3)
-	var bit uint64
-	if path >= 0 && path < maxPaths {
-		bit = 1 << (32 + path)
+	if path < 0 || path >= maxPaths {
+		return
 	}
+	pos := counter / sampleEvery
+	tag := uint32(pos/sampleSlots) & (1<<22 - 1)
+	slot := &w.samples[pos%sampleSlots]
+	us := uint64(now/1e3) & usMask
+	bit := uint64(1) << (30 + path)
 	for {
 		old := slot.Load()
-		if old != 0 && uint32(old>>40) == tag {
-			if old&bit != 0 || bit == 0 {
-				return // the same path twice, or an unknown path
+		if old != 0 && sampleTag(old) == tag {
+			if old&(bit|sampleJudged) != 0 {
+				return // the same path twice, or judged already
 			}
 			if slot.CompareAndSwap(old, old|bit) {
 				if q := w.paths.q[path].Load(); q != nil {
-					q.copyLate(time.Duration(us-uint32(old)) * time.Microsecond)
+					late := (us - old&usMask) & usMask
+					q.late[lateBucket(time.Duration(late)*time.Microsecond)].Add(1)
 				}
 				return
 			}
 			continue
 		}
-		if old != 0 && int32(tag<<8-uint32(old>>40)<<8) < 0 {
+		if old != 0 && int32((tag-sampleTag(old))<<10) < 0 {
 			return // the slot holds a newer sample
 		}
-		if slot.CompareAndSwap(old, uint64(tag)<<40|bit|uint64(us)) {
-			if old != 0 {
-				w.judgeSample(uint8(old >> 32))
-			}
-			if q := w.pathQ(path); q != nil {
-				q.first.Add(1)
+		if slot.CompareAndSwap(old, uint64(tag)<<42|uint64(path)<<38|bit|us) {
+			if old != 0 && old&sampleJudged == 0 {
+				w.judgeSample(old)
 			}
 			return
 		}
 	}
 }
 
-func (w *window) pathQ(path int) *pathQuality {
-	if path < 0 || path >= maxPaths {
-		return nil
+// sweep judges the samples older than sampleAge, so that the figures keep
+// up at low rates and once traffic stops.
+func (w *window) sweep(now int64) {
+	us := uint64(now/1e3) & usMask
+	for i := range w.samples {
+		slot := &w.samples[i]
+		old := slot.Load()
+		if old == 0 || old&sampleJudged != 0 || (us-old&usMask)&usMask < uint64(sampleAge/time.Microsecond) {
+			continue
+		}
+		if slot.CompareAndSwap(old, old|sampleJudged) {
+			w.judgeSample(old)
+		}
 	}
-	return w.paths.q[path].Load()
 }
 
-// judgeSample counts a sample that leaves the window, delivered by the
-// paths in mask: for every live path, a sample, and a loss if it did not
-// deliver.
-func (w *window) judgeSample(mask uint8) {
+// judgeSample counts sample e for every path that was live or delivered
+// it: a sample each, and a first, a late copy or a loss.
+func (w *window) judgeSample(e uint64) {
+	mask := sampleMask(e)
+	first := int(e>>38) & 7
 	live := uint8(w.paths.live.Load())
 	for m := live | mask; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros8(m)
@@ -316,8 +341,22 @@ func (w *window) judgeSample(mask uint8) {
 			continue
 		}
 		q.samples.Add(1)
-		if mask&(1<<i) == 0 {
+		switch {
+		case mask&(1<<i) == 0:
 			q.lost.Add(1)
+		case i == first:
+			q.first.Add(1)
+		default:
+			q.copies.Add(1)
+		}
+	}
+}
+
+// sweep judges the old samples of every index (the owner's tick calls it).
+func (ws *windows) sweep(now int64) {
+	for i := range ws.w {
+		if w := ws.w[i].Load(); w != nil {
+			w.sweep(now)
 		}
 	}
 }
@@ -331,34 +370,41 @@ type pathQuality struct {
 	late    [lateBuckets]atomic.Uint64
 }
 
-// Lateness histogram: four buckets per power of two of microseconds, up to
-// 2^31 µs.
-const lateBuckets = 4 * 32
+// Lateness histogram: lateSub buckets per power of two of microseconds,
+// up to 2^31 µs; a figure read from it is its bucket's middle, within 6%
+// of the truth.
+const (
+	lateSub     = 8
+	lateShift   = 3 // log2(lateSub)
+	lateBuckets = lateSub * 32
+)
 
 func lateBucket(d time.Duration) int {
-	us := uint64(d / time.Microsecond)
-	if us < 4 {
+	us := uint64(max(d, 0) / time.Microsecond)
+	if us < lateSub {
 		return int(us)
 	}
-	e := bits.Len64(us) - 1 // us in [2^e, 2^(e+1))
-	m := (us >> (e - 2)) & 3
-	return min(lateBuckets-1, 4*(e-1)+int(m))
+	e := bits.Len64(us) - 1 // us in [2^e, 2^(e+1)), e >= lateShift
+	m := (us >> (e - lateShift)) & (lateSub - 1)
+	return min(lateBuckets-1, lateSub*(e-lateShift+1)+int(m))
 }
 
-// lateBucketTop returns the largest lateness bucket b holds.
-func lateBucketTop(b int) time.Duration {
-	if b < 4 {
-		return time.Duration(b) * time.Microsecond
+// lateBucketRange returns the smallest and largest lateness bucket b holds.
+func lateBucketRange(b int) (lo, hi time.Duration) {
+	if b < lateSub {
+		return time.Duration(b) * time.Microsecond, time.Duration(b) * time.Microsecond
 	}
-	e := b/4 + 1
-	m := uint64(b % 4)
-	top := (uint64(4)+m+1)<<(e-2) - 1
-	return time.Duration(top) * time.Microsecond
+	e := b/lateSub + lateShift - 1
+	m := uint64(b % lateSub)
+	low := (lateSub + m) << (e - lateShift)
+	high := (lateSub+m+1)<<(e-lateShift) - 1
+	return time.Duration(low) * time.Microsecond, time.Duration(high) * time.Microsecond
 }
 
-func (q *pathQuality) copyLate(d time.Duration) {
-	q.copies.Add(1)
-	q.late[lateBucket(d)].Add(1)
+// lateBucketMid is the figure a bucket stands for: its middle.
+func lateBucketMid(b int) time.Duration {
+	lo, hi := lateBucketRange(b)
+	return (lo + hi) / 2
 }
 
 // Quality is how one link (client) or client address (server) delivers
@@ -421,8 +467,8 @@ func percentile(hist []uint64, total uint64, p float64) time.Duration {
 	for i, n := range hist {
 		sum += n
 		if sum >= rank {
-			return lateBucketTop(i)
+			return lateBucketMid(i)
 		}
 	}
-	return lateBucketTop(len(hist) - 1)
+	return lateBucketMid(len(hist) - 1)
 }

@@ -309,7 +309,9 @@ func TestDedupFilter(t *testing.T) {
 
 // TestLinkQuality runs three paths over one session: a fast one, one
 // that delivers every message 2 ms after it and loses one in ten, and one
-// that never delivers. The figures must say so.
+// that never delivers. The figures must say so, each sample counted once
+// for each path as a first, a late copy or a loss, also for the last
+// samples, which the sweep judges once traffic stops.
 func TestLinkQuality(t *testing.T) {
 	ws := newWindows(3)
 	var q [3]pathQuality
@@ -329,37 +331,56 @@ func TestLinkQuality(t *testing.T) {
 			}
 		}
 	}
+	ws.sweep(now + int64(sampleAge)/2) // too early: nothing more is judged
+	if got := q[0].read().Samples; got != n/sampleEvery-sampleSlots {
+		t.Errorf("%d samples judged before the sweep, want %d", got, n/sampleEvery-sampleSlots)
+	}
+	ws.sweep(now + 2*int64(sampleAge))
+	const judged = n / sampleEvery
 	fast, slow, dead := q[0].read(), q[1].read(), q[2].read()
-	judged := uint64(n/sampleEvery - sampleSlots) // the last sampleSlots samples are still in the window
-	if fast.Samples != judged || fast.Lost != 0 || fast.FirstShare() < 0.99 || fast.Copies != 0 {
+	for i, x := range []Quality{fast, slow, dead} {
+		if x.First+x.Copies+x.Lost != x.Samples {
+			t.Errorf("path %d: first %d + late %d + lost %d != samples %d", i, x.First, x.Copies, x.Lost, x.Samples)
+		}
+	}
+	if fast.Samples != judged || fast.Lost != 0 || fast.First != judged || fast.Copies != 0 {
 		t.Errorf("fast path: %+v, want %d samples, all first, none lost", fast, judged)
 	}
 	if slow.Samples != judged || slow.First != 0 || slow.LossRate() < 0.09 || slow.LossRate() > 0.11 {
 		t.Errorf("slow path: %+v (loss %.3f), want %d samples, none first, about 10%% lost", slow, slow.LossRate(), judged)
 	}
-	if slow.LateP50 < 2*time.Millisecond || slow.LateP50 > 2500*time.Microsecond || slow.LateP99 < slow.LateP50 {
+	if d := slow.LateP50 - 2*time.Millisecond; d.Abs() > 150*time.Microsecond || slow.LateP99 < slow.LateP50 {
 		t.Errorf("slow path late by p50 %v p99 %v, want about 2ms", slow.LateP50, slow.LateP99)
 	}
 	if dead.Samples != judged || dead.Lost != judged || dead.LossRate() != 1 {
 		t.Errorf("dead path: %+v, want every sample lost", dead)
 	}
+	// Late copies of judged samples change nothing.
+	w.seen(0, 0, 2, now+3*int64(sampleAge))
+	if got := q[2].read(); got != dead {
+		t.Errorf("a copy after the sample was judged changed the figures: %+v", got)
+	}
 }
 
 func TestLateBuckets(t *testing.T) {
-	prev := time.Duration(-1)
-	for us := range 100_000 {
+	prevHi := -time.Microsecond
+	for b := range lateBuckets {
+		lo, hi := lateBucketRange(b)
+		if lo != prevHi+time.Microsecond || hi < lo {
+			t.Fatalf("bucket %d is [%v, %v], after one ending at %v", b, lo, hi, prevHi)
+		}
+		prevHi = hi
+	}
+	for us := range 200_000 {
 		d := time.Duration(us) * time.Microsecond
 		b := lateBucket(d)
-		if top := lateBucketTop(b); top < d || (b > 0 && lateBucketTop(b-1) >= d) {
-			t.Fatalf("%v in bucket %d (top %v, previous top %v)", d, b, top, lateBucketTop(b-1))
+		lo, hi := lateBucketRange(b)
+		if d < lo || d > hi {
+			t.Fatalf("%v in bucket %d = [%v, %v]", d, b, lo, hi)
 		}
-		if top := lateBucketTop(b); top > d+d/4+time.Microsecond {
-			t.Fatalf("%v in bucket %d whose top %v is more than 25%% above", d, b, top)
+		if mid := lateBucketMid(b); (mid-d).Abs() > d/16+time.Microsecond {
+			t.Fatalf("%v reads as %v: more than 6%% off", d, mid)
 		}
-		if b2 := lateBucketTop(b); b2 < prev {
-			t.Fatalf("bucket tops not increasing at %v", d)
-		}
-		prev = lateBucketTop(b)
 	}
 }
 

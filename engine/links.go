@@ -85,6 +85,7 @@ func (c *Client) scanLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			c.win.sweep(nanotime())
 			c.rejoin()
 		case <-c.kick:
 			// A change usually comes as several messages (link, then

@@ -698,6 +698,9 @@ func (s *Server) closeLater() {
 // WireGuard never answered.
 func (s *Server) expireLocked(now int64) {
 	timeout := s.timeout.Load()
+	for _, sess := range s.sessions {
+		sess.win.sweep(now)
+	}
 	for _, sess := range slices.Clone(s.sessions) {
 		changed := false
 		for _, m := range slices.Clone(sess.members) {
