@@ -378,7 +378,7 @@ func TestLateBuckets(t *testing.T) {
 		if d < lo || d > hi {
 			t.Fatalf("%v in bucket %d = [%v, %v]", d, b, lo, hi)
 		}
-		if mid := lateBucketMid(b); (mid-d).Abs() > d/16+time.Microsecond {
+		if mid := lateBucketMid(b); (mid - d).Abs() > d/16+time.Microsecond {
 			t.Fatalf("%v reads as %v: more than 6%% off", d, mid)
 		}
 	}
