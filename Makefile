@@ -40,7 +40,7 @@ install: ## install bin/ (make build first), the systemd units and the engarde u
 
 # The commands some tests run; a test whose command is missing skips, naming
 # it (.ci/run installs them all).
-TESTTOOLS := ip sysctl tc nft /usr/bin/chromium
+TESTTOOLS := ip sysctl tc nft wg iperf3 /usr/bin/chromium
 
 test: ## run every test (the namespace tests need root and skip without it)
 	@missing=; for c in $(TESTTOOLS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
