@@ -103,6 +103,13 @@ func (w *WireGuard) SetPeer(publicKey, endpoint, allowedIPs string) error {
 	return err
 }
 
+// RemovePeer removes a peer, with its session: set again, it starts with
+// a new handshake.
+func (w *WireGuard) RemovePeer(publicKey string) error {
+	_, err := w.t.Exec(w.NS, "wg", "set", w.Name, "peer", publicKey, "remove")
+	return err
+}
+
 // Close stops wireguard-go (its interface goes with it) and removes its
 // control socket.
 func (w *WireGuard) Close() error {

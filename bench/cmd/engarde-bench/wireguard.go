@@ -112,7 +112,15 @@ func (b *bench) wireguard(bin, prefix, backend string) error {
 				break
 			}
 			run := IperfRun{Path: p.name, Round: round}
-			if err := wc.SetPeer(ws.PublicKey, p.endpoint, wgServerIP+"/32"); err != nil {
+			// A new path starts with a new handshake, as a WireGuard
+			// brought up over engarde does: engarde-server answers only
+			// sessions whose handshake it saw, and a session kept from
+			// the other path would wait for WireGuard's next one.
+			err := wc.RemovePeer(ws.PublicKey)
+			if err == nil {
+				err = wc.SetPeer(ws.PublicKey, p.endpoint, wgServerIP+"/32")
+			}
+			if err != nil {
 				run.Error = err.Error()
 			} else {
 				run = b.iperf(tun, run, procs)
