@@ -98,6 +98,7 @@ type Server struct {
 	legacy    *session            // forwardAnyUDP's
 	nextID    uint64
 	closing   []func() // closes to run once mu is released
+	stopping  bool     // Run is ending: no new sessions
 	failLog   rateLimit
 	fullLog   rateLimit
 	wgLog     rateLimit
@@ -201,6 +202,7 @@ func (s *Server) Run(ctx context.Context) error {
 	// Closed members stay in their sessions' lists for their counters to
 	// be read once Run has returned; the sessions stay too.
 	s.mu.Lock()
+	s.stopping = true // no new session from here on
 	var stops []func()
 	for _, sess := range s.sessions {
 		sess.closed = true
@@ -217,6 +219,7 @@ func (s *Server) Run(ctx context.Context) error {
 		f()
 	}
 	hsRx.stop()
+	s.closeLater() // what the last datagrams evicted
 	s.hsTx.close()
 	return s.pool.Close()
 }

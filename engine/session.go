@@ -185,7 +185,7 @@ func (s *Server) initiationLocked(addr netip.AddrPort, local netip.Addr, b []byt
 			case m != nil && m.sess() != g.sess && g.made:
 				// WireGuard answered the copy from a new link before a
 				// member's copy came: the new session is this one's.
-				s.mergeLocked(g.sess, m.sess(), now)
+				s.mergeLocked(g, m.sess(), now)
 			case m == nil || m.sess() != g.sess:
 				// A re-sent initiation its session has had answered: a
 				// link joining.
@@ -364,12 +364,12 @@ func (s *Server) confirmLocked(g *initGroup, sess *session, index uint32, now in
 	}
 }
 
-// mergeLocked moves everything of from, a session made moments ago for an
-// initiation that turns out to be into's, to into, and closes from. The
-// handshake went through the handshake socket, so WireGuard never had
-// from's socket as its endpoint.
-func (s *Server) mergeLocked(from, into *session, now int64) {
-	g := from.last
+// mergeLocked moves everything of the session made moments ago for g, an
+// initiation that turns out to be into's, to into, and closes it. The
+// handshake went through the handshake socket, so WireGuard never had the
+// made session's socket as its endpoint.
+func (s *Server) mergeLocked(g *initGroup, into *session, now int64) {
+	from := g.sess
 	s.log.infof("session %d is session %d's new handshake: merged", from.id, into.id)
 	for len(from.members) > 0 {
 		m := from.members[0]
@@ -379,7 +379,9 @@ func (s *Server) mergeLocked(from, into *session, now int64) {
 		}
 		s.moveMemberLocked(m, into)
 	}
-	from.last = nil // keep g: it becomes into's
+	if from.last == g {
+		from.last = nil // keep g: it becomes into's
+	}
 	s.closeSessionLocked(from)
 	s.confirmLocked(g, into, g.index, now)
 	// The response may have gone to from's members as they moved: send
@@ -399,6 +401,9 @@ func (s *Server) mergeLocked(from, into *session, now int64) {
 // newSessionLocked opens a session's socket to WireGuard and starts its
 // receive loop.
 func (s *Server) newSessionLocked(legacy bool) (*session, error) {
+	if s.stopping {
+		return nil, fmt.Errorf("the server is stopping")
+	}
 	if len(s.sessions) >= MaxSessions {
 		s.evictSessionLocked()
 	}
