@@ -13,3 +13,9 @@ func TestConformance(t *testing.T) {
 		t.Run(be.Name(), func(t *testing.T) { conntest.Run(t, be) })
 	}
 }
+
+// TestFakeReadWaiter holds the fake network's sockets to the ReadWaiter
+// contract the engine's receive loops rely on in tests.
+func TestFakeReadWaiter(t *testing.T) {
+	conntest.CheckReadWaiter(t, conntest.NewNet())
+}

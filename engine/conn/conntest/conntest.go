@@ -119,8 +119,90 @@ func CheckGoroutines(t *testing.T) {
 func Run(t *testing.T, be conn.Backend) {
 	t.Run("loopback", func(t *testing.T) { testLoopback(t, be) })
 	t.Run("close", func(t *testing.T) { testCloseUnblocksRead(t, be) })
+	t.Run("readwaiter", func(t *testing.T) { CheckReadWaiter(t, be) })
 	if be.Name() != "std" {
 		t.Run("allocs", func(t *testing.T) { testAllocs(t, be) })
+	}
+}
+
+// CheckReadWaiter checks a conn.ReadWaiter's contract, where the backend's
+// Conns are one: TryReadBatch on an empty socket says ErrWouldBlock;
+// WaitRead returns once a datagram is queued (also one queued before it
+// was called), after which TryReadBatch takes it; and WaitRead returns
+// net.ErrClosed once the Conn closes.
+func CheckReadWaiter(t *testing.T, be conn.Backend) {
+	rx, tx := Pair(t, be, conn.SocketOptions{BatchSize: 8}, conn.SocketOptions{BatchSize: 8})
+	rw, ok := rx.(conn.ReadWaiter)
+	if !ok {
+		t.Skipf("%s Conns are no conn.ReadWaiter: their receive loops hold buffers while idle", be.Name())
+	}
+	msgs := make([]conn.Message, 8)
+	for i := range msgs {
+		msgs[i].Buf = make([]byte, 2048)
+	}
+	if n, err := rw.TryReadBatch(msgs); !errors.Is(err, conn.ErrWouldBlock) {
+		t.Fatalf("TryReadBatch on an empty socket: %d, %v; want ErrWouldBlock", n, err)
+	}
+	send := func(s string) {
+		t.Helper()
+		if _, err := tx.WriteBatch([]conn.Message{{Buf: []byte(s), N: len(s)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	take := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			n, err := rw.TryReadBatch(msgs)
+			if err == nil && n == 1 && string(msgs[0].Buf[:msgs[0].N]) == want {
+				return
+			}
+			if (err != nil && !errors.Is(err, conn.ErrWouldBlock)) || time.Now().After(deadline) {
+				t.Fatalf("TryReadBatch after WaitRead: %d, %v; want %q", n, err, want)
+			}
+			// WaitRead may return early; wait again.
+			if err := rw.WaitRead(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Queued before WaitRead is called: it must not wait for the next.
+	send("one")
+	time.Sleep(10 * time.Millisecond)
+	waited := make(chan error, 1)
+	go func() { waited <- rw.WaitRead() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitRead did not see a datagram queued before it was called")
+	}
+	take("one")
+	// Sent while waiting.
+	go func() { waited <- rw.WaitRead() }()
+	time.Sleep(10 * time.Millisecond)
+	send("two")
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitRead did not return when a datagram came")
+	}
+	take("two")
+	go func() { waited <- rw.WaitRead() }()
+	time.Sleep(10 * time.Millisecond)
+	rx.Close()
+	select {
+	case err := <-waited:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("WaitRead after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end WaitRead")
 	}
 }
 
