@@ -123,6 +123,9 @@ const (
 	// thousands of prefixes must outpace WireGuard itself.
 	MaxPending          = 4096
 	MaxPendingPerPrefix = 64
+	// MaxAnyUDPAddrs bounds forwardAnyUDP's session of sources that are
+	// not WireGuard's; a newcomer evicts the one silent longest.
+	MaxAnyUDPAddrs = 1024
 	// MaxSessions bounds the sessions; a new one evicts the session silent
 	// longest. Only WireGuard's answer makes a session.
 	MaxSessions = 4096
@@ -502,7 +505,19 @@ func (s *Server) addMemberLocked(sess *session, addr netip.AddrPort, local netip
 // evict only the first two kinds: a replay cannot push out the links the
 // client's own handshake brought, or those that carry its traffic.
 func (s *Server) makeRoomLocked(sess *session, addr netip.AddrPort, byResend bool) bool {
-	if len(sess.members) < MaxSessionAddrs || sess.legacy {
+	if sess.legacy {
+		if len(sess.members) >= MaxAnyUDPAddrs {
+			old := sess.members[0]
+			for _, m := range sess.members {
+				if m.lastSeen.Load() < old.lastSeen.Load() {
+					old = m
+				}
+			}
+			s.removeMemberLocked(old)
+		}
+		return true
+	}
+	if len(sess.members) < MaxSessionAddrs {
 		return true
 	}
 	var old *member

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"net/netip"
@@ -102,6 +103,9 @@ func (w *fakeWG) handle(b []byte, src netip.AddrPort) []byte {
 		r := append([]byte(nil), b...)
 		binary.LittleEndian.PutUint32(r[4:], p.clientIdx)
 		return r
+	}
+	if bytes.HasPrefix(b, []byte("echo:")) {
+		return append([]byte(nil), b...) // another program behind the server, for forwardAnyUDP
 	}
 	w.rejected++
 	return nil
@@ -268,6 +272,10 @@ type sessionRig struct {
 }
 
 func newSessionRig(t *testing.T, timeout time.Duration) *sessionRig {
+	return newSessionRigAny(t, timeout, false)
+}
+
+func newSessionRigAny(t *testing.T, timeout time.Duration, anyUDP bool) *sessionRig {
 	conntest.CheckGoroutines(t)
 	fn := conntest.NewNet()
 	w := newFakeWG(t, fn)
@@ -276,6 +284,7 @@ func newSessionRig(t *testing.T, timeout time.Duration) *sessionRig {
 		ListenAddr:    "10.0.0.1:4000",
 		DstAddr:       w.c.LocalAddr().String(),
 		ClientTimeout: timeout,
+		ForwardAnyUDP: anyUDP,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -647,5 +656,65 @@ func TestSessionIndexReuse(t *testing.T) {
 	}
 	if n := len(r.srv.Sessions()); n != 2 {
 		t.Errorf("%d sessions, want 2", n)
+	}
+}
+
+// TestSessionForwardAnyUDP: with forwardAnyUDP, datagrams that are not
+// WireGuard's are forwarded and their sources get the replies to them,
+// as in the original engarde, while WireGuard's sessions still keep to
+// themselves.
+func TestSessionForwardAnyUDP(t *testing.T) {
+	r := newSessionRigAny(t, 0, true)
+	wg := newFakeClient(t, r.fn, r.srv.ListenAddr(), 0x42, "10.1.1.2:5000", "10.1.2.2:5000")
+	wg.handshake(1)
+	other, err := r.fn.Listen(netip.MustParseAddrPort("10.5.5.5:7000"), conn.SocketOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	got := make(chan string, 4)
+	go func() {
+		msgs := []conn.Message{{Buf: make([]byte, 2048)}}
+		for {
+			n, err := other.ReadBatch(msgs)
+			if err != nil {
+				return
+			}
+			if n == 1 {
+				got <- string(msgs[0].Buf[:msgs[0].N])
+			}
+		}
+	}()
+	msg := []byte("echo: not WireGuard")
+	if _, err := other.WriteBatch([]conn.Message{{Buf: msg, N: len(msg), Addr: r.srv.ListenAddr()}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if m != string(msg) {
+			t.Errorf("got %q back", m)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("no reply to a non-WireGuard datagram with forwardAnyUDP")
+	}
+	if n := wg.stream(0, 100); n != 100 {
+		t.Fatalf("the WireGuard client got %d of 100 back", n)
+	}
+	select {
+	case m := <-got:
+		t.Errorf("the non-WireGuard source received %q: WireGuard's traffic", m)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if _, other := wg.counts(); other != 0 {
+		t.Errorf("the WireGuard client received %d datagrams not its own", other)
+	}
+	var anyUDP int
+	for _, ss := range r.srv.Sessions() {
+		if ss.AnyUDP {
+			anyUDP++
+		}
+	}
+	if anyUDP != 1 {
+		t.Errorf("%d forwardAnyUDP sessions, want 1", anyUDP)
 	}
 }
