@@ -193,10 +193,7 @@ func (c *Client) fromWireGuard(bufs []*ring.Packet, msgs []conn.Message) {
 		if typ == wgInitiationType || typ == wgResponseType {
 			c.handshake(m.Buf[:m.N], typ)
 		}
-		if i != k {
-			bufs[i], bufs[k] = bufs[k], bufs[i]
-			msgs[i], msgs[k] = msgs[k], msgs[i]
-		}
+		keep(bufs, msgs, i, k)
 		k++
 	}
 	if k == 0 {

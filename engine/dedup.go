@@ -227,10 +227,7 @@ func (ws *windows) filter(bufs []*ring.Packet, msgs []conn.Message, path int, du
 			dropped += uint64(msgs[i].Count())
 			continue
 		}
-		if i != k {
-			bufs[i], bufs[k] = bufs[k], bufs[i]
-			msgs[i], msgs[k] = msgs[k], msgs[i]
-		}
+		keep(bufs, msgs, i, k)
 		k++
 	}
 	if dropped > 0 {

@@ -235,8 +235,7 @@ func (s *Server) fromListen(bufs []*ring.Packet, msgs []conn.Message) {
 		// made its address a member.
 		if mb := (*s.members.Load())[m.Addr]; mb != nil {
 			if s.judge(mb, bufs[i], m, now) {
-				bufs[i].Ref(1)
-				mb.sess().upTx.send(bufs[i:i+1], msgs[i:i+1])
+				sendKept(mb.sess().upTx, bufs[i:i+1], msgs[i:i+1])
 			}
 			continue
 		}
@@ -260,27 +259,37 @@ func (s *Server) fromListen(bufs []*ring.Packet, msgs []conn.Message) {
 			}
 			mb := s.legacyMember(m.Addr, m.Local, now)
 			if mb != nil && s.judge(mb, bufs[i], m, now) {
-				bufs[i].Ref(1)
-				mb.sess().upTx.send(bufs[i:i+1], msgs[i:i+1])
+				sendKept(mb.sess().upTx, bufs[i:i+1], msgs[i:i+1])
 			}
 			continue
 		default:
 			s.NotMember.Add(uint64(m.Count()))
 			continue
 		}
-		if i != k {
-			bufs[i], bufs[k] = bufs[k], bufs[i]
-			msgs[i], msgs[k] = msgs[k], msgs[i]
-		}
+		keep(bufs, msgs, i, k)
 		k++
 	}
-	if k == 0 {
+	sendKept(s.hsTx, bufs[:k], msgs[:k])
+}
+
+// keep moves message i of a batch, and its buffer, to place k (k <= i),
+// where the messages to send gather.
+func keep(bufs []*ring.Packet, msgs []conn.Message, i, k int) {
+	if i != k {
+		bufs[i], bufs[k] = bufs[k], bufs[i]
+		msgs[i], msgs[k] = msgs[k], msgs[i]
+	}
+}
+
+// sendKept hands bufs to tx, with the reference tx takes of each.
+func sendKept(tx *sender, bufs []*ring.Packet, msgs []conn.Message) {
+	if len(bufs) == 0 {
 		return
 	}
-	for _, b := range bufs[:k] {
+	for _, b := range bufs {
 		b.Ref(1)
 	}
-	s.hsTx.send(bufs[:k], msgs[:k])
+	tx.send(bufs, msgs)
 }
 
 // notWireGuard counts datagrams from src that are not WireGuard's, and
@@ -336,19 +345,10 @@ func (s *Server) fromMember(m *member) func([]*ring.Packet, []conn.Message) {
 			if !s.judge(m, bufs[i], &msgs[i], now) {
 				continue
 			}
-			if i != k {
-				bufs[i], bufs[k] = bufs[k], bufs[i]
-				msgs[i], msgs[k] = msgs[k], msgs[i]
-			}
+			keep(bufs, msgs, i, k)
 			k++
 		}
-		if k == 0 {
-			return
-		}
-		for _, b := range bufs[:k] {
-			b.Ref(1)
-		}
-		m.sess().upTx.send(bufs[:k], msgs[:k])
+		sendKept(m.sess().upTx, bufs[:k], msgs[:k])
 	}
 }
 

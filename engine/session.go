@@ -259,6 +259,23 @@ func (s *Server) oldestPendingLocked() *initGroup {
 	return old
 }
 
+// unpendLocked takes g out of the unanswered initiations' queue, if it is
+// there.
+func (s *Server) unpendLocked(g *initGroup) {
+	q := s.pendingBy[g.prefix]
+	i := slices.Index(q, g)
+	if i < 0 {
+		return
+	}
+	q = slices.Delete(q, i, i+1)
+	s.pendingN--
+	if len(q) == 0 {
+		delete(s.pendingBy, g.prefix)
+	} else {
+		s.pendingBy[g.prefix] = q
+	}
+}
+
 // dropGroupLocked forgets an initiation group.
 func (s *Server) dropGroupLocked(g *initGroup) {
 	if g == nil {
@@ -270,17 +287,7 @@ func (s *Server) dropGroupLocked(g *initGroup) {
 	} else {
 		s.inits[g.idx] = gs
 	}
-	if q, ok := s.pendingBy[g.prefix]; ok {
-		if i := slices.Index(q, g); i >= 0 {
-			q = slices.Delete(q, i, i+1)
-			s.pendingN--
-			if len(q) == 0 {
-				delete(s.pendingBy, g.prefix)
-			} else {
-				s.pendingBy[g.prefix] = q
-			}
-		}
-	}
+	s.unpendLocked(g)
 	if g.sess != nil {
 		if g.sess.inflight == g {
 			g.sess.inflight = nil
@@ -341,17 +348,7 @@ func (s *Server) confirmLocked(g *initGroup, sess *session, index uint32, now in
 	}
 	// Out of the pending queue, still in inits: its bytes name the
 	// session for links that join later.
-	if q, ok := s.pendingBy[g.prefix]; ok {
-		if i := slices.Index(q, g); i >= 0 {
-			q = slices.Delete(q, i, i+1)
-			s.pendingN--
-			if len(q) == 0 {
-				delete(s.pendingBy, g.prefix)
-			} else {
-				s.pendingBy[g.prefix] = q
-			}
-		}
-	}
+	s.unpendLocked(g)
 	g.answered, g.sess, g.index = true, sess, index
 	sess.last = g
 	s.byClient[g.idx] = sess
