@@ -101,3 +101,23 @@ func (r *role) toWireGuard(tx *sender, win *windows, path int, bufs []*ring.Pack
 	}
 	tx.send(bufs, msgs)
 }
+
+// keep moves message i of a batch, and its buffer, to place k (k <= i),
+// where the messages to send gather.
+func keep(bufs []*ring.Packet, msgs []conn.Message, i, k int) {
+	if i != k {
+		bufs[i], bufs[k] = bufs[k], bufs[i]
+		msgs[i], msgs[k] = msgs[k], msgs[i]
+	}
+}
+
+// sendKept hands bufs to tx, with the reference tx takes of each.
+func sendKept(tx *sender, bufs []*ring.Packet, msgs []conn.Message) {
+	if len(bufs) == 0 {
+		return
+	}
+	for _, b := range bufs {
+		b.Ref(1)
+	}
+	tx.send(bufs, msgs)
+}

@@ -272,26 +272,6 @@ func (s *Server) fromListen(bufs []*ring.Packet, msgs []conn.Message) {
 	sendKept(s.hsTx, bufs[:k], msgs[:k])
 }
 
-// keep moves message i of a batch, and its buffer, to place k (k <= i),
-// where the messages to send gather.
-func keep(bufs []*ring.Packet, msgs []conn.Message, i, k int) {
-	if i != k {
-		bufs[i], bufs[k] = bufs[k], bufs[i]
-		msgs[i], msgs[k] = msgs[k], msgs[i]
-	}
-}
-
-// sendKept hands bufs to tx, with the reference tx takes of each.
-func sendKept(tx *sender, bufs []*ring.Packet, msgs []conn.Message) {
-	if len(bufs) == 0 {
-		return
-	}
-	for _, b := range bufs {
-		b.Ref(1)
-	}
-	tx.send(bufs, msgs)
-}
-
 // notWireGuard counts datagrams from src that are not WireGuard's, and
 // logs the source the first time (up to a bound of sources).
 func (s *Server) notWireGuard(src netip.AddrPort, n int) {
