@@ -635,6 +635,8 @@ func TestErrors(t *testing.T) {
 		{"label not a string", RoleClient, clientHead + "  interfaceLabels:\n    eth0: [a]\n", 5, "client.interfaceLabels.eth0", "expected a string, got a list"},
 		{"labels wrong type", RoleClient, clientHead + "  interfaceLabels: Fiber\n", 4, "client.interfaceLabels", "expected a mapping of interface name to label"},
 		{"bool", RoleClient, clientHead + "  engine: {gso: maybe}\n", 4, "client.engine.gso", `expected true or false, got the string "maybe"`},
+		{"forwardAnyUDP not a bool", RoleServer, serverHead + "  forwardAnyUDP: sometimes\n", 4, "server.forwardAnyUDP", `expected true or false, got the string "sometimes"`},
+		{"forwardAnyUDP in client", RoleClient, clientHead + "  forwardAnyUDP: true\n", 4, "client.forwardAnyUDP", `unknown key "forwardAnyUDP"`},
 		{"override item not a mapping", RoleClient, clientHead + "  dstOverrides:\n    - eth1\n", 5, "client.dstOverrides[0]", `expected a mapping of keys to values, got the string "eth1"`},
 		{"alias reported where used", RoleClient, "server:\n  x: &bad [1]\nclient:\n  dstAddr: \"192.0.2.1:1\"\n  listenAddr: *bad\n", 5, "client.listenAddr", "expected a string, got a list"},
 		{"UTF-16 file", RoleClient, utf16LE(clientHead + "  x: 1\n"), 4, "client.x", `unknown key "x"`},
@@ -824,5 +826,16 @@ func TestCountLines(t *testing.T) {
 				t.Errorf("countLines = %d, want %d", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestForwardAnyUDP: the server's forwardAnyUDP is off unless the file
+// turns it on.
+func TestForwardAnyUDP(t *testing.T) {
+	if s := mustParse(t, serverHead, RoleServer).Server; s.ForwardAnyUDP {
+		t.Error("forwardAnyUDP on by default")
+	}
+	if s := mustParse(t, serverHead+"  forwardAnyUDP: true\n", RoleServer).Server; !s.ForwardAnyUDP {
+		t.Error("forwardAnyUDP: true not read")
 	}
 }
