@@ -217,9 +217,11 @@ func TestServerThousandSessions(t *testing.T) {
 	}
 	setup := time.Since(start)
 	// A response goes to the addresses that are members when it comes:
-	// one, two or three of them (the others join on their copy).
+	// one, two or three of them (the others join on their copy); a
+	// session made by a race with a member's copy merges and sends the
+	// response once more.
 	for i := range sessions {
-		if got, most := clients[i].got.Load(), addrs*(1+clients[i].attempts); got < 1 || got > most {
+		if got, most := clients[i].got.Load(), 2*addrs*(1+clients[i].attempts); got < 1 || got > most {
 			t.Fatalf("client %d received %d datagrams, want 1 to %d responses", i, got, most)
 		}
 	}

@@ -79,7 +79,9 @@ type Server struct {
 	Foreign atomic.Uint64
 	// Initiations counts handshake initiations passed to WireGuard;
 	// InitCopies their copies from other links, not passed again; Joins
-	// the addresses that joined a session by re-sending its initiation.
+	// the addresses that joined a session with a copy of its initiation
+	// that came after WireGuard's answer (a slower link's, or one re-sent
+	// by a link that appeared or went quiet).
 	Initiations, InitCopies, Joins atomic.Uint64
 	// PendingEvicted counts unanswered initiations forgotten to make room;
 	// JoinsRefused re-sent initiations that found their session full of

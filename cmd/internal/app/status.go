@@ -169,7 +169,7 @@ func printServer(w io.Writer, l *control.ServerList) error {
 	if l.NoClient > 0 {
 		fmt.Fprintf(w, "; %d replies dropped with no client address live", l.NoClient)
 	}
-	fmt.Fprintf(w, "\nhandshakes: %s to WireGuard, %s held back, %s joined by re-sending one",
+	fmt.Fprintf(w, "\nhandshakes: %s to WireGuard, %s held back, %s joined after the answer",
 		count(l.Initiations, "initiation", "initiations"), count(l.InitCopies, "copy", "copies"), count(l.Joins, "address", "addresses"))
 	var dropped []string
 	for _, d := range []struct {

@@ -119,7 +119,7 @@ const wantServer = `engarde-server v1.0.0, mmsg backend, up 1m30s
 hub
 listening on 0.0.0.0:59402, WireGuard at 127.0.0.1:59301, client timeout 30s
 to WireGuard 1.2k pkt/s, replies 1.2k pkt/s
-handshakes: 3 initiations to WireGuard, 3 copies held back, 1 address joined by re-sending one
+handshakes: 3 initiations to WireGuard, 3 copies held back, 1 address joined after the answer
 dropped: 12 not WireGuard's
 
 SESSION  ENDPOINT         ADDRESSES    INDEXES  TO WG PKT/S  REPLIES PKT/S  SINCE     NOTE
@@ -136,7 +136,7 @@ SESSION  CLIENT ADDRESS       REPLIES FROM        LAST RX  RX PKT/S  RX BIT/S  T
 const wantEmptyServer = `engarde-server v1.0.0, mmsg backend, up 1m30s
 listening on 0.0.0.0:59402, WireGuard at 127.0.0.1:59301, client timeout 30s
 to WireGuard 0 pkt/s, replies 0 pkt/s
-handshakes: 0 initiations to WireGuard, 0 copies held back, 0 addresses joined by re-sending one
+handshakes: 0 initiations to WireGuard, 0 copies held back, 0 addresses joined after the answer
 
 no client session yet
 `
