@@ -290,7 +290,13 @@ func (w *window) sample(counter uint64, path int, now int64) {
 			}
 			if slot.CompareAndSwap(old, old|bit) {
 				if q := w.paths.q[path].Load(); q != nil {
+					// Receive loops stamp their batches on their own
+					// goroutines: a copy can carry an earlier stamp than
+					// the first one recorded. It was not late.
 					late := (us - old&usMask) & usMask
+					if late > usMask/2 {
+						late = 0
+					}
 					q.late[lateBucket(time.Duration(late)*time.Microsecond)].Add(1)
 				}
 				return
@@ -302,7 +308,7 @@ func (w *window) sample(counter uint64, path int, now int64) {
 		}
 		if slot.CompareAndSwap(old, uint64(tag)<<42|uint64(path)<<38|bit|us) {
 			if old != 0 && old&sampleJudged == 0 {
-				w.judgeSample(old)
+				w.judgeSample(old, now)
 			}
 			return
 		}
@@ -320,21 +326,25 @@ func (w *window) sweep(now int64) {
 			continue
 		}
 		if slot.CompareAndSwap(old, old|sampleJudged) {
-			w.judgeSample(old)
+			w.judgeSample(old, now)
 		}
 	}
 }
 
-// judgeSample counts sample e for every path that was live or delivered
-// it: a sample each, and a first, a late copy or a loss.
-func (w *window) judgeSample(e uint64) {
+// judgeSample counts sample e, judged at now, for every path that was
+// live or delivered it: a sample each, and a first, a late copy or a
+// loss. A path that appeared after the sample's first copy is left out:
+// it could not have delivered it.
+func (w *window) judgeSample(e uint64, now int64) {
 	mask := sampleMask(e)
 	first := int(e>>38) & 7
 	live := uint8(w.paths.live.Load())
+	age := int64((uint64(now/1e3)-e&usMask)&usMask) * 1e3
+	at := now - age // when its first copy came (samples are judged well within the 17 minutes the stamp wraps in)
 	for m := live | mask; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros8(m)
 		q := w.paths.q[i].Load()
-		if q == nil {
+		if q == nil || (mask&(1<<i) == 0 && q.since.Load() > at) {
 			continue
 		}
 		q.samples.Add(1)
@@ -360,6 +370,7 @@ func (ws *windows) sweep(now int64) {
 
 // pathQuality is what one path's copies did, counted on samples.
 type pathQuality struct {
+	since   atomic.Int64 // nanotime the path appeared
 	samples atomic.Uint64 // judged samples of its session while it was live or delivered
 	first   atomic.Uint64 // samples it delivered first
 	lost    atomic.Uint64 // samples it never delivered (another path did)

@@ -483,3 +483,40 @@ func FuzzWGType(f *testing.F) {
 		}
 	})
 }
+
+// TestLinkQualityNewPathAndStamps: a path that appears later is not
+// charged with the samples sent before it existed, and a copy stamped
+// before the first one (receive loops stamp on their own goroutines)
+// counts as on time, not as 17 minutes late.
+func TestLinkQualityNewPathAndStamps(t *testing.T) {
+	ws := newWindows(3)
+	var q [2]pathQuality
+	now := int64(10e9)
+	q[0].since.Store(now)
+	ws.paths.q[0].Store(&q[0])
+	ws.paths.live.Store(0b01)
+	w := ws.find(3)
+	for c := range uint64(1600) { // 100 samples on path 0 alone
+		now += 10_000
+		w.seen(c, 0, 0, now)
+	}
+	q[1].since.Store(now)
+	ws.paths.q[1].Store(&q[1])
+	ws.paths.live.Store(0b11)
+	for c := uint64(1600); c < 3200; c++ { // 100 on both; path 1's stamps 5 µs early
+		now += 10_000
+		w.seen(c, 0, 0, now)
+		w.seen(c, 0, 1, now-5_000)
+	}
+	ws.sweep(now + 2*int64(sampleAge))
+	late := q[1].read()
+	if late.Samples != 100 || late.Lost != 0 || late.Copies != 100 {
+		t.Errorf("the late path: %+v, want 100 samples, all delivered, none lost", late)
+	}
+	if late.LateP99 > time.Millisecond {
+		t.Errorf("copies stamped early read as %v late", late.LateP99)
+	}
+	if first := q[0].read(); first.Samples != 200 || first.First != 200 {
+		t.Errorf("the first path: %+v, want 200 samples, all first", first)
+	}
+}

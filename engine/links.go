@@ -265,6 +265,7 @@ func (c *Client) openLink(p Plan) (*link, error) {
 		path:  c.freePathLocked(),
 	}
 	if l.path >= 0 {
+		l.quality.since.Store(nanotime())
 		c.win.paths.q[l.path].Store(&l.quality)
 	}
 	l.tx = c.newSender(senderConfig{name: "link " + l.name, conn: sock, own: true, stats: &l.stats})

@@ -554,6 +554,7 @@ func (s *Server) placeLocked(m *member, sess *session) {
 	}
 	sess.members = append(sess.members, m)
 	if pl.path >= 0 {
+		m.quality.since.Store(nanotime())
 		sess.win.paths.q[pl.path].Store(&m.quality)
 	}
 	m.place.Store(pl)
