@@ -370,7 +370,7 @@ func (ws *windows) sweep(now int64) {
 
 // pathQuality is what one path's copies did, counted on samples.
 type pathQuality struct {
-	since   atomic.Int64 // nanotime the path appeared
+	since   atomic.Int64  // nanotime the path appeared
 	samples atomic.Uint64 // judged samples of its session while it was live or delivered
 	first   atomic.Uint64 // samples it delivered first
 	lost    atomic.Uint64 // samples it never delivered (another path did)
