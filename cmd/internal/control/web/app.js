@@ -64,6 +64,11 @@ function drops(td, stats) {
 // Quality: what share of the session's messages a link delivered first,
 // what share it lost, how late its copies came. Figures the engine has not
 // measured yet are null and show as a dash.
+// count writes n with its noun, singular or plural.
+function count(n, one, many) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
 function pct(v) {
   if (v === null || v === undefined) return "–";
   if (v === 0) return "0%";
@@ -205,7 +210,7 @@ function sessionRow(ss) {
   th.appendChild(el("span", "", ` · WireGuard sees it at ${ss.endpoint || "–"}`));
   const r = ss.stats.rates;
   th.appendChild(el("span", "reason",
-    `${live} of ${ss.addresses.length} addresses live · ${ss.indexes.length} indexes · to WireGuard ${si(r.txPps, "pkt/s")}, replies ${si(r.rxPps, "pkt/s")} · since ${new Date(ss.since).toLocaleTimeString()}` +
+    `${live} of ${count(ss.addresses.length, "address", "addresses")} live · ${count(ss.indexes.length, "index", "indexes")} · to WireGuard ${si(r.txPps, "pkt/s")}, replies ${si(r.rxPps, "pkt/s")} · since ${new Date(ss.since).toLocaleTimeString()}` +
     (ss.anyUDP ? " · forwardAnyUDP" : "")));
   tr.appendChild(th);
   return tr;
@@ -265,7 +270,7 @@ function drawServer(d) {
   ].filter(([n]) => n).map(([n, what]) => `${n} ${what}`);
   $("upstream").textContent = `To WireGuard at ${d.dstAddress}: ${si(tx, "pkt/s")}; replies ${si(rx, "pkt/s")}` +
     (d.noClient ? `; replies dropped with no client address live: ${d.noClient}` : "") +
-    (d.initiations !== undefined ? `. Handshakes: ${d.initiations} initiations to WireGuard, ${d.initiationCopies} copies held back, ${d.joins} addresses joined.` : "") +
+    (d.initiations !== undefined ? `. Handshakes: ${count(d.initiations, "initiation", "initiations")} to WireGuard, ${count(d.initiationCopies, "copy", "copies")} held back, ${count(d.joins, "address", "addresses")} joined after the answer.` : "") +
     (dropped.length ? ` Dropped: ${dropped.join(", ")}.` : "");
   return stalled.map((s) => `${s.address} has sent nothing for ${lastText(s.last).replace(" ago", "")} while other addresses of its session send.`);
 }
