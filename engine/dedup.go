@@ -162,9 +162,6 @@ func (ws *windows) learn(index uint32) {
 	ws.next = (ws.next + 1) % len(ws.w)
 }
 
-// knows reports whether the filter judges index.
-func (ws *windows) knows(index uint32) bool { return ws.find(index) != nil }
-
 func (ws *windows) find(index uint32) *window {
 	for i := range ws.w {
 		if w := ws.w[i].Load(); w != nil && w.index == index {

@@ -104,6 +104,7 @@ type Server struct {
 	failLog   rateLimit
 	fullLog   rateLimit
 	wgLog     rateLimit
+	notWGMu   sync.Mutex          // guards notWGLog
 	notWGLog  map[netip.Addr]bool // sources logged once for non-WireGuard datagrams
 }
 
@@ -278,8 +279,8 @@ func (s *Server) fromListen(bufs []*ring.Packet, msgs []conn.Message) {
 // logs the source the first time (up to a bound of sources).
 func (s *Server) notWireGuard(src netip.AddrPort, n int) {
 	s.NotWireGuard.Add(uint64(n))
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.notWGMu.Lock() // not mu: a flood of garbage must not contend with the sessions' work
+	defer s.notWGMu.Unlock()
 	a := src.Addr()
 	if s.notWGLog[a] {
 		return
@@ -347,7 +348,8 @@ func (s *Server) judge(m *member, b *ring.Packet, msg *conn.Message, now int64) 
 		if sess.legacy {
 			break
 		}
-		w := sess.win.find(wgReceiverIndex(p))
+		idx, ctr, _ := wgTransport(p) // of the first datagram, for a train
+		w := sess.win.find(idx)
 		if w == nil {
 			s.Foreign.Add(uint64(msg.Count()))
 			return false
@@ -359,7 +361,6 @@ func (s *Server) judge(m *member, b *ring.Packet, msg *conn.Message, now int64) 
 		if msg.Seg > 0 && msg.Seg < msg.N {
 			dup = sess.win.copy(msg, pl.path, b.Stamp)
 		} else {
-			_, ctr, _ := wgTransport(p)
 			dup = w.seen(ctr, fingerprint(p), pl.path, b.Stamp)
 		}
 		if dup {

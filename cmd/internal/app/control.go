@@ -122,6 +122,7 @@ func (s *ServerControl) ServerStatus() control.ServerStatus {
 			Initiations:    s.Initiations.Load(),
 			InitCopies:     s.InitCopies.Load(),
 			Joins:          s.Joins.Load(),
+			JoinsRefused:   s.JoinsRefused.Load(),
 			PendingEvicted: s.PendingEvicted.Load(),
 			Unrouted:       s.Unrouted.Load(),
 		},

@@ -116,10 +116,13 @@ type ServerCounters struct {
 	Foreign uint64 `json:"foreign"`
 	// Initiations counts handshake initiations passed to WireGuard;
 	// InitCopies their copies from other links, not passed again; Joins
-	// the addresses that joined a session by re-sending its initiation.
-	Initiations uint64 `json:"initiations"`
-	InitCopies  uint64 `json:"initiationCopies"`
-	Joins       uint64 `json:"joins"`
+	// the addresses that joined a session with a copy that came after
+	// WireGuard's answer; JoinsRefused such copies that found their
+	// session full of addresses carrying traffic.
+	Initiations  uint64 `json:"initiations"`
+	InitCopies   uint64 `json:"initiationCopies"`
+	Joins        uint64 `json:"joins"`
+	JoinsRefused uint64 `json:"joinsRefused"`
 	// PendingEvicted counts unanswered initiations forgotten to make
 	// room.
 	PendingEvicted uint64 `json:"pendingEvicted"`

@@ -235,7 +235,8 @@ func (m *metrics) server(st ServerStatus, version string) {
 	}{
 		{"engarde_initiations_total", "Handshake initiations passed to WireGuard.", st.Initiations},
 		{"engarde_initiation_copies_total", "Copies of handshake initiations from other links, not passed to WireGuard again.", st.InitCopies},
-		{"engarde_joins_total", "Client addresses that joined a session by re-sending its initiation.", st.Joins},
+		{"engarde_joins_total", "Client addresses that joined a session with a copy of its initiation that came after WireGuard's answer.", st.Joins},
+		{"engarde_joins_refused_total", "Copies of an answered initiation that found their session full of addresses carrying traffic.", st.JoinsRefused},
 		{"engarde_pending_initiations_evicted_total", "Unanswered initiations forgotten to make room.", st.PendingEvicted},
 	} {
 		m.family(c.name, "counter", c.help)
