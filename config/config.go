@@ -111,10 +111,21 @@ type DstOverride struct {
 type WebManager struct {
 	// ListenAddr is the host:port to serve on; empty disables it.
 	ListenAddr string
-	// Username and Password guard the interface; empty means no login.
+	// Username and Password guard the interface: both set, or neither
+	// (no login); a file that sets only one is refused.
 	Username string
 	// Password is the password for Username.
 	Password string
+	// AllowedHosts are the host names, besides localhost and IP
+	// addresses, that requests may name in their Host header: the names
+	// the operator reaches the web manager by.
+	AllowedHosts []string
+	// CertFile and KeyFile, both set or neither, serve HTTPS with that
+	// certificate (PEM, chain first) and private key. A relative path is
+	// taken from the configuration file's directory.
+	CertFile string
+	// KeyFile is the private key of CertFile.
+	KeyFile string
 }
 
 // Log configures logging.

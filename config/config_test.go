@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -96,7 +97,8 @@ func TestErrorString(t *testing.T) {
 
 func TestSample(t *testing.T) {
 	engine := Engine{Backend: "auto", BatchSize: 64, QueueLength: 1024, BufferSize: 65536, GSO: true, GRO: true, Dedup: true}
-	web := WebManager{ListenAddr: "0.0.0.0:9001", Username: "engarde", Password: "engarde"}
+	// The sample keeps the web manager on this machine, without a login.
+	web := WebManager{ListenAddr: "127.0.0.1:9001"}
 	for _, tt := range []struct {
 		role Role
 		want *Config
@@ -147,11 +149,41 @@ func section(c *Config) any {
 // TestSampleCoversEveryKey checks that engarde.yml.sample shows every key
 // the decoder knows and no other, so the sample stays the reference. The
 // list form of interfaceLabels appears only in a comment.
-func TestSampleCoversEveryKey(t *testing.T) {
+// sampleUncommented returns the sample with its commented-out webManager
+// keys ("# username: ...") set.
+func sampleUncommented(t *testing.T) []byte {
 	data, err := os.ReadFile(samplePath)
 	if err != nil {
 		t.Fatal(err)
 	}
+	re := regexp.MustCompile(`(?m)^(\s*)# (` + strings.Join(webManagerKeys, "|") + `): (.+)$`)
+	return re.ReplaceAll(data, []byte("$1$2: $3"))
+}
+
+// TestSampleUncommented checks that the webManager keys the sample shows
+// commented out load as written.
+func TestSampleUncommented(t *testing.T) {
+	for _, role := range []Role{RoleClient, RoleServer} {
+		cfg, err := Parse(sampleUncommented(t), samplePath, role)
+		if err != nil {
+			t.Fatalf("%s with its webManager keys uncommented: %v", role, err)
+		}
+		var w WebManager
+		if role == RoleServer {
+			w = cfg.Server.WebManager
+		} else {
+			w = cfg.Client.WebManager
+		}
+		want := WebManager{ListenAddr: "127.0.0.1:9001", Username: "engarde", Password: "a long secret",
+			AllowedHosts: []string{"engarde.example.net"}, CertFile: "/etc/engarde/web.crt", KeyFile: "/etc/engarde/web.key"}
+		if !reflect.DeepEqual(w, want) {
+			t.Errorf("%s: webManager = %+v, want %+v", role, w, want)
+		}
+	}
+}
+
+func TestSampleCoversEveryKey(t *testing.T) {
+	data := sampleUncommented(t)
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		t.Fatal(err)
@@ -378,7 +410,7 @@ func TestDefaults(t *testing.T) {
 	})
 	t.Run("null sections", func(t *testing.T) {
 		s := mustParse(t, serverHead+"  webManager:\n  log:\n  engine:\n  clientTimeout:\n", RoleServer).Server
-		if s.ClientTimeout != 30*time.Second || s.Log != defaultLog() || s.Engine != defaultEngine() || s.WebManager != (WebManager{}) {
+		if s.ClientTimeout != 30*time.Second || s.Log != defaultLog() || s.Engine != defaultEngine() || !reflect.DeepEqual(s.WebManager, WebManager{}) {
 			t.Errorf("null sections did not give defaults: %+v", *s)
 		}
 	})
@@ -456,7 +488,7 @@ func TestValues(t *testing.T) {
 		}},
 		{"listen on all addresses", "  webManager: {listenAddr: \":9001\"}\n", func(c *Client) bool { return c.WebManager.ListenAddr == ":9001" }},
 		{"webManager disabled", "  webManager: {listenAddr: \"\"}\n", func(c *Client) bool { return c.WebManager.ListenAddr == "" }},
-		{"anchors and merge keys", "  webManager: &wm {listenAddr: \"[::1]:9001\", username: a}\n  dstOverrides:\n    - &o {ifName: eth1, dstAddr: \"vpn.example.com:59501\"}\n    - <<: *o\n      ifName: eth2\n", func(c *Client) bool {
+		{"anchors and merge keys", "  webManager: &wm {listenAddr: \"[::1]:9001\", username: a, password: b}\n  dstOverrides:\n    - &o {ifName: eth1, dstAddr: \"vpn.example.com:59501\"}\n    - <<: *o\n      ifName: eth2\n", func(c *Client) bool {
 			return c.WebManager.ListenAddr == "[::1]:9001" && reflect.DeepEqual(c.DstOverrides, []DstOverride{
 				{IfName: "eth1", DstAddr: "vpn.example.com:59501"}, {IfName: "eth2", DstAddr: "vpn.example.com:59501"}})
 		}},
@@ -661,6 +693,15 @@ func TestErrors(t *testing.T) {
 		{"bad host name", RoleClient, "client:\n  listenAddr: \":1\"\n  dstAddr: \"my server:1\"\n", 3, "client.dstAddr", `"my server" is not a valid host name`},
 		{"bad IPv4", RoleClient, "client:\n  listenAddr: \":1\"\n  dstAddr: \"192.0.2.256:1\"\n", 3, "client.dstAddr", `"192.0.2.256" is not a valid IPv4 address`},
 		{"named port", RoleClient, "client:\n  listenAddr: \":1\"\n  dstAddr: \"vpn.example.com:engarde\"\n", 3, "client.dstAddr", `port "engarde" is not a number`},
+		{"password without username", RoleClient, clientHead + "  webManager:\n    listenAddr: \"127.0.0.1:9001\"\n    password: secret\n", 6, "client.webManager.username", "missing or empty, but password is set on line 6: a login needs both"},
+		{"username without password", RoleServer, serverHead + "  webManager:\n    username: admin\n    password: \"\"\n", 5, "server.webManager.password", "missing or empty, but username is set on line 5"},
+		{"username with null password", RoleClient, clientHead + "  webManager: {username: admin, password: }\n", 4, "client.webManager.password", "a login needs both; set neither for none"},
+		{"certFile without keyFile", RoleServer, serverHead + "  webManager:\n    listenAddr: \":9001\"\n    certFile: web.crt\n", 6, "server.webManager.keyFile", "missing or empty, but certFile is set on line 6: HTTPS needs both"},
+		{"keyFile without certFile", RoleClient, clientHead + "  webManager:\n    keyFile: web.key\n", 5, "client.webManager.certFile", "but keyFile is set on line 5"},
+		{"allowedHosts with a port", RoleClient, clientHead + "  webManager:\n    allowedHosts: [\"a.example:9001\"]\n", 5, "client.webManager.allowedHosts[0]", `write the host without the port ("a.example", not "a.example:9001")`},
+		{"allowedHosts bad name", RoleServer, serverHead + "  webManager:\n    allowedHosts:\n      - ok.example\n      - \"bad name\"\n", 7, "server.webManager.allowedHosts[1]", `"bad name" is not a valid host name`},
+		{"allowedHosts empty name", RoleServer, serverHead + "  webManager:\n    allowedHosts: [\"\"]\n", 5, "server.webManager.allowedHosts[0]", "must not be empty"},
+		{"allowedHosts not a list", RoleServer, serverHead + "  webManager:\n    allowedHosts: a.example\n", 5, "server.webManager.allowedHosts", `expected a list of host names, got the string "a.example"`},
 		{"webManager address", RoleServer, serverHead + "  webManager:\n    listenAddr: \"0.0.0.0\"\n", 5, "server.webManager.listenAddr", `invalid address "0.0.0.0": missing port`},
 
 		// dstOverrides.
@@ -837,5 +878,19 @@ func TestForwardAnyUDP(t *testing.T) {
 	}
 	if s := mustParse(t, serverHead+"  forwardAnyUDP: true\n", RoleServer).Server; !s.ForwardAnyUDP {
 		t.Error("forwardAnyUDP: true not read")
+	}
+}
+
+// TestWebManagerFiles: a relative certFile or keyFile is taken from the
+// configuration file's directory, so a service started elsewhere finds it.
+func TestWebManagerFiles(t *testing.T) {
+	src := clientHead + "  webManager:\n    certFile: web.crt\n    keyFile: /etc/ssl/web.key\n"
+	cfg, err := Parse([]byte(src), filepath.Join("/etc", "engarde", "engarde.yml"), RoleClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := cfg.Client.WebManager
+	if w.CertFile != "/etc/engarde/web.crt" || w.KeyFile != "/etc/ssl/web.key" {
+		t.Errorf("certFile, keyFile = %q, %q; want /etc/engarde/web.crt, /etc/ssl/web.key", w.CertFile, w.KeyFile)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -25,7 +27,7 @@ var (
 	serverKeys     = []string{"description", "listenAddr", "dstAddr", "clientTimeout", "writeTimeout", "forwardAnyUDP", "webManager", "log", "engine"}
 	overrideKeys   = []string{"ifName", "dstAddr"}
 	labelKeys      = []string{"ifName", "label"}
-	webManagerKeys = []string{"listenAddr", "username", "password"}
+	webManagerKeys = []string{"listenAddr", "username", "password", "allowedHosts", "certFile", "keyFile"}
 	logKeys        = []string{"level", "format"}
 	engineKeys     = []string{"backend", "batchSize", "queueLength", "bufferSize", "gso", "gro", "dedup"}
 )
@@ -763,24 +765,94 @@ func (d *decoder) overrides(path string, n *yaml.Node) []DstOverride {
 	return out
 }
 
-// webManager decodes a webManager block.
+// webManager decodes a webManager block. The credentials and the
+// certificate files come in pairs: a file that sets one of a pair alone
+// is refused, so that a mistake never serves without the login or the
+// encryption the operator meant.
 func (d *decoder) webManager(path string, n *yaml.Node) WebManager {
 	var w WebManager
 	ps, _ := d.mapping(path, n)
+	set := map[string]*yaml.Node{} // the keys set to a non-empty value
 	for _, p := range ps {
 		kp := join(path, p.name)
+		var v string
 		switch p.name {
 		case "listenAddr":
 			w.ListenAddr, _ = d.addr(kp, p.val, false)
 		case "username":
 			w.Username, _ = d.str(kp, p.val)
+			v = w.Username
 		case "password":
 			w.Password, _ = d.str(kp, p.val)
+			v = w.Password
+		case "allowedHosts":
+			w.AllowedHosts = d.hostNames(kp, p.val)
+		case "certFile":
+			w.CertFile, _ = d.str(kp, p.val)
+			v = w.CertFile
+		case "keyFile":
+			w.KeyFile, _ = d.str(kp, p.val)
+			v = w.KeyFile
 		default:
 			d.unknown(kp, p, webManagerKeys)
 		}
+		if v != "" {
+			set[p.name] = p.key
+		}
 	}
+	d.pair(path, set, "username", "password", "a login needs both; set neither for none")
+	d.pair(path, set, "certFile", "keyFile", "HTTPS needs both; set neither for plain HTTP")
+	w.CertFile, w.KeyFile = d.relative(w.CertFile), d.relative(w.KeyFile)
 	return w
+}
+
+// pair reports a key of the pair a, b that is set (in set) without the
+// other, at the line of the one that is set.
+func (d *decoder) pair(path string, set map[string]*yaml.Node, a, b, why string) {
+	for _, k := range [][2]string{{a, b}, {b, a}} {
+		if at, ok := set[k[0]]; ok && set[k[1]] == nil {
+			d.errorf(at, join(path, k[1]), "missing or empty, but %s is set on line %d: %s", k[0], at.Line, why)
+		}
+	}
+}
+
+// relative takes a relative file name from the configuration file's
+// directory.
+func (d *decoder) relative(name string) string {
+	if name == "" || filepath.IsAbs(name) || d.file == "" {
+		return name
+	}
+	return filepath.Join(filepath.Dir(d.file), name)
+}
+
+// hostNames decodes allowedHosts: host names or IP addresses, without a
+// port.
+func (d *decoder) hostNames(path string, n *yaml.Node) []string {
+	items, _ := d.sequence(path, n, "a list of host names")
+	var out []string
+	for i, it := range items {
+		if d.tooLarge {
+			break
+		}
+		ip := index(path, i)
+		s, ok := d.str(ip, it)
+		if !ok {
+			continue
+		}
+		if h, port, err := net.SplitHostPort(s); err == nil {
+			d.errorf(it, ip, "%s: write the host without the port (%s, not %s)", quote(s), quote(h), quote(h+":"+port))
+			continue
+		}
+		if err := checkHost(strings.Trim(s, "[]")); err != nil || s == "" {
+			if s == "" {
+				err = errors.New("must not be empty")
+			}
+			d.errorf(it, ip, "%v", err)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // log decodes a log block.
