@@ -68,12 +68,11 @@ type Client struct {
 	active atomic.Pointer[[]*sender] // the senders of the links that carry traffic now
 	out    *fanout                   // used only on the WireGuard receive loop
 
-	mu       sync.Mutex // guards links, plans, the planner, swaps and cfg
-	links    map[string]*link
-	plans    []Plan
-	planner  planner
-	resolver resolver
-	failLog  map[string]string // last error logged per interface
+	mu      sync.Mutex // guards links, plans, the planner, swaps and cfg
+	links   map[string]*link
+	plans   []Plan
+	planner planner
+	failLog map[string]string // last error logged per interface
 	// swaps are run-time exclusion toggles, as the original's web manager
 	// made them: an interface here is excluded if the configuration
 	// includes it, and included if the configuration excludes it. They
@@ -81,6 +80,9 @@ type Client struct {
 	swaps map[string]bool
 
 	kick chan struct{}
+	// names resolves the destinations that are names, in the
+	// background: the scan reads its answers and never waits for DNS.
+	names names
 }
 
 // NewClient checks the configuration and opens the WireGuard-side socket.
@@ -109,7 +111,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, err
 	}
 	c.out = newFanout(c.opts.Backend)
-	c.planner.resolve = c.resolver.resolve
+	c.names.init(c.log, c.Rescan)
+	c.names.retain(configuredNames(cfg))
+	c.planner.resolve = c.names.get
 	c.applyLocked(c.cfg)
 	c.active.Store(&[]*sender{})
 	c.wg, err = c.opts.Backend.Listen(laddr, c.opts.socket())
@@ -139,6 +143,10 @@ func (c *Client) Reconfigure(cfg ClientConfig) error {
 	c.applyLocked(cfg)
 	c.cfg.DstAddr, c.cfg.DstOverrides, c.cfg.Labels = cfg.DstAddr, cfg.DstOverrides, cfg.Labels
 	c.mu.Unlock()
+	// A new name's first answer, so that its links do not go down while
+	// it is looked up; bounded by one lookup's timeout.
+	c.names.retain(configuredNames(cfg))
+	c.names.await(configuredNames(cfg), lookupTimeout)
 	c.scan()
 	return fixed.err()
 }
@@ -153,6 +161,7 @@ func (c *Client) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	watchCtx, stopWatch := context.WithCancel(ctx)
+	c.names.start(watchCtx)
 	wg.Add(2)
 	go func() { defer wg.Done(); c.watch(watchCtx) }()
 	go func() { defer wg.Done(); c.scanLoop(watchCtx) }()
@@ -160,6 +169,7 @@ func (c *Client) Run(ctx context.Context) error {
 	<-ctx.Done()
 	stopWatch()
 	wg.Wait()
+	c.names.stop()
 
 	// Closed links stay in the map so that their counters can still be
 	// read once Run has returned.

@@ -147,6 +147,9 @@ func (c *Client) scan() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	plans := c.planner.plan(ifs)
+	if cameUp(c.plans, plans) {
+		c.names.retry() // DNS may be reachable now
+	}
 	c.plans = plans
 	seen := map[string]bool{}
 	changed := false
@@ -202,6 +205,29 @@ func (c *Client) scan() {
 	if changed {
 		c.publishLocked()
 	}
+}
+
+// cameUp reports whether an interface of next is up with an address that
+// it was not in prev (or not up at all).
+func cameUp(prev, next []Plan) bool {
+	for _, p := range next {
+		if !p.Iface.Up || !p.Iface.Running || p.Iface.Loopback {
+			continue
+		}
+		i := slices.IndexFunc(prev, func(q Plan) bool { return q.Iface.Index == p.Iface.Index })
+		if i < 0 || !prev[i].Iface.Up || !prev[i].Iface.Running {
+			if len(p.Iface.Addrs) > 0 {
+				return true
+			}
+			continue
+		}
+		for _, a := range p.Iface.Addrs {
+			if !hasAddr(prev[i].Iface, a) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func hasAddr(ifi Iface, a netip.Addr) bool { return slices.Contains(ifi.Addrs, a) }

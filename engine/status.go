@@ -32,7 +32,10 @@ type LinkInfo struct {
 	// Target is the configured destination for this interface (its
 	// override or dstAddr), as written, whether or not it is used.
 	Target string
-	Stats  *Stats // nil when no socket is open
+	// Resolution is Target's resolution state when Target is a name (nil
+	// for an address): the answer in use, its age and the last error.
+	Resolution *NameStatus
+	Stats      *Stats // nil when no socket is open
 	// Quality is what the duplicate filter measured of the link's
 	// replies since its socket opened.
 	Quality Quality
@@ -45,6 +48,7 @@ func (c *Client) Links() []LinkInfo {
 	out := make([]LinkInfo, 0, len(c.plans))
 	for _, p := range c.plans {
 		li := LinkInfo{Name: p.Iface.Name, Label: p.Label, Status: LinkIdle, Reason: p.Reason, Addrs: p.Iface.Addrs, Local: p.Local, Dst: p.Dst, Target: c.planner.target(p.Iface.Name)}
+		li.Resolution = c.names.status(li.Target)
 		if p.Excluded {
 			li.Status = LinkExcluded
 		}
