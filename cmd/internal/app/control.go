@@ -56,6 +56,7 @@ func (c *ClientControl) ClientStatus() control.ClientStatus {
 			cs := l.Stats.Read()
 			cl.Counters = &cs
 		}
+		cl.Resolution = l.Resolution
 		st.Links = append(st.Links, cl)
 	}
 	return st

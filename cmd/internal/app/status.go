@@ -152,7 +152,11 @@ func printClient(w io.Writer, l *control.ClientList) error {
 		}
 		tw.row("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", i.Name, dash(i.Label), i.Status, dash(i.SenderAddress), dash(i.DstAddress), last(i.Last, i.Stats != nil), statsCols(i.Stats), qualityCols(i.Quality), note)
 	}
-	return tw.write(w)
+	if err := tw.write(w); err != nil {
+		return err
+	}
+	printNames(w, l.Interfaces)
+	return nil
 }
 
 func printServer(w io.Writer, l *control.ServerList) error {
@@ -367,3 +371,27 @@ func count(n uint64, one, many string) string {
 }
 
 func perSecond(v float64, unit string) string { return si(v) + " " + unit }
+
+// printNames prints one line per destination name: its answer, the
+// answer's age and the last lookup error.
+func printNames(w io.Writer, ifs []control.Interface) {
+	seen := map[string]bool{}
+	for _, i := range ifs {
+		r := i.Resolution
+		if r == nil || seen[r.Name] {
+			continue
+		}
+		seen[r.Name] = true
+		line := "unresolved"
+		if len(r.Addrs) > 0 {
+			line = strings.Join(r.Addrs, ", ") + ", resolved " + last(r.Age, true) + " ago"
+		}
+		if r.Error != "" {
+			line += "; last lookup failed " + last(r.ErrorAge, true) + " ago: " + r.Error
+		}
+		fmt.Fprintf(w, "\nname %s: %s", r.Name, line)
+	}
+	if len(seen) > 0 {
+		fmt.Fprintln(w)
+	}
+}

@@ -75,6 +75,21 @@ type Interface struct {
 	// Quality is how the link delivers the server's replies; null when
 	// it has no socket.
 	Quality *Quality `json:"quality"`
+	// Resolution is the destination name's state; absent when the
+	// destination is an address.
+	Resolution *Resolution `json:"resolution,omitempty"`
+}
+
+// Resolution is the state of a destination name, resolved in the
+// background: the answer in use (the last good one, kept while DNS fails),
+// its age in seconds (null: never resolved), and the last lookup's error
+// and its age.
+type Resolution struct {
+	Name     string   `json:"name"`
+	Addrs    []string `json:"addrs"`
+	Age      *int64   `json:"age"`
+	Error    string   `json:"error,omitempty"`
+	ErrorAge *int64   `json:"errorAge,omitempty"`
 }
 
 // ServerList is the server's answer to GET /api/v1/get-list.
@@ -258,6 +273,15 @@ func (s *Server) clientList(now time.Time) ClientList {
 		i := Interface{Name: l.Name, Label: l.Label, Status: l.Status, DstAddress: l.Dst}
 		if l.Status != "active" {
 			i.Reason = l.Reason
+		}
+		if r := l.Resolution; r != nil {
+			i.Resolution = &Resolution{Name: r.Name, Addrs: make([]string, len(r.Addrs)), Age: since(now, r.Resolved), Error: r.Err}
+			for k, a := range r.Addrs {
+				i.Resolution.Addrs[k] = a.String()
+			}
+			if r.Err != "" {
+				i.Resolution.ErrorAge = since(now, r.ErrAt)
+			}
 		}
 		if l.Local.IsValid() {
 			i.SenderAddress = l.Local.String()

@@ -46,6 +46,8 @@ type Link struct {
 	Dst   string
 	// Counters are the link socket's; nil when the interface has none.
 	Counters *engine.Counters
+	// Resolution is the destination name's state; nil for an address.
+	Resolution *engine.NameStatus
 	// Quality is how the link delivers the server's replies, measured
 	// since its socket opened (zero without a socket).
 	Quality engine.Quality
