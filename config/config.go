@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -90,6 +91,11 @@ type Server struct {
 	// original engarde did, at the price of making the server a
 	// reflector: off by default.
 	ForwardAnyUDP bool
+	// StateFile is where the server keeps its sessions across a
+	// restart, relative to the configuration file's directory. Empty
+	// means a file in $STATE_DIRECTORY when systemd sets it (see
+	// defaults.StateFileSuffix and StateFilePath), and none otherwise.
+	StateFile string
 	// WebManager configures the management web interface.
 	WebManager WebManager
 	// Log configures logging.
@@ -242,4 +248,17 @@ func Parse(data []byte, file string, role Role) (*Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// StateFilePath returns where the server keeps its sessions: StateFile,
+// or when that is empty a file in the first directory of stateDir (the
+// value of $STATE_DIRECTORY, colon-separated) named after the
+// configuration file, or "" for none.
+func (s *Server) StateFilePath(configFile, stateDir string) string {
+	if s.StateFile != "" || stateDir == "" {
+		return s.StateFile
+	}
+	dir, _, _ := strings.Cut(stateDir, ":")
+	base := strings.TrimSuffix(filepath.Base(configFile), filepath.Ext(configFile))
+	return filepath.Join(dir, base+defaults.StateFileSuffix)
 }

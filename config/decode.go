@@ -24,7 +24,7 @@ import (
 var (
 	topKeys        = []string{"client", "server"}
 	clientKeys     = []string{"description", "listenAddr", "dstAddr", "writeTimeout", "excludedInterfaces", "interfaceLabels", "dstOverrides", "webManager", "fwmark", "log", "engine"}
-	serverKeys     = []string{"description", "listenAddr", "dstAddr", "clientTimeout", "writeTimeout", "forwardAnyUDP", "webManager", "log", "engine"}
+	serverKeys     = []string{"description", "listenAddr", "dstAddr", "clientTimeout", "writeTimeout", "forwardAnyUDP", "stateFile", "webManager", "log", "engine"}
 	overrideKeys   = []string{"ifName", "dstAddr"}
 	labelKeys      = []string{"ifName", "label"}
 	webManagerKeys = []string{"listenAddr", "username", "password", "allowedHosts", "certFile", "keyFile"}
@@ -566,6 +566,9 @@ func (d *decoder) server(path string, sec pair) *Server {
 			s.ClientTimeout = d.clientTimeout(kp, p.val)
 		case "forwardAnyUDP":
 			s.ForwardAnyUDP = d.boolean(kp, p.val, defaults.ForwardAnyUDP)
+		case "stateFile":
+			f, _ := d.str(kp, p.val)
+			s.StateFile = d.relative(f)
 		default:
 			return false
 		}

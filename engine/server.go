@@ -29,6 +29,10 @@ type ServerConfig struct {
 	// every reply WireGuard does not send to a session of its own. It
 	// makes the server a reflector.
 	ForwardAnyUDP bool
+	// StateFile, when set, keeps the sessions across a restart (see
+	// state.go): read when Run starts, written as they change and when
+	// it ends.
+	StateFile string
 }
 
 // Server is the server role: it forwards what the members of a WireGuard
@@ -104,6 +108,8 @@ type Server struct {
 	failLog   rateLimit
 	fullLog   rateLimit
 	wgLog     rateLimit
+	stateLog  rateLimit
+	dirty     atomic.Bool // the sessions changed since the state file was written
 	notWGMu   sync.Mutex          // guards notWGLog
 	notWGLog  map[netip.Addr]bool // sources logged once for non-WireGuard datagrams
 }
@@ -151,6 +157,14 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		s.pool.Close()
 		return nil, fmt.Errorf("opening socket to %s: %w", s.dst, err)
 	}
+	if cfg.StateFile != "" {
+		if err := checkStateDir(cfg.StateFile); err != nil {
+			s.listen.Close()
+			s.hs.Close()
+			s.pool.Close()
+			return nil, fmt.Errorf("state file: %w", err)
+		}
+	}
 	if cfg.ForwardAnyUDP {
 		s.log.warnf("forwardAnyUDP is on: datagrams that are not WireGuard's are forwarded, and their source addresses get every reply of the tunnel; anyone can make this server send its traffic to a forged address")
 	}
@@ -166,6 +180,7 @@ func (s *Server) Reconfigure(cfg ServerConfig) error {
 	fixed.check("listenAddr", cfg.ListenAddr != s.cfg.ListenAddr)
 	fixed.check("dstAddr", cfg.DstAddr != s.cfg.DstAddr)
 	fixed.check("forwardAnyUDP", cfg.ForwardAnyUDP != s.cfg.ForwardAnyUDP)
+	fixed.check("stateFile", cfg.StateFile != s.cfg.StateFile)
 	fixed.engine(cfg.Options, s.cfg.Options)
 	if cfg.ClientTimeout <= 0 {
 		cfg.ClientTimeout = defaults.ClientTimeout
@@ -184,24 +199,33 @@ func (s *Server) ListenAddr() netip.AddrPort { return s.laddr }
 // Run forwards until ctx ends, then closes everything it opened.
 func (s *Server) Run(ctx context.Context) error {
 	s.hsTx = s.newSender(senderConfig{name: "wireguard (handshakes)", conn: s.hs, own: true, stats: &s.UpstreamStats})
+	s.loadState() // before the listen socket is read: a member's first datagram finds its session
 	listenRx := s.newPump("listen", s.listen, &s.ListenStats, s.fromListen).start()
 	hsRx := s.newPump("wireguard (handshakes)", s.hs, &s.UpstreamStats, s.fromHandshakeSocket).start()
 
 	tick := time.NewTicker(min(time.Second, s.cfg.ClientTimeout/4)) // a reload to a shorter timeout is seen within a second
 	defer tick.Stop()
+	saved := nanotime()
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
 			done = true
 		case <-tick.C:
+			now := nanotime()
 			s.mu.Lock()
-			s.expireLocked(nanotime())
+			s.expireLocked(now)
+			some := len(s.sessions) > 0
 			s.mu.Unlock()
 			s.closeLater()
+			if s.dirty.Swap(false) || some && now-saved >= int64(stateRefresh) {
+				s.saveState()
+				saved = now
+			}
 		}
 	}
 
 	listenRx.stop()
+	s.saveState() // before the sessions close: what the next process resumes
 	// Closed members stay in their sessions' lists for their counters to
 	// be read once Run has returned; the sessions stay too.
 	s.mu.Lock()
@@ -308,6 +332,7 @@ func (s *Server) legacyMember(addr netip.AddrPort, local netip.Addr, now int64) 
 			return nil
 		}
 		s.legacy = sess
+		s.log.infof("session %d: forwardAnyUDP's, for sources that are not WireGuard's; its endpoint is %v", sess.id, sess.up.LocalAddr())
 	}
 	return s.addMemberLocked(s.legacy, addr, local, now, false)
 }
@@ -406,6 +431,7 @@ func (s *Server) fromSession(sess *session) func([]*ring.Packet, []conn.Message)
 				// WireGuard initiating: the client's transport messages
 				// will carry this index.
 				sess.win.learn(wgSenderIndex(b))
+				s.dirty.Store(true)
 			}
 		}
 		if !sess.out.send(bufs, msgs, *sess.tx.Load()) {

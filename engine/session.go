@@ -321,6 +321,7 @@ func (s *Server) responseLocked(b []byte, via *session, now int64) *session {
 				continue
 			}
 			g.made = true
+			s.log.infof("session %d: WireGuard answered; its endpoint is %v", sess.id, sess.up.LocalAddr())
 		}
 		s.confirmLocked(g, sess, wgSenderIndex(b), now)
 		g.resp = append(g.resp[:0], b...)
@@ -331,6 +332,7 @@ func (s *Server) responseLocked(b []byte, via *session, now int64) *session {
 		// (forwardAnyUDP, or one older than pendingLife): the session's
 		// own members asked.
 		via.win.learn(wgSenderIndex(b))
+		s.dirty.Store(true)
 		return via
 	}
 	return answered
@@ -340,6 +342,7 @@ func (s *Server) responseLocked(b []byte, via *session, now int64) *session {
 // become members, and the filter judges index.
 func (s *Server) confirmLocked(g *initGroup, sess *session, index uint32, now int64) {
 	sess.win.learn(index)
+	s.dirty.Store(true)
 	if old := sess.last; old != nil && old != g {
 		s.dropGroupLocked(old)
 	}
@@ -418,7 +421,6 @@ func (s *Server) newSessionLocked(legacy bool) (*session, error) {
 	sess.upTx = s.newSender(senderConfig{name: name + " to wireguard", conn: up, own: true, stats: &sess.upStats})
 	sess.upRx = s.newPump(name+" from wireguard", up, &sess.upStats, s.fromSession(sess)).start()
 	s.sessions = append(s.sessions, sess)
-	s.log.infof("session %d: WireGuard answered; its endpoint is %v", sess.id, up.LocalAddr())
 	return sess, nil
 }
 
@@ -644,6 +646,7 @@ func (s *Server) publishLocked(sess *session) {
 	}
 	sess.tx.Store(&tx)
 	sess.win.paths.live.Store(live)
+	s.dirty.Store(true)
 }
 
 // removeMemberLocked takes m out of its session and of the address table;

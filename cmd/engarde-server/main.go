@@ -14,6 +14,8 @@
 package main
 
 import (
+	"os"
+
 	"github.com/engarde-project/engarde/cmd/internal/app"
 	"github.com/engarde-project/engarde/cmd/internal/control"
 	"github.com/engarde-project/engarde/config"
@@ -48,6 +50,7 @@ func run(path string) error {
 		DstAddr:       c.DstAddr,
 		ClientTimeout: c.ClientTimeout,
 		ForwardAnyUDP: c.ForwardAnyUDP,
+		StateFile:     c.StateFilePath(cfg.File, os.Getenv("STATE_DIRECTORY")),
 	}
 	srv, err := engine.NewServer(scfg)
 	if err != nil {
@@ -66,7 +69,8 @@ func run(path string) error {
 		o := opts
 		o.WriteTimeout = n.WriteTimeout
 		view.Configure(n.Description)
-		return srv.Reconfigure(engine.ServerConfig{Options: o, ListenAddr: n.ListenAddr, DstAddr: n.DstAddr, ClientTimeout: n.ClientTimeout, ForwardAnyUDP: n.ForwardAnyUDP})
+		return srv.Reconfigure(engine.ServerConfig{Options: o, ListenAddr: n.ListenAddr, DstAddr: n.DstAddr, ClientTimeout: n.ClientTimeout, ForwardAnyUDP: n.ForwardAnyUDP,
+			StateFile: n.StateFilePath(next.File, os.Getenv("STATE_DIRECTORY"))})
 	})
 	err = sig.Serve(srv.Run, reload.Reload)
 	for _, p := range srv.Peers() {

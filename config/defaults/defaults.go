@@ -24,6 +24,11 @@ const (
 	ForwardAnyUDP = false
 )
 
+// StateFileSuffix names the server's state file when stateFile is empty
+// and systemd gives the service a state directory ($STATE_DIRECTORY): the
+// configuration file's name without its extension, then this.
+const StateFileSuffix = ".sessions"
+
 // Logging.
 const (
 	LogLevel  = "info"

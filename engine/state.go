@@ -1,0 +1,236 @@
+package engine
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// The server's state file keeps its sessions across a restart. WireGuard
+// keeps its sessions while engarde-server restarts; without the file, the
+// clients' transport messages would be a stranger's to the new process
+// (never forwarded: see session), and the tunnel would stay dark until
+// WireGuard's next handshake, 15 s or more later. With it, the first
+// datagram a member sends after the restart goes to WireGuard through the
+// session's new socket, WireGuard moves its endpoint there (it roams to the
+// source of what it authenticates), and its replies flow again.
+//
+// The file holds only what WireGuard's own answers made the server learn:
+// the sessions' indexes, their members' addresses and the last answered
+// initiation, so that a link re-sending it still joins. It is written with
+// mode 0600 by the server alone, replaced whole (a write to a temporary
+// file, then a rename), after a change within a second, every
+// stateRefresh otherwise, and when Run ends.
+
+// stateVersion is the state file's format; a file of another version is
+// ignored (and replaced).
+const stateVersion = 1
+
+// stateRefresh is how often the state file is rewritten without a change,
+// so that a restart after a crash still finds the members' recent silence.
+const stateRefresh = 10 * time.Second
+
+type savedState struct {
+	Version  int            `json:"version"`
+	Saved    time.Time      `json:"saved"`
+	Sessions []savedSession `json:"sessions"`
+}
+
+type savedSession struct {
+	// Indexes are the server WireGuard's indexes that the client's
+	// transport messages carry, newest first; ClientIndexes the client's,
+	// oldest first.
+	Indexes       []uint32      `json:"indexes"`
+	ClientIndexes []uint32      `json:"clientIndexes,omitempty"`
+	Members       []savedMember `json:"members"`
+	// Init and Response are the last initiation WireGuard answered and
+	// its answer, for links that join by re-sending it.
+	Init     []byte `json:"init,omitempty"`
+	Response []byte `json:"response,omitempty"`
+}
+
+type savedMember struct {
+	Addr     netip.AddrPort `json:"addr"`
+	Local    netip.Addr     `json:"local"`
+	Resent   bool           `json:"resent,omitempty"`
+	LastSeen time.Time      `json:"lastSeen"`
+}
+
+// snapshotLocked returns the sessions as the state file keeps them.
+func (s *Server) snapshotLocked(now int64) *savedState {
+	st := &savedState{Version: stateVersion, Saved: time.Now()}
+	wall := time.Now()
+	for _, sess := range s.sessions {
+		if sess.legacy || sess.closed {
+			continue
+		}
+		ss := savedSession{Indexes: sess.win.indexes(), ClientIndexes: sess.clientIx}
+		for _, m := range sess.members {
+			ss.Members = append(ss.Members, savedMember{
+				Addr: m.addr, Local: m.local.Addr(), Resent: m.resent,
+				LastSeen: wall.Add(-time.Duration(now - m.lastSeen.Load())),
+			})
+		}
+		if g := sess.last; g != nil && g.answered {
+			ss.Init, ss.Response = g.msg[:], g.resp
+		}
+		if len(ss.Indexes) > 0 && len(ss.Members) > 0 {
+			st.Sessions = append(st.Sessions, ss)
+		}
+	}
+	return st
+}
+
+// writeState replaces the state file with st.
+func writeState(path string, st *savedState) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // after the rename, nothing is there
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// checkStateDir checks, at start, that the state file can be written
+// where it is to be: a mistake there shows now, not at the first restart.
+func checkStateDir(path string) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
+// readState reads the state file; a missing one is no error and no state.
+func readState(path string) (*savedState, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st savedState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if st.Version != stateVersion {
+		return nil, fmt.Errorf("%s: version %d, not %d", path, st.Version, stateVersion)
+	}
+	return &st, nil
+}
+
+// restoreLocked rebuilds the saved sessions whose members are not too long
+// silent to be kept, and returns how many it rebuilt.
+func (s *Server) restoreLocked(st *savedState, now int64) int {
+	timeout := time.Duration(s.timeout.Load())
+	wall := time.Now()
+	n := 0
+	for _, ss := range st.Sessions {
+		if len(ss.Indexes) == 0 || len(ss.Indexes) > indexesPerSession || len(ss.ClientIndexes) > indexesPerSession || len(ss.Members) > MaxSessionAddrs {
+			continue
+		}
+		var keep []savedMember
+		for _, sm := range ss.Members {
+			if sm.Addr.IsValid() && wall.Sub(sm.LastSeen) < timeout+sessionLinger {
+				keep = append(keep, sm)
+			}
+		}
+		if len(keep) == 0 {
+			continue
+		}
+		sess, err := s.newSessionLocked(false)
+		if err != nil {
+			s.log.warnf("restoring a session: %v", err)
+			return n
+		}
+		for i := len(ss.Indexes) - 1; i >= 0; i-- {
+			sess.win.learn(ss.Indexes[i])
+		}
+		for _, ix := range ss.ClientIndexes {
+			s.byClient[ix] = sess
+			sess.clientIx = append(sess.clientIx, ix)
+		}
+		if len(ss.Init) == wgInitiationLen && wgType(ss.Init, 0) == wgInitiationType {
+			g := &initGroup{idx: wgSenderIndex(ss.Init), sess: sess, answered: true, index: ss.Indexes[0], at: now}
+			copy(g.msg[:], ss.Init)
+			g.sum = maphash.Bytes(initSeed, g.msg[:])
+			g.resp = append([]byte(nil), ss.Response...)
+			s.inits[g.idx] = append(s.inits[g.idx], g)
+			sess.last = g
+		}
+		for _, sm := range keep {
+			m := s.addMemberLocked(sess, sm.Addr, sm.Local, now, sm.Resent)
+			if m == nil {
+				continue
+			}
+			silent := max(wall.Sub(sm.LastSeen), 0)
+			m.lastSeen.Store(now - int64(silent))
+			m.live.Store(silent < timeout)
+			if g := sess.last; g != nil {
+				g.add(sm.Addr, sm.Local)
+			}
+		}
+		s.publishLocked(sess)
+		s.log.infof("session %d restored from %s: %d client addresses; its endpoint is %v", sess.id, s.cfg.StateFile, len(sess.members), sess.up.LocalAddr())
+		n++
+	}
+	return n
+}
+
+// saveState writes the state file, if there is one, and logs a failure
+// once in a while.
+func (s *Server) saveState() {
+	if s.cfg.StateFile == "" {
+		return
+	}
+	s.mu.Lock()
+	st := s.snapshotLocked(nanotime())
+	s.mu.Unlock()
+	if err := writeState(s.cfg.StateFile, st); err != nil && s.stateLog.allow() {
+		s.log.warnf("saving the sessions for a restart: %v", err)
+	}
+}
+
+// loadState restores the sessions of the state file, if there is one.
+func (s *Server) loadState() {
+	if s.cfg.StateFile == "" {
+		return
+	}
+	st, err := readState(s.cfg.StateFile)
+	if err != nil {
+		s.log.warnf("the saved sessions are not restored: %v", err)
+		return
+	}
+	if st == nil {
+		return
+	}
+	s.mu.Lock()
+	n := s.restoreLocked(st, nanotime())
+	s.mu.Unlock()
+	if n > 0 {
+		s.log.infof("restored %d sessions saved %v ago", n, time.Since(st.Saved).Round(time.Millisecond))
+	}
+}
