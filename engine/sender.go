@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/engarde-project/engarde/engine/conn"
+	"github.com/engarde-project/engarde/engine/internal/sys"
 	"github.com/engarde-project/engarde/ring"
 )
 
@@ -133,8 +134,9 @@ func (s *sender) direct() bool {
 
 // finish takes the outcome of a non-blocking write of msgs (for bufs) that
 // sent k of them and returned err: it accounts for what went, drops a
-// message the kernel refused and goes on with the rest, and queues what a
-// full socket did not take.
+// message the kernel refused and goes on with the rest (or drops the rest
+// too when the error refuses the path, sys.IsPathError), and queues what
+// a full socket did not take.
 func (s *sender) finish(bufs []*ring.Packet, msgs []conn.Message, k int, err error) {
 	off := 0
 	for {
@@ -150,6 +152,13 @@ func (s *sender) finish(bufs []*ring.Packet, msgs []conn.Message, k int, err err
 		s.failed(bufs[off], err)
 		off++
 		if off == len(bufs) {
+			return
+		}
+		if sys.IsPathError(err) {
+			// The path refuses (a firewall, no route): the rest of the
+			// batch would fail the same way, one system call each, on
+			// the fan-out loop every link shares.
+			s.drop(bufs[off:], &s.stats.DropError)
 			return
 		}
 		k, err = s.conn.TryWriteBatch(msgs[off:])
@@ -320,6 +329,10 @@ func (s *sender) writeOut(bufs []*ring.Packet) {
 			if len(bufs) > 0 {
 				s.failed(bufs[0], err)
 				bufs = bufs[1:]
+			}
+			if sys.IsPathError(err) {
+				s.drop(bufs, &s.stats.DropError) // as in finish
+				return
 			}
 		}
 	}

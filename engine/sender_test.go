@@ -532,23 +532,23 @@ func TestSenderClosed(t *testing.T) {
 // is dropped alone (DropError, SendErrors, one warning) and the rest of the
 // batch is sent, on the direct path and from the backlog.
 func TestSenderKernelError(t *testing.T) {
-	unreachable := os.NewSyscallError("sendmmsg", syscall.ENETUNREACH)
+	tooLong := os.NewSyscallError("sendmmsg", syscall.EMSGSIZE)
 	t.Run("direct", func(t *testing.T) {
 		r := newSenderRig(t, 8, 8, time.Second, true, nil)
-		r.c.failOnce(2, unreachable)
+		r.c.failOnce(2, tooLong)
 		r.send(r.packets(0, 5))
 		if sent, _, _ := r.c.snapshot(); !slices.Equal(sent, []byte{0, 1, 3, 4}) {
 			t.Fatalf("sent %v, want [0 1 3 4]", sent)
 		}
 		r.checkPool()
 		r.counters(Counters{DropError: 1, SendErrors: 1, TxPackets: 4, TxBytes: bytesOf(0, 5) - bytesOf(2, 3)})
-		if r.warns.Load() != 1 || !strings.Contains(r.lastLog.Load().(string), "network is unreachable") {
+		if r.warns.Load() != 1 || !strings.Contains(r.lastLog.Load().(string), "message too long") {
 			t.Errorf("%d warnings, last %q; want one naming the error", r.warns.Load(), r.lastLog.Load())
 		}
 	})
 	t.Run("last message fails", func(t *testing.T) {
 		r := newSenderRig(t, 8, 8, time.Second, true, nil)
-		r.c.failOnce(2, unreachable)
+		r.c.failOnce(2, tooLong)
 		r.send(r.packets(0, 3))
 		r.checkPool()
 		if p := r.s.pending.Load(); p != 0 {
@@ -561,7 +561,7 @@ func TestSenderKernelError(t *testing.T) {
 		r.c.setBudget(0)
 		r.send(r.packets(0, 4))
 		r.waitBlocked()
-		r.c.failOnce(1, unreachable)
+		r.c.failOnce(1, tooLong)
 		r.c.setBudget(-1)
 		r.waitSent([]byte{0, 2, 3})
 		waitFor(t, "an empty backlog", func() bool { return r.s.pending.Load() == 0 })

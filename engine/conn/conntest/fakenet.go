@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -22,13 +23,37 @@ type Net struct {
 	conns    map[*fakeConn]bool
 	nextPort uint16
 	stalled  map[netip.Addr]chan struct{} // closed when the stall ends
+	refused  map[netip.Addr]error         // sends from here fail with it
+	calls    map[netip.Addr]uint64        // write calls from each address
 }
 
 var _ conn.Backend = (*Net)(nil)
 
 // NewNet returns an empty network.
 func NewNet() *Net {
-	return &Net{conns: map[*fakeConn]bool{}, nextPort: 40000, stalled: map[netip.Addr]chan struct{}{}}
+	return &Net{conns: map[*fakeConn]bool{}, nextPort: 40000, stalled: map[netip.Addr]chan struct{}{}, refused: map[netip.Addr]error{}, calls: map[netip.Addr]uint64{}}
+}
+
+// Refuse makes every send from a fail with errno, as the kernel's does on
+// a path that a firewall rejects (EPERM) or that has no route
+// (ENETUNREACH): sendmmsg(2) fails at the first message. A zero errno ends
+// it.
+func (n *Net) Refuse(a netip.Addr, errno syscall.Errno) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if errno == 0 {
+		delete(n.refused, a)
+		return
+	}
+	n.refused[a] = os.NewSyscallError("sendmmsg", errno)
+}
+
+// SendCalls returns the number of WriteBatch and TryWriteBatch calls made
+// on sockets bound to a: a system call each on a kernel socket.
+func (n *Net) SendCalls(a netip.Addr) uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.calls[a]
 }
 
 // Stall makes sends from a block (TryWriteBatch: conn.conn.ErrWouldBlock) until
@@ -228,6 +253,13 @@ func (c *fakeConn) WriteBatch(msgs []conn.Message) (int, error) { return c.write
 func (c *fakeConn) TryWriteBatch(msgs []conn.Message) (int, error) { return c.write(msgs, false) }
 
 func (c *fakeConn) write(msgs []conn.Message, wait bool) (int, error) {
+	c.net.mu.Lock()
+	c.net.calls[c.laddr.Addr()]++
+	refused := c.net.refused[c.laddr.Addr()]
+	c.net.mu.Unlock()
+	if refused != nil && len(msgs) > 0 && !c.isClosed() {
+		return 0, refused
+	}
 	for i := range msgs {
 		if c.isClosed() {
 			return i, net.ErrClosed
