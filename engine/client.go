@@ -35,6 +35,9 @@ type ClientConfig struct {
 	Watch func() (Watcher, error)
 	// Rescan is the safety-net rescan period (1 s when 0).
 	Rescan time.Duration
+	// StateFile, when set, keeps WireGuard's last handshake across a
+	// restart (see clientState).
+	StateFile string
 }
 
 // Client is the client role: it receives from local WireGuard and sends
@@ -64,6 +67,8 @@ type Client struct {
 		msg [wgInitiationLen]byte
 		at  int64 // nanotime; 0: none yet
 	}
+	stateKick chan struct{} // a new handshake to save
+	stateLog  rateLimit
 
 	active atomic.Pointer[[]*sender] // the senders of the links that carry traffic now
 	out    *fanout                   // used only on the WireGuard receive loop
@@ -78,6 +83,9 @@ type Client struct {
 	// includes it, and included if the configuration excludes it. They
 	// last until ResetExclusions or a restart.
 	swaps map[string]bool
+	// stopping is set once Run closes the links: nothing opens one
+	// again, since the pool their receives land in is about to go.
+	stopping bool
 
 	kick chan struct{}
 	// names resolves the destinations that are names, in the
@@ -106,6 +114,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		failLog: map[string]string{},
 		swaps:   map[string]bool{},
 		kick:    make(chan struct{}, 1),
+		// The state file's writer is kicked from the WireGuard receive
+		// loop, which never waits for it.
+		stateKick: make(chan struct{}, 1),
 	}
 	if err := c.role.init(&c.cfg.Options, 4); err != nil {
 		return nil, err
@@ -138,6 +149,7 @@ func (c *Client) Reconfigure(cfg ClientConfig) error {
 	var fixed fixedSettings
 	fixed.check("listenAddr", cfg.ListenAddr != c.cfg.ListenAddr)
 	fixed.check("fwmark", cfg.FwMark != c.cfg.FwMark)
+	fixed.check("stateFile", cfg.StateFile != c.cfg.StateFile)
 	fixed.engine(cfg.Options, c.cfg.Options)
 	c.mu.Lock()
 	c.applyLocked(cfg)
@@ -159,10 +171,12 @@ func (c *Client) Run(ctx context.Context) error {
 	c.wgTx = c.newSender(senderConfig{name: "wireguard", conn: c.wg, dst: &c.wgAddr, stats: &c.WireGuardStats})
 	wgRx := c.newPump("wireguard", c.wg, &c.WireGuardStats, c.fromWireGuard).start()
 
+	c.loadState() // before the first scan opens links: they re-send what it restores
 	var wg sync.WaitGroup
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	c.names.start(watchCtx)
-	wg.Add(2)
+	wg.Add(3)
+	go func() { defer wg.Done(); c.keepState(watchCtx) }()
 	go func() { defer wg.Done(); c.watch(watchCtx) }()
 	go func() { defer wg.Done(); c.scanLoop(watchCtx) }()
 
@@ -174,6 +188,7 @@ func (c *Client) Run(ctx context.Context) error {
 	// Closed links stay in the map so that their counters can still be
 	// read once Run has returned.
 	return c.shutdown(&c.mu, func() {
+		c.stopping = true
 		c.active.Store(&[]*sender{})
 		for _, l := range c.links {
 			c.closeLink(l)
@@ -226,6 +241,10 @@ func (c *Client) handshake(b []byte, typ byte) {
 	copy(c.lastInit.msg[:], b)
 	c.lastInit.at = nanotime()
 	c.initMu.Unlock()
+	select {
+	case c.stateKick <- struct{}{}:
+	default: // a save is pending already
+	}
 }
 
 // initLife is how long WireGuard's last initiation can name its session:

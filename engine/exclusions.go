@@ -1,5 +1,7 @@
 package engine
 
+import "errors"
+
 // applyLocked takes the parts of cfg that may change at run time.
 func (c *Client) applyLocked(cfg ClientConfig) {
 	c.planner.dst = cfg.DstAddr
@@ -39,14 +41,23 @@ func (c *Client) exclusionsLocked() map[string]bool {
 	return ex
 }
 
+// ErrStopping is returned by the exclusion toggles once Run is closing the
+// client's links.
+var ErrStopping = errors.New("the client is stopping")
+
 // SetExclusion excludes or includes an interface until ResetExclusions or
 // a restart, and reports whether that changed anything. The change takes
-// effect at once.
-func (c *Client) SetExclusion(name string, exclude bool) bool {
+// effect at once. Once Run is stopping it changes nothing and returns
+// ErrStopping: a link opened then would receive into buffers being freed.
+func (c *Client) SetExclusion(name string, exclude bool) (bool, error) {
 	c.mu.Lock()
+	if c.stopping {
+		c.mu.Unlock()
+		return false, ErrStopping
+	}
 	if c.planner.excluded[name] == exclude {
 		c.mu.Unlock()
-		return false
+		return false, nil
 	}
 	if c.swaps[name] {
 		delete(c.swaps, name)
@@ -55,8 +66,9 @@ func (c *Client) SetExclusion(name string, exclude bool) bool {
 	}
 	c.planner.excluded = c.exclusionsLocked()
 	c.mu.Unlock()
+	// scan checks stopping again: Run may have begun to stop since.
 	c.scan()
-	return true
+	return true, nil
 }
 
 // Excluded reports whether an interface is excluded now.
@@ -67,11 +79,17 @@ func (c *Client) Excluded(name string) bool {
 }
 
 // ResetExclusions drops the run-time exclusion changes: the configuration
-// decides again.
-func (c *Client) ResetExclusions() {
+// decides again. Once Run is stopping it changes nothing and returns
+// ErrStopping.
+func (c *Client) ResetExclusions() error {
 	c.mu.Lock()
+	if c.stopping {
+		c.mu.Unlock()
+		return ErrStopping
+	}
 	clear(c.swaps)
 	c.planner.excluded = c.exclusionsLocked()
 	c.mu.Unlock()
 	c.scan()
+	return nil
 }

@@ -146,6 +146,9 @@ func (c *Client) scan() {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.stopping {
+		return
+	}
 	plans := c.planner.plan(ifs)
 	if cameUp(c.plans, plans) {
 		c.names.retry() // DNS may be reachable now
