@@ -463,17 +463,23 @@ func (s *Server) handleExclusion(mode int) http.HandlerFunc {
 		}
 		c := s.role.Client
 		res := Result{Status: "ok"}
+		var changed bool
+		var err error
 		switch mode {
 		case swap:
-			c.SetExclusion(name, !c.Excluded(name))
+			_, err = c.SetExclusion(name, !c.Excluded(name))
 		case include:
-			if !c.SetExclusion(name, false) {
+			if changed, err = c.SetExclusion(name, false); !changed {
 				res.Status = "already-included"
 			}
 		case exclude:
-			if !c.SetExclusion(name, true) {
+			if changed, err = c.SetExclusion(name, true); !changed {
 				res.Status = "already-excluded"
 			}
+		}
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, err.Error())
+			return
 		}
 		s.log.infof("web manager: %s %s (from %s)", actionNames[mode], name, r.RemoteAddr)
 		writeJSON(w, http.StatusOK, res)
@@ -483,7 +489,10 @@ func (s *Server) handleExclusion(mode int) http.HandlerFunc {
 var actionNames = [...]string{swap: "swap-exclusion", include: "include", exclude: "exclude"}
 
 func (s *Server) handleReset(w http.ResponseWriter, r *http.Request) {
-	s.role.Client.ResetExclusions()
+	if err := s.role.Client.ResetExclusions(); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
 	s.log.infof("web manager: reset-exclusions (from %s)", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, Result{Status: "ok"})
 }

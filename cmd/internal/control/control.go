@@ -17,17 +17,25 @@
 //	POST /api/v1/swap-exclusion     {"interface": NAME}: toggle (client)
 //	POST /api/v1/include            {"interface": NAME} (client)
 //	POST /api/v1/exclude            {"interface": NAME} (client)
-//	POST /api/v1/reset-exclusions   drop run-time toggles (client; GET too,
-//	                                as the original page sent it)
+//	POST /api/v1/reset-exclusions   drop run-time toggles (client)
 //	GET  /metrics                   Prometheus text format
 //
-// Errors are JSON, {"error": "..."}, with a 4xx status.
+// State changes only by POST: a GET can be sent by any page the operator
+// visits (an <img> tag) with the browser's stored credentials, so the
+// original page's GET /api/v1/reset-exclusions is answered 405. Requests
+// naming a host other than localhost, an IP address or one the operator
+// allows are refused (421), which defeats DNS rebinding; browsers' POSTs
+// from another origin are refused (403).
+//
+// Errors are JSON, {"error": "..."}, with a 4xx status (503 when the
+// engine is stopping).
 package control
 
 import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"embed"
 	"errors"
 	"fmt"
@@ -46,9 +54,15 @@ import (
 type Options struct {
 	// ListenAddr is the host:port to serve on; empty serves nothing.
 	ListenAddr string
-	// Username and Password turn on HTTP Basic authentication when both
-	// are set.
+	// Username and Password turn on HTTP Basic authentication; set both
+	// or neither.
 	Username, Password string
+	// AllowedHosts are the host names, besides localhost and IP
+	// addresses, that a request's Host header may name.
+	AllowedHosts []string
+	// CertFile and KeyFile, both set or neither, serve HTTPS with that
+	// certificate (PEM, leaf first) and key.
+	CertFile, KeyFile string
 	// Version is reported by the API, the page and the metrics.
 	Version string
 	// Log receives what the control plane has to say; nil discards it.
@@ -104,10 +118,18 @@ type Server struct {
 	rates   *sampler
 	handler http.Handler
 	auth    atomic.Pointer[credentials] // nil: no authentication
+	hosts   atomic.Pointer[hostPolicy]  // the Host headers answered
+	cert    atomic.Pointer[tls.Certificate]
+	refused hostRefusals
+	httpLog rateLimit
+	opts    Options // the last options accepted
 
-	mu      sync.Mutex // guards started, addr, srv, ln and stop
+	mu      sync.Mutex // guards what follows
 	started bool       // between Start and Close
 	addr    string     // the configured listen address
+	allowed []string   // the configured AllowedHosts
+	useTLS  bool       // configured for HTTPS (cert holds the certificate)
+	srvTLS  bool       // srv serves HTTPS
 	srv     *http.Server
 	ln      net.Listener
 	stop    chan struct{} // closed to stop the sampler; nil when it is not running
@@ -123,33 +145,63 @@ type credentials struct {
 //go:embed web
 var webFiles embed.FS
 
-// New returns a server for role; Start makes it listen.
+// New returns a server for role; Start makes it listen (and reads the
+// certificate, for HTTPS).
 func New(o Options, role Role) (*Server, error) {
 	if (role.Client == nil) == (role.Server == nil) {
 		return nil, errors.New("control: exactly one of Role.Client and Role.Server must be set")
 	}
+	if err := checkOptions(o); err != nil {
+		return nil, err
+	}
 	s := &Server{role: role, version: o.Version, log: o.Log, rates: newSampler()}
 	s.setAuth(o)
 	s.handler = s.routes()
-	s.addr = o.ListenAddr
+	s.addr, s.allowed, s.useTLS = o.ListenAddr, o.AllowedHosts, o.CertFile != ""
+	s.opts = o
+	s.hosts.Store(newHostPolicy(o.ListenAddr, nil, o.AllowedHosts))
 	return s, nil
+}
+
+// checkOptions refuses options that would serve with less protection than
+// they ask for: half a login would serve with none, half a TLS setup in
+// clear.
+func checkOptions(o Options) error {
+	if (o.Username == "") != (o.Password == "") {
+		return errors.New("web manager: a login needs both a username and a password; set both, or neither for none")
+	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return errors.New("web manager: HTTPS needs both a certificate file and a key file; set both, or neither for plain HTTP")
+	}
+	return nil
+}
+
+// loadCert reads the certificate and key of o, or returns nil when o
+// serves plain HTTP.
+func (s *Server) loadCert(o Options) (*tls.Certificate, error) {
+	if o.CertFile == "" {
+		return nil, nil
+	}
+	c, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("web manager: loading the certificate %s and its key %s: %w", o.CertFile, o.KeyFile, err)
+	}
+	if c.Leaf != nil && time.Now().After(c.Leaf.NotAfter) {
+		s.log.warnf("web manager: the certificate %s expired on %s; browsers will refuse it", o.CertFile, c.Leaf.NotAfter.UTC().Format(time.DateOnly))
+	}
+	return &c, nil
 }
 
 // Handler returns the server's HTTP handler, authentication included.
 func (s *Server) Handler() http.Handler { return s.handler }
 
+// setAuth takes the credentials of o, which checkOptions accepted.
 func (s *Server) setAuth(o Options) {
-	switch {
-	case o.Username != "" && o.Password != "":
+	if o.Username != "" && o.Password != "" {
 		s.auth.Store(&credentials{user: sha256.Sum256([]byte(o.Username)), pass: sha256.Sum256([]byte(o.Password))})
-	case o.Username != "" || o.Password != "":
-		s.auth.Store(nil)
-		if o.ListenAddr != "" {
-			s.log.warnf("web manager: a username and a password are both needed for authentication; serving without it")
-		}
-	default:
-		s.auth.Store(nil)
+		return
 	}
+	s.auth.Store(nil)
 }
 
 func (s *Server) routes() http.Handler {
@@ -163,7 +215,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/api/v1/get-list", list)
 	mux.Handle("/metrics", methods(http.HandlerFunc(s.handleMetrics), http.MethodGet, http.MethodHead))
 	if s.role.Client != nil {
-		reset := methods(http.HandlerFunc(s.handleReset), http.MethodPost, http.MethodGet)
+		// The original's page reset with GET; a GET must change nothing.
+		reset := methods(http.HandlerFunc(s.handleReset), http.MethodPost)
 		mux.Handle("/api/v1/swap-exclusion", methods(s.handleExclusion(swap), http.MethodPost))
 		mux.Handle("/api/v1/include", methods(s.handleExclusion(include), http.MethodPost))
 		mux.Handle("/api/v1/exclude", methods(s.handleExclusion(exclude), http.MethodPost))
@@ -184,7 +237,7 @@ func (s *Server) routes() http.Handler {
 	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "cross-origin request refused")
 	}))
-	return s.authenticate(headers(csrf.Handler(mux)))
+	return headers(s.checkHost(s.authenticate(csrf.Handler(mux))))
 }
 
 // methods answers 405 with a JSON error to methods other than allowed.
@@ -234,12 +287,21 @@ func (s *Server) authenticate(h http.Handler) http.Handler {
 
 // Start listens on the configured address and serves in the background;
 // with no address it does nothing until Reconfigure gives one. The rate
-// sampler runs while the server serves.
+// sampler runs while the server serves. A certificate that cannot be read
+// is an error, and nothing is served until Reconfigure succeeds.
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.started = true
-	return s.listenLocked(s.addr)
+	if s.addr == "" {
+		return nil
+	}
+	c, err := s.loadCert(s.opts)
+	if err != nil {
+		return err
+	}
+	s.cert.Store(c)
+	return s.listenLocked(s.addr, s.useTLS)
 }
 
 // Addr returns the address the server listens on, or nil.
@@ -267,13 +329,15 @@ func (s *Server) sampleLoop(stop chan struct{}) {
 	}
 }
 
-// listenLocked starts serving on addr, then stops serving on the previous
-// address, if any. On error the previous server keeps running.
-func (s *Server) listenLocked(addr string) error {
+// listenLocked starts serving on addr, over TLS with s.cert when useTLS,
+// then stops serving on the previous address, if any. On error the
+// previous server keeps running.
+func (s *Server) listenLocked(addr string, useTLS bool) error {
 	if addr == "" {
 		shutdown(s.srv, s.ln)
 		s.srv, s.ln, s.addr = nil, nil, ""
 		s.stopSamplerLocked()
+		s.hosts.Store(newHostPolicy("", nil, s.allowed))
 		return nil
 	}
 	ln, err := net.Listen("tcp", addr)
@@ -284,7 +348,7 @@ func (s *Server) listenLocked(addr string) error {
 		s.srv, s.ln = nil, nil
 		if ln, err = net.Listen("tcp", addr); err != nil {
 			if back, err2 := net.Listen("tcp", s.addr); err2 == nil {
-				s.serveLocked(back, s.addr)
+				s.serveLocked(back, s.addr, s.srvTLS)
 			}
 		}
 	}
@@ -292,16 +356,30 @@ func (s *Server) listenLocked(addr string) error {
 		return fmt.Errorf("web manager: listening on %s: %w", addr, err)
 	}
 	old, oldLn := s.srv, s.ln
-	s.serveLocked(ln, addr)
+	s.serveLocked(ln, addr, useTLS)
 	shutdown(old, oldLn)
-	s.log.infof("web manager listening on http://%s/", ln.Addr())
+	scheme := "http"
+	if useTLS {
+		scheme = "https"
+	}
+	s.log.infof("web manager listening on %s://%s/", scheme, ln.Addr())
 	s.warnExposedLocked()
 	return nil
 }
 
-// serveLocked serves on ln, configured as addr, and starts the sampler if
-// it is not running.
-func (s *Server) serveLocked(ln net.Listener, addr string) {
+// serveLocked serves on ln, configured as addr, over TLS when useTLS, and
+// starts the sampler if it is not running.
+func (s *Server) serveLocked(ln net.Listener, addr string, useTLS bool) {
+	s.hosts.Store(newHostPolicy(addr, ln.Addr(), s.allowed))
+	if useTLS {
+		ln = tls.NewListener(ln, &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			NextProtos: []string{"http/1.1"},
+			// Read at each handshake, so that a reload renews the
+			// certificate without closing the listener.
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil },
+		})
+	}
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -309,9 +387,9 @@ func (s *Server) serveLocked(ln net.Listener, addr string) {
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          log.New(logWriter{s.log}, "web manager: ", 0),
+		ErrorLog:          log.New(logWriter{s.log, &s.httpLog}, "web manager: ", 0),
 	}
-	s.srv, s.ln, s.addr = srv, ln, addr
+	s.srv, s.ln, s.addr, s.srvTLS = srv, ln, addr, useTLS
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.errorf("web manager on %s stopped: %v", ln.Addr(), err)
@@ -330,12 +408,56 @@ func loopback(a net.Addr) bool {
 	return ok && ta.IP.IsLoopback()
 }
 
-// logWriter passes net/http's own messages (accept errors, bad requests
-// it answers itself) to the logger as warnings.
-type logWriter struct{ l *Logger }
+// logWriter passes net/http's own messages (accept errors, failed TLS
+// handshakes, bad requests it answers itself) to the logger as warnings,
+// at most logBurst in each logEvery: anyone who reaches the port can make
+// net/http log.
+type logWriter struct {
+	l *Logger
+	r *rateLimit
+}
+
+// The limit of net/http's messages logged.
+const (
+	logBurst = 10
+	logEvery = time.Minute
+)
+
+// rateLimit lets through n events per window, and counts the rest.
+type rateLimit struct {
+	mu      sync.Mutex // guards what follows
+	start   time.Time  // of the current window
+	n       int        // events let through in it
+	dropped int        // events not let through since the last one that was
+}
+
+// allow reports whether an event at now is let through, and how many were
+// not since the last one that was.
+func (r *rateLimit) allow(now time.Time) (bool, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Sub(r.start) >= logEvery {
+		r.start, r.n = now, 0
+	}
+	if r.n >= logBurst {
+		r.dropped++
+		return false, 0
+	}
+	r.n++
+	d := r.dropped
+	r.dropped = 0
+	return true, d
+}
 
 func (w logWriter) Write(p []byte) (int, error) {
-	w.l.warnf("%s", strings.TrimSuffix(string(p), "\n"))
+	ok, dropped := w.r.allow(time.Now())
+	switch {
+	case !ok:
+	case dropped > 0:
+		w.l.warnf("%s (and %d such messages not logged before it)", strings.TrimSuffix(string(p), "\n"), dropped)
+	default:
+		w.l.warnf("%s", strings.TrimSuffix(string(p), "\n"))
+	}
 	return len(p), nil
 }
 
@@ -354,31 +476,60 @@ func shutdown(srv *http.Server, ln net.Listener) {
 	_ = ln.Close() // usually closed already by Shutdown
 }
 
-// Reconfigure applies new options at run time: the credentials at once,
-// and a new listen address by listening there before closing the old one
-// (on error the old one stays, and the error says why).
+// Reconfigure applies new options at run time: the credentials, the
+// allowed hosts and a renewed certificate at once, and a new listen
+// address or a change between HTTP and HTTPS by listening anew before
+// closing the old listener. Options that checkOptions refuses, or a
+// certificate that cannot be read, change nothing; a failure to listen
+// keeps the old listener. The error says why.
 func (s *Server) Reconfigure(o Options) error {
+	if err := checkOptions(o); err != nil {
+		return err
+	}
+	useTLS := o.CertFile != ""
+	var cert *tls.Certificate
+	if useTLS && o.ListenAddr != "" {
+		c, err := s.loadCert(o)
+		if err != nil {
+			return err
+		}
+		cert = c
+	}
 	s.setAuth(o)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.opts, s.allowed, s.useTLS = o, o.AllowedHosts, useTLS
 	if !s.started {
 		// Not started: Start listens where the last options say.
 		s.addr = o.ListenAddr
+		s.hosts.Store(newHostPolicy(o.ListenAddr, nil, o.AllowedHosts))
 		return nil
 	}
-	if o.ListenAddr == s.addr && (s.srv != nil || o.ListenAddr == "") {
+	if cert != nil {
+		s.cert.Store(cert)
+	}
+	if o.ListenAddr == s.addr && (o.ListenAddr == "" || s.srv != nil && s.srvTLS == useTLS) {
+		var bound net.Addr
 		if s.ln != nil {
+			bound = s.ln.Addr()
 			s.warnExposedLocked()
 		}
+		s.hosts.Store(newHostPolicy(s.addr, bound, s.allowed))
 		return nil
 	}
-	return s.listenLocked(o.ListenAddr)
+	return s.listenLocked(o.ListenAddr, useTLS)
 }
 
 // warnExposedLocked warns when the server takes requests from other hosts
-// without a password.
+// on plain HTTP, or without a password.
 func (s *Server) warnExposedLocked() {
-	if s.auth.Load() == nil && !loopback(s.ln.Addr()) {
+	if loopback(s.ln.Addr()) {
+		return
+	}
+	if !s.srvTLS {
+		s.log.warnf("web manager on %s serves plain HTTP beyond loopback: the login and everything the API says and does travel in clear; set webManager.certFile and webManager.keyFile, or listen on 127.0.0.1 (and reach it through an SSH tunnel)", s.ln.Addr())
+	}
+	if s.auth.Load() == nil {
 		s.log.warnf("web manager on %s is reachable from other hosts without a password: set webManager.username and webManager.password, or listen on 127.0.0.1", s.ln.Addr())
 	}
 }

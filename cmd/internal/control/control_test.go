@@ -2,6 +2,7 @@ package control
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -25,6 +26,7 @@ type fakeClient struct {
 	excluded map[string]bool
 	links    []Link
 	resets   int
+	stopping bool // the toggles fail, as the engine's do once Run is stopping
 }
 
 var t0 = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -72,14 +74,17 @@ func (f *fakeClient) ClientStatus() ClientStatus {
 	}
 }
 
-func (f *fakeClient) SetExclusion(name string, exclude bool) bool {
+func (f *fakeClient) SetExclusion(name string, exclude bool) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.stopping {
+		return false, errors.New("the client is stopping")
+	}
 	if f.excluded[name] == exclude {
-		return false
+		return false, nil
 	}
 	f.excluded[name] = exclude
-	return true
+	return true, nil
 }
 
 func (f *fakeClient) Excluded(name string) bool {
@@ -88,11 +93,15 @@ func (f *fakeClient) Excluded(name string) bool {
 	return f.excluded[name]
 }
 
-func (f *fakeClient) ResetExclusions() {
+func (f *fakeClient) ResetExclusions() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.stopping {
+		return errors.New("the client is stopping")
+	}
 	f.resets++
 	f.excluded = map[string]bool{"wg0": true}
+	return nil
 }
 
 type fakeServer struct{ sessions []SessionStatus }
@@ -146,7 +155,8 @@ func newTest(t *testing.T, o Options, r Role) *Server {
 	return s
 }
 
-// do sends a request to h and returns the status and body.
+// do sends a request to h and returns the status and body. The request
+// names host 127.0.0.1:9001 unless hdr sets "Host".
 func do(t *testing.T, h http.Handler, method, path, body string, hdr ...string) (int, http.Header, string) {
 	t.Helper()
 	var rd io.Reader
@@ -154,7 +164,12 @@ func do(t *testing.T, h http.Handler, method, path, body string, hdr ...string) 
 		rd = strings.NewReader(body)
 	}
 	req := httptest.NewRequest(method, path, rd)
+	req.Host = "127.0.0.1:9001"
 	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == "Host" {
+			req.Host = hdr[i+1]
+			continue
+		}
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	w := httptest.NewRecorder()
@@ -344,8 +359,9 @@ func TestActions(t *testing.T) {
 		{"POST", "/swap-exclusion", `{"interface":"eth0"}`, 200, `{"status":"ok"}`, true},
 		{"POST", "/api/v1/reset-exclusions", ``, 200, `{"status":"ok"}`, false},
 		{"POST", "/api/v1/exclude", `{"interface":"eth0"}`, 200, `{"status":"ok"}`, true},
-		// The original's page reset with GET.
-		{"GET", "/api/v1/reset-exclusions", ``, 200, `{"status":"ok"}`, false},
+		// The original's page reset with GET, which any page can send.
+		{"GET", "/api/v1/reset-exclusions", ``, 405, `{"error":"method GET not allowed; use POST"}`, true},
+		{"GET", "/reset-exclusions", ``, 405, `{"error":"method GET not allowed; use POST"}`, true},
 	} {
 		code, hdr, body := do(t, h, c.method, c.path, c.body)
 		if code != c.code || strings.TrimSpace(body) != c.want || hdr.Get("Content-Type") != "application/json" {
@@ -355,8 +371,51 @@ func TestActions(t *testing.T) {
 			t.Errorf("%s %s: eth0 excluded %v, want %v", c.method, c.path, f.Excluded("eth0"), c.excluded)
 		}
 	}
-	if f.resets != 2 {
-		t.Errorf("%d resets, want 2", f.resets)
+	if f.resets != 1 {
+		t.Errorf("%d resets, want 1", f.resets)
+	}
+}
+
+// TestGetChangesNothing plays an <img src=...> on a page the operator
+// visits, with the browser's stored login: GET and HEAD on every path, the
+// actions included, change no state.
+func TestGetChangesNothing(t *testing.T) {
+	f := newFakeClient()
+	f.SetExclusion("eth1", true)
+	h := newTest(t, Options{}, Role{Client: f}).Handler()
+	paths := []string{"/", "/app.js", "/app.css", "/metrics", "/get-list", "/api/v1/get-list",
+		"/api/v1/swap-exclusion", "/api/v1/include", "/api/v1/exclude", "/api/v1/reset-exclusions",
+		"/swap-exclusion", "/reset-exclusions", "/api/v1/swap-exclusion?interface=eth0", "/api/v1/exclude?interface=eth0"}
+	changes := 0
+	for _, p := range paths {
+		for _, m := range []string{"GET", "HEAD"} {
+			code, hdr, _ := do(t, h, m, p, "", "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Dest", "image")
+			if f.Excluded("eth0") || !f.Excluded("eth1") || f.resets != 0 {
+				changes++
+				t.Errorf("%s %s (%d) changed the exclusions: eth0 %v, eth1 %v, %d resets", m, p, code, f.Excluded("eth0"), f.Excluded("eth1"), f.resets)
+			}
+			if strings.Contains(p, "exclu") && (code != 405 || hdr.Get("Allow") != "POST") {
+				t.Errorf("%s %s: %d, Allow %q; want 405, Allow POST", m, p, code, hdr.Get("Allow"))
+			}
+		}
+	}
+	t.Logf("%d GET and HEAD requests on %d paths: %d state changes", 2*len(paths), len(paths), changes)
+}
+
+// TestStopping: once the engine is stopping, an action answers 503 and
+// changes nothing.
+func TestStopping(t *testing.T) {
+	f := newFakeClient()
+	f.stopping = true
+	h := newTest(t, Options{}, Role{Client: f}).Handler()
+	for _, p := range []string{"/api/v1/exclude", "/api/v1/include", "/api/v1/swap-exclusion", "/api/v1/reset-exclusions"} {
+		code, _, body := do(t, h, "POST", p, `{"interface":"eth0"}`)
+		if code != 503 || !strings.Contains(body, "stopping") {
+			t.Errorf("POST %s while stopping: %d %s, want 503", p, code, body)
+		}
+	}
+	if f.Excluded("eth0") || f.resets != 0 {
+		t.Errorf("state changed while stopping: eth0 excluded %v, %d resets", f.Excluded("eth0"), f.resets)
 	}
 }
 
@@ -445,9 +504,9 @@ func TestAuth(t *testing.T) {
 		}
 	})
 	t.Run("off", func(t *testing.T) {
-		// Without both a username and a password there is no login, as
-		// in the original.
-		for _, o := range []Options{{}, {Username: "admin"}, {Password: "s3cret"}} {
+		// Without a username and a password there is no login, as in
+		// the original.
+		for _, o := range []Options{{}} {
 			h := newTest(t, o, Role{Client: newFakeClient()}).Handler()
 			for _, p := range paths {
 				if code, _, body := do(t, h, p.method, p.path, p.body); code == 401 {
@@ -748,11 +807,38 @@ func TestLoopbackWarning(t *testing.T) {
 	if !strings.Contains(l.String(), "WRN web manager on 0.0.0.0:9001 is reachable from other hosts without a password") {
 		t.Errorf("no warning:\n%s", l.String())
 	}
-	// Half the credentials: a warning that there is no login.
+	if !strings.Contains(l.String(), "WRN web manager on 0.0.0.0:9001 serves plain HTTP beyond loopback: the login and everything the API says and does travel in clear") {
+		t.Errorf("no warning about plain HTTP:\n%s", l.String())
+	}
+	// With a login and TLS, nothing to warn about.
 	var l2 logs
-	newTest(t, Options{ListenAddr: "127.0.0.1:0", Username: "u", Log: l2.logger()}, Role{Client: newFakeClient()})
-	if !strings.Contains(l2.String(), "a username and a password are both needed") {
-		t.Errorf("no warning about half the credentials:\n%s", l2.String())
+	s2 := newTest(t, Options{Log: l2.logger(), Username: "u", Password: "p"}, Role{Client: newFakeClient()})
+	s2.ln, s2.srvTLS = fakeListener{&net.TCPAddr{IP: net.IPv6unspecified, Port: 9001}}, true
+	s2.warnExposedLocked()
+	if l2.String() != "" {
+		t.Errorf("warned with TLS and a login:\n%s", l2.String())
+	}
+}
+
+// TestHalfSet: half the credentials, or half a TLS setup, is refused by
+// New and by Reconfigure rather than served with less than was asked for;
+// a refused Reconfigure keeps the login.
+func TestHalfSet(t *testing.T) {
+	for _, o := range []Options{{Username: "admin"}, {Password: "s3cret"}, {CertFile: "c.pem"}, {KeyFile: "k.pem"}} {
+		if _, err := New(o, Role{Client: newFakeClient()}); err == nil {
+			t.Errorf("New(%+v): no error", o)
+		}
+	}
+	s := newTest(t, Options{ListenAddr: "127.0.0.1:0", Username: "u", Password: "p"}, Role{Client: newFakeClient()})
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Reconfigure(Options{ListenAddr: "127.0.0.1:0", Password: "p"}); err == nil || !strings.Contains(err.Error(), "both a username and a password") {
+		t.Errorf("Reconfigure with a password only: %v", err)
+	}
+	if code, _ := get(t, s.Addr(), "/api/v1/get-list", "", ""); code != 401 {
+		t.Errorf("after a refused reload: %d without credentials, want 401", code)
 	}
 }
 

@@ -14,13 +14,15 @@ type ClientRole interface {
 	ClientStatus() ClientStatus
 	// SetExclusion excludes or includes an interface until
 	// ResetExclusions or a restart, and reports whether that changed
-	// anything.
-	SetExclusion(name string, exclude bool) bool
+	// anything. Once the client is stopping it changes nothing and
+	// returns an error.
+	SetExclusion(name string, exclude bool) (bool, error)
 	// Excluded reports whether an interface is excluded now.
 	Excluded(name string) bool
 	// ResetExclusions drops the run-time exclusion changes, so the
-	// configuration decides again.
-	ResetExclusions()
+	// configuration decides again; once the client is stopping it
+	// changes nothing and returns an error.
+	ResetExclusions() error
 }
 
 // ServerRole is what the control plane reads from a server. ServerStatus
