@@ -67,6 +67,9 @@ type Client struct {
 	WebManager WebManager
 	// FwMark is the SO_MARK set on the sending sockets; 0 sets none.
 	FwMark uint32
+	// StateFile is where the client keeps WireGuard's last handshake
+	// across a restart; see Server.StateFile.
+	StateFile string
 	// Log configures logging.
 	Log Log
 	// Engine tunes the data path.
@@ -94,7 +97,7 @@ type Server struct {
 	// StateFile is where the server keeps its sessions across a
 	// restart, relative to the configuration file's directory. Empty
 	// means a file in $STATE_DIRECTORY when systemd sets it (see
-	// defaults.StateFileSuffix and StateFilePath), and none otherwise.
+	// StateFilePath), and none otherwise.
 	StateFile string
 	// WebManager configures the management web interface.
 	WebManager WebManager
@@ -250,15 +253,19 @@ func Parse(data []byte, file string, role Role) (*Config, error) {
 	return cfg, nil
 }
 
-// StateFilePath returns where the server keeps its sessions: StateFile,
-// or when that is empty a file in the first directory of stateDir (the
-// value of $STATE_DIRECTORY, colon-separated) named after the
-// configuration file, or "" for none.
-func (s *Server) StateFilePath(configFile, stateDir string) string {
-	if s.StateFile != "" || stateDir == "" {
-		return s.StateFile
+// StateFilePath returns where a role keeps its state across a restart:
+// stateFile as configured, or when that is empty a file in the first
+// directory of stateDir (the value of $STATE_DIRECTORY, colon-separated)
+// named after the configuration file and the role, or "" for none.
+func StateFilePath(stateFile, configFile, stateDir string, role Role) string {
+	if stateFile != "" || stateDir == "" {
+		return stateFile
 	}
 	dir, _, _ := strings.Cut(stateDir, ":")
 	base := strings.TrimSuffix(filepath.Base(configFile), filepath.Ext(configFile))
-	return filepath.Join(dir, base+defaults.StateFileSuffix)
+	suffix := defaults.ServerStateSuffix
+	if role == RoleClient {
+		suffix = defaults.ClientStateSuffix
+	}
+	return filepath.Join(dir, base+suffix)
 }

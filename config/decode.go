@@ -23,7 +23,7 @@ import (
 // checks them against engarde.yml.sample, which loads without error.
 var (
 	topKeys        = []string{"client", "server"}
-	clientKeys     = []string{"description", "listenAddr", "dstAddr", "writeTimeout", "excludedInterfaces", "interfaceLabels", "dstOverrides", "webManager", "fwmark", "log", "engine"}
+	clientKeys     = []string{"description", "listenAddr", "dstAddr", "writeTimeout", "excludedInterfaces", "interfaceLabels", "dstOverrides", "webManager", "fwmark", "stateFile", "log", "engine"}
 	serverKeys     = []string{"description", "listenAddr", "dstAddr", "clientTimeout", "writeTimeout", "forwardAnyUDP", "stateFile", "webManager", "log", "engine"}
 	overrideKeys   = []string{"ifName", "dstAddr"}
 	labelKeys      = []string{"ifName", "label"}
@@ -481,6 +481,9 @@ func (d *decoder) client(path string, sec pair) *Client {
 			c.InterfaceLabels = d.labels(kp, p.val)
 		case "dstOverrides":
 			c.DstOverrides = d.overrides(kp, p.val)
+		case "stateFile":
+			f, _ := d.str(kp, p.val)
+			c.StateFile = d.relative(f)
 		case "fwmark":
 			if v, ok := d.integer(kp, p.val, "an integer"); ok {
 				if v < 0 || v > maxFwMark {

@@ -76,6 +76,8 @@ type testNet struct {
 	// clientTimeout is the server's (30 s when 0: longer than any stall
 	// of a test slowed down by the race detector on a busy machine).
 	clientTimeout time.Duration
+	// clientState is the client's state file (none when empty).
+	clientState string
 	// open opens a plain socket for the WireGuard stand-ins.
 	open func(t *testing.T, laddr netip.AddrPort) conn.Conn
 }
@@ -106,7 +108,11 @@ type tunnel struct {
 	client *Client
 	server *Server
 	wgApp  conn.Conn // the client-side WireGuard stand-in
+	ctx    context.Context
 	cancel context.CancelFunc
+	// clientCfg is the client's configuration; stopClient ends it alone.
+	clientCfg  ClientConfig
+	stopClient func()
 	wg     sync.WaitGroup
 	echoed atomic.Uint64
 	// initiations counts those the server-side stand-in received; inits
@@ -119,7 +125,7 @@ func startTunnel(t *testing.T, n *testNet, opts Options) *tunnel {
 	conntest.CheckGoroutines(t)
 	tu := &tunnel{t: t}
 	ctx, cancel := context.WithCancel(context.Background())
-	tu.cancel = cancel
+	tu.ctx, tu.cancel = ctx, cancel
 
 	echo := n.open(t, netip.AddrPortFrom(n.wg, 0))
 	// Links run over loopback addresses, not interfaces of their own.
@@ -143,22 +149,19 @@ func startTunnel(t *testing.T, n *testNet, opts Options) *tunnel {
 		{Name: "a", Index: 101, Up: true, Running: true, Addrs: []netip.Addr{n.linkA}},
 		{Name: "b", Index: 102, Up: true, Running: true, Addrs: []netip.Addr{n.linkB}},
 	}}
-	cl, err := NewClient(ClientConfig{
+	tu.clientCfg = ClientConfig{
 		Options:    opts,
 		ListenAddr: netip.AddrPortFrom(n.wg, 0).String(),
 		DstAddr:    netip.AddrPortFrom(n.server, srv.ListenAddr().Port()).String(),
 		Interfaces: tu.ifs.list,
 		Watch:      tu.ifs.watcher,
-	})
-	if err != nil {
-		t.Fatal(err)
+		StateFile:  n.clientState,
 	}
-	tu.client = cl
 	tu.wgApp = n.open(t, netip.AddrPortFrom(n.wg, 0))
 
-	tu.wg.Add(3)
+	tu.wg.Add(2)
 	go func() { defer tu.wg.Done(); srv.Run(ctx) }()
-	go func() { defer tu.wg.Done(); cl.Run(ctx) }()
+	tu.startClient(ctx)
 	go func() { defer tu.wg.Done(); tu.echoFirst(echo) }()
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -172,6 +175,22 @@ func startTunnel(t *testing.T, n *testNet, opts Options) *tunnel {
 	tu.waitLinks(2)
 	tu.handshake()
 	return tu
+}
+
+// startClient starts a client of tu.clientCfg, to run until ctx ends or
+// tu.stopClient.
+func (tu *tunnel) startClient(ctx context.Context) {
+	tu.t.Helper()
+	cl, err := NewClient(tu.clientCfg)
+	if err != nil {
+		tu.t.Fatal(err)
+	}
+	tu.client = cl
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	tu.stopClient = func() { cancel(); <-done }
+	tu.wg.Add(1)
+	go func() { defer tu.wg.Done(); defer close(done); cl.Run(cctx) }()
 }
 
 // dump logs every counter, to show where packets went.

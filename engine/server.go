@@ -109,7 +109,7 @@ type Server struct {
 	fullLog   rateLimit
 	wgLog     rateLimit
 	stateLog  rateLimit
-	dirty     atomic.Bool // the sessions changed since the state file was written
+	dirty     atomic.Bool         // the sessions changed since the state file was written
 	notWGMu   sync.Mutex          // guards notWGLog
 	notWGLog  map[netip.Addr]bool // sources logged once for non-WireGuard datagrams
 }

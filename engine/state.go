@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -87,8 +88,8 @@ func (s *Server) snapshotLocked(now int64) *savedState {
 	return st
 }
 
-// writeState replaces the state file with st.
-func writeState(path string, st *savedState) error {
+// writeState replaces the state file at path with st, as JSON.
+func writeState(path string, st any) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
@@ -123,23 +124,33 @@ func checkStateDir(path string) error {
 	return os.Remove(f.Name())
 }
 
-// readState reads the state file; a missing one is no error and no state.
+// readState reads the server's state file; a missing one is no error and
+// no state.
 func readState(path string) (*savedState, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+	var st savedState
+	if ok, err := readJSON(path, &st, &st.Version); !ok {
 		return nil, err
 	}
-	var st savedState
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if st.Version != stateVersion {
-		return nil, fmt.Errorf("%s: version %d, not %d", path, st.Version, stateVersion)
-	}
 	return &st, nil
+}
+
+// readJSON decodes the file at path into v and checks the version it
+// decoded; it reports false for a missing file (err nil) or a bad one.
+func readJSON(path string, v any, version *int) (bool, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	if *version != stateVersion {
+		return false, fmt.Errorf("%s: version %d, not %d", path, *version, stateVersion)
+	}
+	return true, nil
 }
 
 // restoreLocked rebuilds the saved sessions whose members are not too long
@@ -232,5 +243,88 @@ func (s *Server) loadState() {
 	s.mu.Unlock()
 	if n > 0 {
 		s.log.infof("restored %d sessions saved %v ago", n, time.Since(st.Saved).Round(time.Millisecond))
+	}
+}
+
+// The client's state file keeps WireGuard's last handshake initiation
+// across a restart of the client. The new process's links have new source
+// ports, addresses the server does not know; re-sending the initiation
+// over each (as a link that appears does, see Client.resendInit) makes
+// them members of the session at once, where they would otherwise wait
+// for WireGuard's next handshake. It holds nothing secret: the initiation
+// crossed every link in clear.
+type clientState struct {
+	Version int       `json:"version"`
+	Saved   time.Time `json:"saved"`
+	// Init is WireGuard's last initiation, seen at InitAt.
+	Init   []byte    `json:"init,omitempty"`
+	InitAt time.Time `json:"initAt"`
+	// Indexes are WireGuard's recent indexes, newest first: the
+	// duplicate filter judges the replies that carry them.
+	Indexes []uint32 `json:"indexes,omitempty"`
+}
+
+// saveState writes the client's state file, if it has one.
+func (c *Client) saveState() {
+	if c.cfg.StateFile == "" {
+		return
+	}
+	st := clientState{Version: stateVersion, Saved: time.Now(), Indexes: c.win.indexes()}
+	c.initMu.Lock()
+	if c.lastInit.at != 0 {
+		st.Init = append([]byte(nil), c.lastInit.msg[:]...)
+		st.InitAt = time.Now().Add(-time.Duration(nanotime() - c.lastInit.at))
+	}
+	c.initMu.Unlock()
+	if err := writeState(c.cfg.StateFile, &st); err != nil && c.stateLog.allow() {
+		c.log.warnf("saving WireGuard's last handshake for a restart: %v", err)
+	}
+}
+
+// loadState restores what the client's state file keeps, if it is recent
+// enough to name WireGuard's session.
+func (c *Client) loadState() {
+	if c.cfg.StateFile == "" {
+		return
+	}
+	var st clientState
+	ok, err := readJSON(c.cfg.StateFile, &st, &st.Version)
+	if err != nil {
+		c.log.warnf("WireGuard's last handshake is not restored: %v", err)
+	}
+	if !ok {
+		return
+	}
+	for i := len(st.Indexes) - 1; i >= 0 && i < indexesPerSession; i-- {
+		c.win.learn(st.Indexes[i])
+	}
+	age := time.Since(st.InitAt)
+	if len(st.Init) != wgInitiationLen || wgType(st.Init, 0) != wgInitiationType || age < 0 || age > initLife {
+		return
+	}
+	c.initMu.Lock()
+	copy(c.lastInit.msg[:], st.Init)
+	c.lastInit.at = nanotime() - int64(age)
+	if c.lastInit.at == 0 {
+		c.lastInit.at = -1 // 0 means none
+	}
+	c.initMu.Unlock()
+	c.log.infof("restored WireGuard's last handshake (%v old): new links re-send it to rejoin the session", age.Round(time.Second))
+}
+
+// keepState writes the client's state file each time WireGuard makes a
+// new handshake, until ctx ends, and once more then.
+func (c *Client) keepState(ctx context.Context) {
+	if c.cfg.StateFile == "" {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			c.saveState()
+			return
+		case <-c.stateKick:
+			c.saveState()
+		}
 	}
 }

@@ -135,3 +135,48 @@ func TestServerStateFileBad(t *testing.T) {
 		t.Fatalf("state after the run: %+v, %v", st, err)
 	}
 }
+
+// TestClientRestartRejoins: engarde-client restarted while WireGuard keeps
+// its session gets new link addresses; with its state file it re-sends
+// WireGuard's last initiation over them and they join the session at once.
+// Without it, WireGuard's traffic is a stranger's to the server until
+// WireGuard's next handshake.
+func TestClientRestartRejoins(t *testing.T) {
+	for _, keep := range []bool{true, false} {
+		name := "state file"
+		if !keep {
+			name = "no state file"
+		}
+		t.Run(name, func(t *testing.T) {
+			n := fakeTestNet(conntest.NewNet())
+			if keep {
+				n.clientState = filepath.Join(t.TempDir(), "client.state")
+			}
+			tu := startTunnel(t, n, Options{DisableGSO: true, DisableGRO: true})
+			if got, _ := tu.stream(100, 200, 5000, nil); got != 100 {
+				t.Fatalf("before the restart: %d of 100 came back", got)
+			}
+			inits := tu.initiations.Load()
+			tu.stopClient()
+			tu.startClient(tu.ctx)
+			tu.waitLinks(2)
+			got, _ := tu.stream(100, 200, 5000, nil)
+			if tu.initiations.Load() != inits {
+				t.Fatal("WireGuard's stand-in got an initiation: the test must not need one")
+			}
+			if !keep {
+				// Which also shows the new links have new source ports.
+				if got != 0 {
+					t.Fatalf("without a state file %d of 100 came back over addresses the server never saw answered", got)
+				}
+				return
+			}
+			if got != 100 {
+				t.Fatalf("after the restart: %d of 100 came back", got)
+			}
+			if j := tu.server.Joins.Load(); j != 2 {
+				t.Errorf("%d joins by re-sent initiation, want 2 (one per new link)", j)
+			}
+		})
+	}
+}

@@ -45,7 +45,8 @@ const usage = `usage:
   %[1]s -v                            print the version
 `
 
-func engineConfig(c *config.Client, opts engine.Options) engine.ClientConfig {
+// engineConfig is the engine's configuration from c, read from file.
+func engineConfig(c *config.Client, file string, opts engine.Options) engine.ClientConfig {
 	overrides := map[string]string{}
 	for _, o := range c.DstOverrides {
 		overrides[o.IfName] = o.DstAddr
@@ -58,6 +59,7 @@ func engineConfig(c *config.Client, opts engine.Options) engine.ClientConfig {
 		Excluded:     c.ExcludedInterfaces,
 		Labels:       c.InterfaceLabels,
 		FwMark:       c.FwMark,
+		StateFile:    config.StateFilePath(c.StateFile, file, os.Getenv("STATE_DIRECTORY"), config.RoleClient),
 	}
 }
 
@@ -73,7 +75,7 @@ func run(path string) error {
 	}
 	sig := app.CatchSignals()
 	defer sig.Stop()
-	ecfg := engineConfig(c, opts)
+	ecfg := engineConfig(c, cfg.File, opts)
 	cl, err := engine.NewClient(ecfg)
 	if err != nil {
 		return err
@@ -92,7 +94,7 @@ func run(path string) error {
 		// follows the file.
 		o := opts
 		o.WriteTimeout = n.WriteTimeout
-		ncfg := engineConfig(n, o)
+		ncfg := engineConfig(n, next.File, o)
 		view.Configure(n.Description)
 		return cl.Reconfigure(ncfg)
 	})
@@ -132,7 +134,7 @@ func listInterfaces(path string) error {
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "INTERFACE\tLABEL\tADDRESSES\tUSED\tSOURCE -> DESTINATION / WHY NOT")
-	for _, p := range engine.PlanInterfaces(engineConfig(c, engine.Options{}), ifs) {
+	for _, p := range engine.PlanInterfaces(engineConfig(c, "", engine.Options{}), ifs) {
 		used, what := "no", p.Reason
 		if p.Use {
 			used, what = "yes", p.Local.String()+" -> "+p.Dst.String()

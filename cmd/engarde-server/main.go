@@ -50,7 +50,7 @@ func run(path string) error {
 		DstAddr:       c.DstAddr,
 		ClientTimeout: c.ClientTimeout,
 		ForwardAnyUDP: c.ForwardAnyUDP,
-		StateFile:     c.StateFilePath(cfg.File, os.Getenv("STATE_DIRECTORY")),
+		StateFile:     config.StateFilePath(c.StateFile, cfg.File, os.Getenv("STATE_DIRECTORY"), config.RoleServer),
 	}
 	srv, err := engine.NewServer(scfg)
 	if err != nil {
@@ -70,7 +70,7 @@ func run(path string) error {
 		o.WriteTimeout = n.WriteTimeout
 		view.Configure(n.Description)
 		return srv.Reconfigure(engine.ServerConfig{Options: o, ListenAddr: n.ListenAddr, DstAddr: n.DstAddr, ClientTimeout: n.ClientTimeout, ForwardAnyUDP: n.ForwardAnyUDP,
-			StateFile: n.StateFilePath(next.File, os.Getenv("STATE_DIRECTORY"))})
+			StateFile: config.StateFilePath(n.StateFile, next.File, os.Getenv("STATE_DIRECTORY"), config.RoleServer)})
 	})
 	err = sig.Serve(srv.Run, reload.Reload)
 	for _, p := range srv.Peers() {

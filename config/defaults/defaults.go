@@ -24,10 +24,14 @@ const (
 	ForwardAnyUDP = false
 )
 
-// StateFileSuffix names the server's state file when stateFile is empty
-// and systemd gives the service a state directory ($STATE_DIRECTORY): the
-// configuration file's name without its extension, then this.
-const StateFileSuffix = ".sessions"
+// ServerStateSuffix and ClientStateSuffix name a role's state file when
+// stateFile is empty and systemd gives the service a state directory
+// ($STATE_DIRECTORY): the configuration file's name without its
+// extension, then this.
+const (
+	ServerStateSuffix = ".server.state"
+	ClientStateSuffix = ".client.state"
+)
 
 // Logging.
 const (
