@@ -61,7 +61,22 @@ func NewURing(o URingOptions) (Backend, error) {
 	}
 	b := &uringBackend{log: o.Log, feat: f, waitEnter: o.WaitInEnter, idle: ring.NewMPMC[*sendRing](16)}
 	b.opener = b.open
+	// The idle send rings hold a descriptor each: once nothing uses the
+	// backend (every Conn holds it), they are closed. The rings must not
+	// point back at the backend, or it would never become unreachable.
+	runtime.AddCleanup(b, closeIdle, b.idle)
 	return b, nil
+}
+
+// closeIdle closes the send rings of a backend no longer in use.
+func closeIdle(idle *ring.MPMC[*sendRing]) {
+	for {
+		sr, ok := idle.Pop()
+		if !ok {
+			return
+		}
+		sr.r.Close()
+	}
 }
 
 func (b *uringBackend) Name() string { return "uring" }
@@ -194,7 +209,6 @@ func (b *uringBackend) TryWriteBatches(ws []BatchWrite) {
 // backend's pool), and from any thread: it is set up without
 // IORING_SETUP_SINGLE_ISSUER.
 type sendRing struct {
-	b    *uringBackend
 	r    *uring.Ring
 	plan sendPlan
 	res  []int32 // res[h]: header h's completion result
@@ -256,7 +270,6 @@ func (b *uringBackend) newSendRing() (*sendRing, error) {
 		return nil, err
 	}
 	sr := &sendRing{
-		b:    b,
 		r:    r,
 		plan: newSendPlan(sendRingEntries),
 		res:  make([]int32, sendRingEntries),
