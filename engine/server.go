@@ -159,10 +159,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.StateFile != "" {
 		if err := checkStateDir(cfg.StateFile); err != nil {
-			s.listen.Close()
-			s.hs.Close()
-			s.pool.Close()
-			return nil, fmt.Errorf("state file: %w", err)
+			s.log.warnf("the sessions cannot be kept for a restart (stateFile): %v", err)
 		}
 	}
 	if cfg.ForwardAnyUDP {

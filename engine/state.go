@@ -114,7 +114,8 @@ func writeState(path string, st any) error {
 }
 
 // checkStateDir checks, at start, that the state file can be written
-// where it is to be: a mistake there shows now, not at the first restart.
+// where it is to be: a mistake there shows in the log now, not at the
+// first restart.
 func checkStateDir(path string) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
@@ -286,6 +287,9 @@ func (c *Client) saveState() {
 func (c *Client) loadState() {
 	if c.cfg.StateFile == "" {
 		return
+	}
+	if err := checkStateDir(c.cfg.StateFile); err != nil {
+		c.log.warnf("WireGuard's last handshake cannot be kept for a restart (stateFile): %v", err)
 	}
 	var st clientState
 	ok, err := readJSON(c.cfg.StateFile, &st, &st.Version)

@@ -115,6 +115,9 @@ func (c TunnelConfig) YAML() string {
 	if c.Backend != "" {
 		fmt.Fprintf(&b, "  engine: {backend: %s}\n", c.Backend)
 	}
+	// State files beside the configuration (relative to it), as systemd's
+	// state directory gives them: a restarted role resumes its sessions.
+	b.WriteString("  stateFile: client.state\n")
 	b.WriteString(c.ClientExtra)
 	listen := fmt.Sprintf("0.0.0.0:%d", ServerPort)
 	if c.V6 {
@@ -125,6 +128,7 @@ func (c TunnelConfig) YAML() string {
 	if c.Backend != "" {
 		fmt.Fprintf(&b, "  engine: {backend: %s}\n", c.Backend)
 	}
+	b.WriteString("  stateFile: server.state\n")
 	b.WriteString(c.ServerExtra)
 	return b.String()
 }
