@@ -105,7 +105,6 @@ func openFDs(dir string) (int, error) {
 
 // goSamples are the runtime/metrics read for the go_* series.
 var goSamples = []string{
-	"/sched/goroutines:goroutines",
 	"/memory/classes/heap/objects:bytes",
 	"/memory/classes/heap/unused:bytes",
 }
@@ -120,13 +119,16 @@ func (m *metrics) process() {
 		s[i].Name = name
 	}
 	rtmetrics.Read(s)
+	// runtime.NumGoroutine, not /sched/goroutines:goroutines: the latter
+	// counts the runtime's own goroutines too, such as one GC mark worker
+	// per P started at the first collection, which would look like a leak.
 	m.family("go_goroutines", "gauge", "Number of goroutines that currently exist.")
-	m.sample("go_goroutines", float64(s[0].Value.Uint64()))
+	m.sample("go_goroutines", float64(runtime.NumGoroutine()))
 	// runtime.MemStats.HeapInuse is, in runtime/metrics' terms, the
 	// heap's objects plus its unused space in spans in use (the runtime's
 	// own mapping, src/runtime/metrics.go, heapStatsAggregate).
 	m.family("go_memstats_heap_inuse_bytes", "gauge", "Number of heap bytes that are in use.")
-	m.sample("go_memstats_heap_inuse_bytes", float64(s[1].Value.Uint64()+s[2].Value.Uint64()))
+	m.sample("go_memstats_heap_inuse_bytes", float64(s[0].Value.Uint64()+s[1].Value.Uint64()))
 }
 
 // procfs writes the process_* families from the procfs directory of one

@@ -99,6 +99,12 @@ func TestMetricsProcess(t *testing.T) {
 	if d := after["go_goroutines{}"] - before["go_goroutines{}"]; d < 50 || d > 55 {
 		t.Errorf("go_goroutines went from %v to %v with 50 goroutines started", before["go_goroutines{}"], after["go_goroutines{}"])
 	}
+	// Regression: go_goroutines was read from /sched/goroutines, which
+	// counts the runtime's GC workers too, and rose by GOMAXPROCS at a
+	// process's first collection, looking like a leak in the soak.
+	if g, n := after["go_goroutines{}"], runtime.NumGoroutine(); g != float64(n) {
+		t.Errorf("go_goroutines %v, runtime.NumGoroutine %d", g, n)
+	}
 	if after["go_memstats_heap_inuse_bytes{}"] < 64<<20 {
 		t.Errorf("go_memstats_heap_inuse_bytes %v with a live 64 MiB slice", after["go_memstats_heap_inuse_bytes{}"])
 	}
