@@ -161,6 +161,17 @@ const MaxSegments = 64
 // super-packet, is at most 64 KiB with its headers.
 const maxGSOBytes = 65535 - 8 - 40
 
+// trainSeg returns the Seg of a received message of n bytes whose UDP_GRO
+// control message said seg: seg when it makes a train (0 < seg < n), 0
+// otherwise (no train: a single datagram, or a size that cannot be one,
+// which the kernel does not send).
+func trainSeg(seg, n int) int {
+	if seg > 0 && seg < n {
+		return seg
+	}
+	return 0
+}
+
 // Count returns the number of datagrams in the message.
 func (m *Message) Count() int {
 	if m.Seg <= 0 || m.Seg >= m.N {

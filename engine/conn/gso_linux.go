@@ -51,7 +51,7 @@ func (p *sendPlan) build(msgs []Message, pos, off, h, iv, hmax int, gso, connect
 		p.gsoh[h] = false
 		train := m.Seg > 0 && m.Seg < m.N
 		switch {
-		case train && gso:
+		case train && gso && m.N <= maxGSOBytes && m.Count() <= MaxSegments:
 			// A train from GRO goes out as it came in: one buffer, one
 			// segment size.
 			sys.SetIovec(&p.iovs[iv], m.Buf[:m.N])
@@ -59,7 +59,9 @@ func (p *sendPlan) build(msgs []Message, pos, off, h, iv, hmax int, gso, connect
 			iv++
 			i, off = i+1, 0
 		case train:
-			// No GSO: one datagram per header, cut from the train.
+			// No GSO, or more than one GSO train can carry (the kernel
+			// would refuse it with EINVAL, and GSO be switched off): one
+			// datagram per header, cut from the train.
 			end := min(off+m.Seg, m.N)
 			sys.SetIovec(&p.iovs[iv], m.Buf[off:end])
 			p.setHdr(h, iv, 1, m.Addr, 0, connected, v6)

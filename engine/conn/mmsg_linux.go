@@ -211,9 +211,7 @@ func (r *readState) run(fd uintptr) bool {
 		if r.csz > 0 {
 			if cl := sys.MsgControlLen(h); cl > 0 {
 				seg, local := sys.ParseRecvCmsg(r.cmsg[i*r.csz : i*r.csz+cl])
-				if seg > 0 && seg < m.N {
-					m.Seg = seg
-				}
+				m.Seg = trainSeg(seg, m.N)
 				m.Local = local
 			}
 		}

@@ -730,9 +730,7 @@ func (rx *uringReceiver) reap(msgs []Message) {
 				m.Seg, m.Local = 0, netip.Addr{}
 				if len(ctl) > 0 {
 					seg, local := sys.ParseRecvCmsg(ctl)
-					if seg > 0 && seg < m.N {
-						m.Seg = seg
-					}
+					m.Seg = trainSeg(seg, m.N)
 					m.Local = local
 				}
 				rx.n++

@@ -348,6 +348,12 @@ func CarrierUp() (map[int]bool, error) {
 	if err != nil {
 		return nil, os.NewSyscallError("netlink RTM_GETLINK", err)
 	}
+	return parseCarrier(rib)
+}
+
+// parseCarrier reads the carrier bit of each interface from an
+// RTM_GETLINK dump.
+func parseCarrier(rib []byte) (map[int]bool, error) {
 	msgs, err := syscall.ParseNetlinkMessage(rib)
 	if err != nil {
 		return nil, fmt.Errorf("parsing netlink links: %w", err)
