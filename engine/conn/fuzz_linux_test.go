@@ -29,10 +29,10 @@ func FuzzSendPlan(f *testing.F) {
 		return b
 	}
 	f.Add(enc([3]int{1400, 0, 0}, [3]int{1400, 0, 0}, [3]int{700, 0, 0}), true, true)
-	f.Add(enc([3]int{4000, 1000, 0}, [3]int{3500, 1000, 0}), true, false)         // a train with a short last segment
-	f.Add(enc([3]int{60000, 1, 0}), true, true)                                   // more segments than GSO takes
+	f.Add(enc([3]int{4000, 1000, 0}, [3]int{3500, 1000, 0}), true, false)                // a train with a short last segment
+	f.Add(enc([3]int{60000, 1, 0}), true, true)                                          // more segments than GSO takes
 	f.Add(enc([3]int{65535, 1472, 0}, [3]int{100, -5, 1}, [3]int{0, 0, 0}), true, false) // over maxGSOBytes; negative seg; empty
-	f.Add(enc([3]int{148, 200, 0}, [3]int{92, 92, 1}), false, true)              // seg >= N: no train
+	f.Add(enc([3]int{148, 200, 0}, [3]int{92, 92, 1}), false, true)                      // seg >= N: no train
 	f.Fuzz(func(t *testing.T, desc []byte, gso, connected bool) {
 		addrs := []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:51820"), netip.MustParseAddrPort("192.0.2.2:51820")}
 		var msgs []Message
