@@ -312,7 +312,9 @@ func TestOddTrains(t *testing.T) {
 	fn := conntest.NewNet()
 	r := newSweepRig(t, fn, fn, Options{Log: testLogger(t)})
 	trains := 0
-	defer func() { t.Logf("%d trains: %d datagrams delivered, %d counted and dropped", trains, r.delivered, r.cnt) }()
+	defer func() {
+		t.Logf("%d trains: %d datagrams delivered, %d counted and dropped", trains, r.delivered, r.cnt)
+	}()
 	for _, n := range []int{0, 1, 31, 32, 100, 1000, 4000, 65507} {
 		for _, seg := range []int{0, -1, -65536, 1, 7, 16, 31, 32, 33, 100, 148, 999, n - 1, n, n + 1, 1 << 20, 1<<31 - 1} {
 			for _, up := range []bool{true, false} {
