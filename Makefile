@@ -72,12 +72,18 @@ bench-micro: ## micro-benchmarks of the data path (ring, pool, fan-out, sockets)
 bench-ci: ## run every benchmark once, so that they keep working
 	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
 
-# make soak: how long the stream runs (.ci/run: SOAK=60s).
-SOAK ?= 10m
-.PHONY: soak
-soak: build ## a stream for SOAK (10m) with a link flap every 10 s; fails on growth of RSS, goroutines or fds, or on loss (root)
-	$(GO) build -trimpath -o $(BIN)/ ./bench/cmd/engarde-soak
-	$(BIN)/engarde-soak -bin $(BIN) -duration $(SOAK) -json $(BIN)/soak.json $(SOAKFLAGS)
+# go test -fuzz takes one target of one package per run: every package
+# whose tests define one, and every target go test -list finds there.
+FUZZTIME ?= 10s
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME (10s) each; a failing input lands in the package's testdata/fuzz
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for f in $$($(GO) test -list '^Fuzz' $$dir | grep '^Fuzz'); do \
+			echo "fuzz $$dir $$f ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$dir >/dev/null || { \
+				$(GO) test -run "^$$f\$$" $$dir; exit 1; }; \
+		done; \
+	done
 
 cross: ## check that the module builds for macOS and Windows (portable backend)
 	GOOS=darwin GOARCH=arm64 $(GO) build ./...
