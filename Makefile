@@ -72,6 +72,13 @@ bench-micro: ## micro-benchmarks of the data path (ring, pool, fan-out, sockets)
 bench-ci: ## run every benchmark once, so that they keep working
 	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
 
+# make soak: how long the stream runs (.ci/run: SOAK=60s).
+SOAK ?= 10m
+.PHONY: soak
+soak: build ## a stream for SOAK (10m) with a link flap every 10 s; fails on growth of RSS, goroutines or fds, or on loss (root)
+	$(GO) build -trimpath -o $(BIN)/ ./bench/cmd/engarde-soak
+	$(BIN)/engarde-soak -bin $(BIN) -duration $(SOAK) -json $(BIN)/soak.json $(SOAKFLAGS)
+
 # go test -fuzz takes one target of one package per run: every package
 # whose tests define one, and every target go test -list finds there.
 FUZZTIME ?= 10s
