@@ -364,3 +364,44 @@ func TestOddTrains(t *testing.T) {
 		}
 	}
 }
+
+// FuzzTrainCopy gives the duplicate filter any buffer as a train of any
+// segment size, as a receive hands it on: it must not read out of the
+// buffer, must never call a first sight a copy, and may call a train a copy
+// on its second sight only when every datagram in it is a transport
+// message of a session it judges.
+func FuzzTrainCopy(f *testing.F) {
+	f.Add(append(wgData(7, 1, 64), wgData(7, 2, 64)...), 64)
+	f.Add(append(wgData(7, 1, 64), wgData(7, 2, 40)...), 64) // short last
+	f.Add(wgData(7, 1, 100), 0)
+	f.Add(wgData(7, 1, 100), -1)
+	f.Add(wgData(7, 1, 100), 1)
+	f.Add(wgData(9, 1, 100), 33)
+	f.Add([]byte{}, 0)
+	f.Fuzz(func(t *testing.T, b []byte, seg int) {
+		ws := newWindows(7)
+		m := conn.Message{Buf: b, N: len(b), Seg: seg}
+		parts := [][]byte{b}
+		if seg > 0 && seg < len(b) {
+			parts = parts[:0]
+			for off := 0; off < len(b); off += seg {
+				parts = append(parts, b[off:min(off+seg, len(b))])
+			}
+		}
+		if m.Count() != len(parts) {
+			t.Fatalf("Count %d, %d datagrams", m.Count(), len(parts))
+		}
+		now := nanotime()
+		if ws.copy(&m, 0, now) {
+			t.Fatal("a first sight judged a copy")
+		}
+		if !ws.copy(&m, 1, now+1) {
+			return
+		}
+		for i, p := range parts {
+			if idx, _, ok := wgTransport(p); !ok || idx != 7 {
+				t.Fatalf("judged a copy, but datagram %d of %d is not a transport message of index 7", i, len(parts))
+			}
+		}
+	})
+}
