@@ -98,7 +98,7 @@ func run(path string) error {
 		view.Configure(n.Description)
 		return cl.Reconfigure(ncfg)
 	})
-	err = sig.Serve(cl.Run, reload.Reload)
+	err = sig.Serve(web, cl.Run, reload.Reload)
 	for _, l := range cl.Links() {
 		if l.Stats == nil {
 			continue

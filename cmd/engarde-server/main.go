@@ -72,7 +72,7 @@ func run(path string) error {
 		return srv.Reconfigure(engine.ServerConfig{Options: o, ListenAddr: n.ListenAddr, DstAddr: n.DstAddr, ClientTimeout: n.ClientTimeout, ForwardAnyUDP: n.ForwardAnyUDP,
 			StateFile: config.StateFilePath(n.StateFile, next.File, os.Getenv("STATE_DIRECTORY"), config.RoleServer)})
 	})
-	err = sig.Serve(srv.Run, reload.Reload)
+	err = sig.Serve(web, srv.Run, reload.Reload)
 	for _, p := range srv.Peers() {
 		s := p.Stats
 		zl.Info().Str("client", p.Addr.String()).Uint64("tx", s.TxPackets.Load()).Uint64("rx", s.RxPackets.Load()).

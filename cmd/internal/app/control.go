@@ -143,10 +143,13 @@ func (s *ServerControl) ServerStatus() control.ServerStatus {
 // WebOptions maps the webManager section to the control server's options.
 func WebOptions(w config.WebManager, zl zerolog.Logger) control.Options {
 	return control.Options{
-		ListenAddr: w.ListenAddr,
-		Username:   w.Username,
-		Password:   w.Password,
-		Version:    Version,
+		ListenAddr:   w.ListenAddr,
+		Username:     w.Username,
+		Password:     w.Password,
+		AllowedHosts: w.AllowedHosts,
+		CertFile:     w.CertFile,
+		KeyFile:      w.KeyFile,
+		Version:      Version,
 		Log: &control.Logger{
 			Infof:  func(f string, a ...any) { zl.Info().Msgf(f, a...) },
 			Warnf:  func(f string, a ...any) { zl.Warn().Msgf(f, a...) },
@@ -164,7 +167,7 @@ func StartWeb(zl zerolog.Logger, w config.WebManager, role control.Role) (*contr
 		return nil, err
 	}
 	if err := web.Start(); err != nil {
-		zl.Error().Err(err).Msg("web manager not started; the tunnel runs without it (fix webManager.listenAddr and send SIGHUP)")
+		zl.Error().Err(err).Msg("web manager not started; the tunnel runs without it (fix webManager and send SIGHUP)")
 	}
 	return web, nil
 }

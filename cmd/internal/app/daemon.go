@@ -36,17 +36,29 @@ func (s *Signals) Stop() {
 	s.stop()
 }
 
-// Serve runs run until SIGINT or SIGTERM cancels its context, and calls
-// reload on every SIGHUP meanwhile (one at a time, in this goroutine).
-func (s *Signals) Serve(run func(context.Context) error, reload func()) error {
+// Serve runs run until SIGINT or SIGTERM, and calls reload on every
+// SIGHUP meanwhile (one at a time, in this goroutine). On SIGINT or
+// SIGTERM it stops web (nil: none) first, letting its requests under way
+// finish, and only then cancels run's context: no request can reach the
+// engine while it tears down (an exclusion toggled then would open a link
+// on buffers being freed).
+func (s *Signals) Serve(web *control.Server, run func(context.Context) error, reload func()) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- run(s.ctx) }()
+	go func() { done <- run(ctx) }()
 	for {
 		select {
 		case err := <-done:
 			return err
 		case <-s.hup:
 			reload()
+		case <-s.ctx.Done():
+			if web != nil {
+				web.Close()
+			}
+			cancel()
+			return <-done
 		}
 	}
 }
