@@ -156,6 +156,23 @@ func (r *sweepRig) read(c conn.Conn, d time.Duration, match func(*conn.Message) 
 	return conn.Message{}, false
 }
 
+// oversize sums the counters of datagrams larger than a buffer.
+func (r *sweepRig) oversize() uint64 {
+	n := r.client.WireGuardStats.Oversize.Load() + r.server.ListenStats.Oversize.Load() + r.server.UpstreamStats.Oversize.Load()
+	for _, l := range r.client.Links() {
+		if l.Stats != nil {
+			n += l.Stats.Oversize.Load()
+		}
+	}
+	for _, ss := range r.server.Sessions() {
+		n += ss.Stats.Oversize.Load()
+		for _, a := range ss.Addrs {
+			n += a.Stats.Oversize.Load()
+		}
+	}
+	return n
+}
+
 // drops sums every counter of a datagram dropped on either side.
 func (r *sweepRig) drops() uint64 {
 	var n uint64
@@ -210,7 +227,7 @@ func (r *sweepRig) one(n int, up bool) {
 		from, to, dst, index = r.wgS, r.wgC, r.endpoint, testClientIndex
 	}
 	dir := map[bool]string{true: "to the server", false: "to the client"}[up]
-	before := r.drops()
+	before, overBefore := r.drops(), r.oversize()
 	d, good := r.datagram(n, index), r.datagram(100, index)
 	r.write(from, d, dst)
 	r.write(from, good, dst)
@@ -245,6 +262,9 @@ func (r *sweepRig) one(n int, up bool) {
 		r.cnt++
 		if n >= wgTransportMinLen && n <= r.bufSize {
 			r.t.Fatalf("%d bytes %s: a transport message that fits was dropped", n, dir)
+		}
+		if n > r.bufSize && r.oversize() == overBefore {
+			r.t.Fatalf("%d bytes %s, larger than a %d-byte buffer, not counted as oversize", n, dir, r.bufSize)
 		}
 	}
 }
