@@ -2,13 +2,16 @@ package app
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -70,9 +73,9 @@ func Status(w io.Writer, prog string, role config.Role, args []string) error {
 	return printServer(w, &l)
 }
 
-// webURL returns where to reach a web manager listening on listenAddr:
-// a wildcard address is reached on loopback.
-func webURL(listenAddr string) (string, error) {
+// webURL returns where to reach a web manager listening on listenAddr,
+// over HTTPS when tls: a wildcard address is reached on loopback.
+func webURL(listenAddr string, tls bool) (string, error) {
 	host, port, err := net.SplitHostPort(listenAddr)
 	if err != nil {
 		return "", err
@@ -83,14 +86,50 @@ func webURL(listenAddr string) (string, error) {
 	case "::":
 		host = "::1"
 	}
-	return "http://" + net.JoinHostPort(host, port) + "/api/v1/get-list", nil
+	scheme := "http://"
+	if tls {
+		scheme = "https://"
+	}
+	return scheme + net.JoinHostPort(host, port) + "/api/v1/get-list", nil
+}
+
+// statusClient returns the client that asks web. Over HTTPS it trusts
+// exactly the certificate in web.CertFile, whatever its names and issuer:
+// the command reads the daemon's own configuration, so that certificate is
+// the one the daemon shows.
+func statusClient(web config.WebManager) (*http.Client, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	if web.CertFile == "" {
+		return c, nil
+	}
+	pemData, err := os.ReadFile(web.CertFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading webManager.certFile: %w", err)
+	}
+	blk, _ := pem.Decode(pemData)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("webManager.certFile %s: no PEM certificate", web.CertFile)
+	}
+	want := blk.Bytes
+	c.Transport = &http.Transport{TLSClientConfig: &tls.Config{
+		// The usual checks are replaced by VerifyConnection's, which
+		// compares the whole certificate.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, want) {
+				return fmt.Errorf("the web manager's certificate is not the one in %s", web.CertFile)
+			}
+			return nil
+		},
+	}}
+	return c, nil
 }
 
 func fetchList(web config.WebManager, path string, role config.Role) ([]byte, error) {
 	if web.ListenAddr == "" {
 		return nil, fmt.Errorf("%s: %s.webManager.listenAddr is not set: the status command asks the running daemon's web manager, so enable it (127.0.0.1:9001, say) and reload", path, role)
 	}
-	url, err := webURL(web.ListenAddr)
+	url, err := webURL(web.ListenAddr, web.CertFile != "")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %s.webManager.listenAddr: %w", path, role, err)
 	}
@@ -101,7 +140,10 @@ func fetchList(web config.WebManager, path string, role config.Role) ([]byte, er
 	if web.Username != "" && web.Password != "" {
 		req.SetBasicAuth(web.Username, web.Password)
 	}
-	c := &http.Client{Timeout: 5 * time.Second}
+	c, err := statusClient(web)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("is engarde-%s running? %w", role, err)

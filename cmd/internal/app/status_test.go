@@ -226,8 +226,11 @@ func TestWebURL(t *testing.T) {
 		"router.lan:80":   "http://router.lan:80/api/v1/get-list",
 		"127.0.0.1:59480": "http://127.0.0.1:59480/api/v1/get-list",
 	} {
-		if got, err := webURL(in); err != nil || got != want {
+		if got, err := webURL(in, false); err != nil || got != want {
 			t.Errorf("webURL(%q) = %q, %v; want %q", in, got, err, want)
 		}
+	}
+	if got, _ := webURL("0.0.0.0:9443", true); got != "https://127.0.0.1:9443/api/v1/get-list" {
+		t.Errorf("webURL(0.0.0.0:9443, tls) = %q", got)
 	}
 }
