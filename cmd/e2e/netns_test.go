@@ -28,7 +28,7 @@ var bin string
 func TestMain(m *testing.M) {
 	code := func() int {
 		if topo.Usable() != nil {
-			return m.Run() // every test skips, saying why
+			return runChecked(m) // every test skips, saying why
 		}
 		dir, err := os.MkdirTemp("", "engarde-e2e-")
 		if err != nil {
@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		bin = dir
-		return m.Run()
+		return runChecked(m)
 	}()
 	os.Exit(code)
 }
