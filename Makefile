@@ -13,7 +13,7 @@ SYSTEMDDIR  ?= /etc/systemd/system
 SYSUSERSDIR ?= /etc/sysusers.d
 CONFDIR     ?= /etc/engarde
 
-.PHONY: help build install test race lint bench bench-quick bench-micro bench-tools bench-ci cross demo clean
+.PHONY: help build install test race lint bench bench-quick bench-micro bench-tools bench-ci faults cross demo clean
 
 help: ## list the targets
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -65,6 +65,10 @@ bench-quick: build bench-tools ## a subset of make bench in under a minute (mmsg
 bench-tools: # the bench driver, and wireguard-go from go.mod's tool dependency
 	$(GO) build -trimpath -o $(BIN)/ ./bench/cmd/engarde-bench
 	$(GO) build -trimpath -o $(BIN)/wireguard-go golang.zx2c4.com/wireguard
+
+faults: build bench-tools ## the fault matrix: links, roles, WireGuard and DNS failing under a running stream through WireGuard (root; ~5 min)
+	$(GO) build -trimpath -o $(BIN)/ ./bench/cmd/engarde-faults
+	$(BIN)/engarde-faults -bin $(BIN) $(FAULTSFLAGS)
 
 bench-micro: ## micro-benchmarks of the data path (ring, pool, fan-out, sockets)
 	$(GO) test -run='^$$' -bench=. -benchmem ./ring/ ./engine/ ./engine/conn/
