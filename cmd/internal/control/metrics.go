@@ -194,6 +194,7 @@ func (m *metrics) client(st ClientStatus, version string) {
 	}
 	m.sockets("engarde_link", "each link socket (label interface)", links)
 	m.quality("engarde_link", "each link's replies (label interface)", qs)
+	m.names(st.Links)
 	m.sockets("engarde_wireguard", "the socket facing WireGuard (rx: from WireGuard, tx: to it)", []socket{{nil, &st.WireGuard}},
 		drop{"no_link", st.NoLink}, drop{"duplicate", st.Duplicates}, drop{"foreign", st.Foreign})
 }
@@ -273,4 +274,26 @@ func (m *metrics) server(st ServerStatus, version string) {
 
 func unixSeconds(t time.Time) float64 {
 	return float64(t.UnixNano()) / 1e9
+}
+
+// names writes the state of each destination name the links use.
+func (m *metrics) names(links []Link) {
+	m.family("engarde_destination_resolved_timestamp_seconds", "gauge", "When each destination name (label name) last resolved, in seconds since the Unix epoch (absent if never); its last good answer is used while lookups fail.")
+	m.family("engarde_destination_lookup_failing", "gauge", "1 while the last lookup of each destination name (label name) failed, 0 once one succeeds.")
+	seen := map[string]bool{}
+	for _, l := range links {
+		r := l.Resolution
+		if r == nil || seen[r.Name] {
+			continue
+		}
+		seen[r.Name] = true
+		if !r.Resolved.IsZero() {
+			m.sample("engarde_destination_resolved_timestamp_seconds", unixSeconds(r.Resolved), "name", r.Name)
+		}
+		failing := 0.0
+		if r.Err != "" {
+			failing = 1
+		}
+		m.sample("engarde_destination_lookup_failing", failing, "name", r.Name)
+	}
 }

@@ -1,0 +1,34 @@
+package control
+
+import (
+	"testing"
+	"time"
+
+	"github.com/engarde-project/engarde/engine"
+)
+
+// TestMetricsNames: a destination name's last resolution and whether its
+// lookups fail are gauges, once per name however many links use it; a name
+// that never resolved has no timestamp.
+func TestMetricsNames(t *testing.T) {
+	f := newFakeClient()
+	at := time.Unix(1700000000, 0)
+	f.links[0].Resolution = &engine.NameStatus{Name: "vpn.example:59402", Resolved: at, Err: "i/o timeout", ErrAt: at.Add(time.Minute)}
+	f.links[1].Resolution = f.links[0].Resolution
+	f.links[2].Resolution = &engine.NameStatus{Name: "never.example:1", Err: "no such host"}
+	s := newTest(t, Options{}, Role{Client: f})
+	_, _, body := do(t, s.Handler(), "GET", "/metrics", "")
+	m := parseMetrics(t, body)
+	for k, want := range map[string]float64{
+		`engarde_destination_resolved_timestamp_seconds{name="vpn.example:59402"}`: 1700000000,
+		`engarde_destination_lookup_failing{name="vpn.example:59402"}`:             1,
+		`engarde_destination_lookup_failing{name="never.example:1"}`:               1,
+	} {
+		if got, ok := m[k]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", k, got, ok, want)
+		}
+	}
+	if _, ok := m[`engarde_destination_resolved_timestamp_seconds{name="never.example:1"}`]; ok {
+		t.Error("a timestamp for a name that never resolved")
+	}
+}
