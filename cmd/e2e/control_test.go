@@ -1,8 +1,17 @@
 package e2e
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -194,5 +203,157 @@ func TestNetnsStatusErrors(t *testing.T) {
 	out, err = e.Exec(e.Topo.Client, filepath.Join(bin, "engarde-client"), "status", e.ConfigPath)
 	if err == nil || !strings.Contains(out, "refused the credentials") {
 		t.Errorf("client status with a wrong password: %v\n%s", err, out)
+	}
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and its key
+// into dir.
+func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "engarde e2e"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "web.crt"), filepath.Join(dir, "web.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// curl runs curl in namespace ns and returns the status code it printed
+// (0 when the request failed) and its output.
+func (e *env) curl(ns string, args ...string) (int, string) {
+	e.t.Helper()
+	out, _ := e.Exec(ns, append([]string{"curl", "-s", "-S", "--max-time", "5", "-w", "\n%{http_code}"}, args...)...)
+	i := strings.LastIndex(out, "\n")
+	var code int
+	fmt.Sscan(out[i+1:], &code)
+	return code, out[:max(i, 0)]
+}
+
+// TestNetnsWebHardening plays the control-plane attacks against the real
+// programs in namespaces and checks each answer: a GET that would reset
+// the exclusions (405), a DNS-rebinding page's requests (421, also with
+// the right password), plain HTTP to the HTTPS port of a server whose web
+// manager listens on every address (refused, and no warning logged since
+// it is encrypted and behind a login), and a reload that sets a password
+// without a username (refused with file, line and key; the login stays).
+func TestNetnsWebHardening(t *testing.T) {
+	needTool(t, "curl", "curl")
+	cert, key := writeCert(t, t.TempDir())
+	serverTLS := "  webManager:\n    listenAddr: \"0.0.0.0:59481\"\n    username: \"admin\"\n    password: \"s3cret\"\n" +
+		"    certFile: \"" + cert + "\"\n    keyFile: \"" + key + "\"\n"
+	c := topo.TunnelConfig{ClientExtra: clientWeb, ServerExtra: serverTLS}
+	e := newEnv(t, c)
+	e.waitLog(e.Client, 5*time.Second, 1, "web manager listening on http://127.0.0.1:59480/")
+	e.waitLog(e.Server, 5*time.Second, 1, "web manager listening on https://", ":59481/")
+	cl, srv := e.Topo.Client, e.Topo.Server
+	web := "http://127.0.0.1:59480"
+	answered := 0 // requests of the attacker that got a 2xx
+
+	// An <img> on any page: GET the reset.
+	e.status(cl, "engarde-client") // the login works
+	if code, body := e.curl(cl, "-X", "POST", "-u", "admin:s3cret", "-d", `{"interface":"eth-a"}`, web+"/api/v1/exclude"); code != 200 {
+		t.Fatalf("exclude eth-a: %d %s", code, body)
+	}
+	for _, p := range []string{"/api/v1/reset-exclusions", "/reset-exclusions"} {
+		code, body := e.curl(cl, "-u", "admin:s3cret", "-D", "-", web+p)
+		t.Logf("GET %s with the login: %d", p, code)
+		if code != 405 || !strings.Contains(body, "Allow: POST") {
+			t.Errorf("GET %s: %d, want 405 with Allow: POST:\n%s", p, code, body)
+		}
+		if code/100 == 2 {
+			answered++
+		}
+	}
+	if st := iface(e.clientList(), "eth-a").Status; st != "excluded" {
+		t.Errorf("eth-a %s after the GETs, want still excluded", st)
+	}
+
+	// DNS rebinding: the page's requests name its own host.
+	for _, r := range []struct{ method, path, body string }{
+		{"GET", "/api/v1/get-list", ""},
+		{"GET", "/metrics", ""},
+		{"POST", "/api/v1/reset-exclusions", ""},
+		{"POST", "/api/v1/exclude", `{"interface":"eth-b"}`},
+	} {
+		for _, login := range []bool{false, true} {
+			args := []string{"-X", r.method, "-H", "Host: evil.example:59480", "-H", "Origin: http://evil.example:59480", "-H", "Sec-Fetch-Site: same-origin"}
+			if login {
+				args = append(args, "-u", "admin:s3cret")
+			}
+			if r.body != "" {
+				args = append(args, "-d", r.body)
+			}
+			code, body := e.curl(cl, append(args, web+r.path)...)
+			t.Logf("%s %s as evil.example, login %v: %d", r.method, r.path, login, code)
+			if code != 421 || strings.Contains(body, "interfaces") {
+				t.Errorf("%s %s as evil.example (login %v): %d %s, want 421", r.method, r.path, login, code, body)
+			}
+			if code/100 == 2 {
+				answered++
+			}
+		}
+	}
+	if l := e.clientList(); iface(l, "eth-a").Status != "excluded" || iface(l, "eth-b").Status != "active" {
+		t.Errorf("after the rebinding requests: eth-a %s, eth-b %s; want excluded, active", iface(l, "eth-a").Status, iface(l, "eth-b").Status)
+	}
+	t.Logf("the attacker's requests answered: %d", answered)
+
+	// The server: HTTPS beyond loopback, behind a login.
+	code, body := e.curl(srv, "-k", "-u", "admin:s3cret", "https://127.0.0.1:59481/api/v1/get-list")
+	if code != 200 || !strings.Contains(body, `"type":"server"`) {
+		t.Errorf("HTTPS get-list: %d %s", code, body)
+	}
+	if code, body := e.curl(srv, "-u", "admin:s3cret", "http://127.0.0.1:59481/api/v1/get-list"); code == 200 || strings.Contains(body, `"type"`) {
+		t.Errorf("plain HTTP to the HTTPS port: %d %s", code, body)
+	}
+	if out := e.status(srv, "engarde-server"); !strings.Contains(out, "engarde test server") {
+		t.Errorf("server status over HTTPS:\n%s", out)
+	}
+	if log := e.Server.Stderr.String(); strings.Contains(log, "beyond loopback") || strings.Contains(log, "without a password") {
+		t.Errorf("warned about a web manager with TLS and a login:\n%s", log)
+	}
+
+	// Half a login by reload: refused, the login stays.
+	half := strings.Replace(c.YAML(), clientWeb, "  webManager:\n    listenAddr: \"127.0.0.1:59480\"\n    password: \"s3cret\"\n", 1)
+	if half == c.YAML() {
+		t.Fatal("test bug: nothing replaced")
+	}
+	line := 1 + strings.Count(half[:strings.Index(half, "    password: \"s3cret\"\n")], "\n")
+	if err := e.WriteConfig(half); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Client.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	e.waitLog(e.Client, 2*time.Second, 1, fmt.Sprintf("reload rejected: %s:%d: client.webManager.username: missing or empty, but password is set on line %d", e.ConfigPath, line, line))
+	if code, _ := e.curl(cl, web+"/api/v1/get-list"); code != 401 {
+		t.Errorf("without credentials after the refused reload: %d, want 401", code)
+	}
+	// And at start: the client refuses to run.
+	out, err := e.Exec(cl, "timeout", "10", filepath.Join(bin, "engarde-client"), e.ConfigPath)
+	if err == nil || !strings.Contains(out, fmt.Sprintf("%s:%d: client.webManager.username", e.ConfigPath, line)) {
+		t.Errorf("starting with half a login: %v\n%s", err, out)
 	}
 }
