@@ -1,6 +1,8 @@
 package control
 
 import (
+	"encoding/json"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -30,5 +32,27 @@ func TestMetricsNames(t *testing.T) {
 	}
 	if _, ok := m[`engarde_destination_resolved_timestamp_seconds{name="never.example:1"}`]; ok {
 		t.Error("a timestamp for a name that never resolved")
+	}
+}
+
+// TestAPINames: each interface of the API names its destination's
+// resolution: the answer, its age and the last error with its age; an
+// address as destination has none.
+func TestAPINames(t *testing.T) {
+	f := newFakeClient()
+	now := time.Now()
+	f.links[0].Resolution = &engine.NameStatus{Name: "vpn.example:59402", Addrs: []netip.AddrPort{netip.MustParseAddrPort("198.51.100.7:59402")}, Resolved: now.Add(-75 * time.Second), Err: "i/o timeout", ErrAt: now.Add(-3 * time.Second)}
+	s := newTest(t, Options{}, Role{Client: f})
+	_, _, body := do(t, s.Handler(), "GET", "/api/v1/get-list", "")
+	var l ClientList
+	if err := json.Unmarshal([]byte(body), &l); err != nil {
+		t.Fatal(err)
+	}
+	r := l.Interfaces[0].Resolution
+	if r == nil || r.Name != "vpn.example:59402" || len(r.Addrs) != 1 || r.Addrs[0] != "198.51.100.7:59402" || r.Age == nil || *r.Age < 74 || *r.Age > 80 || r.Error != "i/o timeout" || r.ErrorAge == nil || *r.ErrorAge < 2 || *r.ErrorAge > 9 {
+		t.Errorf("resolution %+v in %s", r, body)
+	}
+	if l.Interfaces[1].Resolution != nil {
+		t.Errorf("a resolution for an address: %+v", l.Interfaces[1].Resolution)
 	}
 }
