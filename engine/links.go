@@ -210,8 +210,8 @@ func (c *Client) scan() {
 	}
 }
 
-// cameUp reports whether an interface of next is up with an address that
-// it was not in prev (or not up at all).
+// cameUp reports whether an interface in next is up and running with an
+// address that it did not have in prev, or was not up and running there.
 func cameUp(prev, next []Plan) bool {
 	for _, p := range next {
 		if !p.Iface.Up || !p.Iface.Running || p.Iface.Loopback {
