@@ -223,3 +223,30 @@ func TestNeverResolvedName(t *testing.T) {
 	rc.waitActive(t, 2, time.Second)
 	t.Logf("links up %v after an interface came up", time.Since(up))
 }
+
+// TestRefreshMovesLinks: the refresh finds the name at a new address; the
+// links follow at once (the changed answer triggers a rescan), without
+// waiting for the next interface event.
+func TestRefreshMovesLinks(t *testing.T) {
+	moved := netip.MustParseAddrPort("10.9.9.10:5000")
+	var calls atomic.Int32
+	rc := startResolveClient(t, threeIfaces()[:2], 50*time.Millisecond, func(ctx context.Context, s string) ([]netip.AddrPort, error) {
+		if calls.Add(1) <= 2 {
+			return testAnswer, nil
+		}
+		return []netip.AddrPort{moved}, nil
+	})
+	rc.waitActive(t, 2, 2*time.Second)
+	start := time.Now()
+	for {
+		ls := rc.c.Links()
+		if ls[0].Dst == moved && ls[1].Dst == moved && ls[0].Status == LinkActive && ls[1].Status == LinkActive {
+			break
+		}
+		if time.Since(start) > 2*time.Second {
+			t.Fatalf("links still at %v and %v after the name moved to %v", ls[0].Dst, ls[1].Dst, moved)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Logf("links moved %v after the first answer", time.Since(start).Round(time.Millisecond))
+}
