@@ -5,6 +5,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -229,8 +232,8 @@ func startLoopbackTunnel(t *testing.T) *loopbackTunnel {
 
 // browser starts headless Chromium with no network beyond this host: the
 // flags keep it from calling home (the machine has no internet, and
-// without them it keeps trying).
-func browser(t *testing.T) (context.Context, context.CancelFunc) {
+// without them it keeps trying). extra are further flags.
+func browser(t *testing.T, extra ...chromedp.ExecAllocatorOption) (context.Context, context.CancelFunc) {
 	t.Helper()
 	// Not t.TempDir: Chromium's children may still write there for a
 	// moment after it stops, so removing it takes a few tries.
@@ -265,6 +268,7 @@ func browser(t *testing.T) (context.Context, context.CancelFunc) {
 		chromedp.Flag("mute-audio", true),
 		chromedp.WindowSize(1100, 760),
 	}
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
 	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
@@ -330,4 +334,122 @@ func screenshot(t *testing.T, ctx context.Context, path string) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", path)
+}
+
+// evilPage is a page on another origin that tries to act on the web
+// manager at %[1]s with the operator's browser: images that GET the
+// reset and an exclusion, a form that POSTs an exclusion as text/plain
+// (a "simple" request, sent without a preflight), a no-cors fetch that
+// POSTs one, and a fetch that tries to read the list.
+const evilPage = `<!doctype html><title>cute cats</title>
+<img src="%[1]s/api/v1/reset-exclusions"><img src="%[1]s/reset-exclusions">
+<img src="%[1]s/api/v1/include?interface=eth-a"><img src="%[1]s/api/v1/swap-exclusion?interface=eth-a">
+<iframe name="sink"></iframe>
+<form id="f" method="POST" action="%[1]s/api/v1/exclude" enctype="text/plain" target="sink">
+<input name='{"interface":"eth-b","x":"' value='"}'></form>
+<script>
+window.done = 0;
+fetch("%[1]s/api/v1/exclude", {method: "POST", mode: "no-cors", credentials: "include", body: '{"interface":"eth-b"}'})
+  .finally(() => window.done++);
+fetch("%[1]s/api/v1/get-list", {credentials: "include"}).then(r => r.text())
+  .then(t => { window.leak = t; }, () => { window.leak = "blocked"; }).finally(() => window.done++);
+document.getElementById("f").submit();
+</script>`
+
+// TestBrowserAttacks plays, in headless Chromium with the operator's login
+// sent on every request (worse than a browser's stored Basic credentials,
+// which it sends only when asked), a page on another origin that tries
+// the web manager's actions through images, a form and fetch, and a
+// DNS-rebinding page: evil.example, mapped to 127.0.0.1 by Chromium's
+// resolver rules, on the web manager's own port, so that its requests
+// are same-origin with it. None changes the exclusions or reads the state.
+func TestBrowserAttacks(t *testing.T) {
+	needTool(t, chromium, "chromium")
+	tun := startLoopbackTunnel(t)
+	web, err := control.New(control.Options{ListenAddr: "127.0.0.1:0", Username: "admin", Password: "s3cret", Version: "browser-test"},
+		control.Role{Client: tun.view})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := web.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer web.Close()
+	port := web.Addr().(*net.TCPAddr).Port
+	origin := "http://" + web.Addr().String()
+	for deadline := time.Now().Add(5 * time.Second); tun.linkStats("eth-a") == nil || tun.linkStats("eth-b") == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("links never came up")
+		}
+	}
+	// Excluded, so that a reset, an include or a swap would show.
+	if _, err := tun.client.SetExclusion("eth-a", true); err != nil {
+		t.Fatal(err)
+	}
+	unchanged := func(what string) {
+		t.Helper()
+		if !tun.client.Excluded("eth-a") || tun.client.Excluded("eth-b") {
+			t.Errorf("%s: eth-a excluded %v, eth-b excluded %v; want true, false", what, tun.client.Excluded("eth-a"), tun.client.Excluded("eth-b"))
+		}
+	}
+
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprintf(w, evilPage, origin)
+	}))
+	defer evil.Close()
+
+	ctx, cancel := browser(t, chromedp.Flag("host-resolver-rules", "MAP evil.example 127.0.0.1"))
+	defer cancel()
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("admin:s3cret"))
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: network.Headers{"Authorization": auth}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The cross-origin page.
+	run(t, ctx, chromedp.Navigate(evil.URL+"/"))
+	waitJS(t, ctx, 10*time.Second, `window.done === 2`)
+	time.Sleep(500 * time.Millisecond) // the form's answer, in its frame
+	leak := jsString(t, ctx, `window.leak`)
+	t.Logf("cross-origin page: the list fetch got %q", leak)
+	if strings.Contains(leak, "interfaces") {
+		t.Errorf("the cross-origin page read the list: %s", leak)
+	}
+	unchanged("after the cross-origin page")
+
+	// The rebinding page: same origin as the web manager's port, named
+	// evil.example.
+	rebound := fmt.Sprintf("http://evil.example:%d", port)
+	run(t, ctx, chromedp.Navigate(rebound+"/"))
+	page := jsString(t, ctx, `document.body.innerText`)
+	t.Logf("the web manager's answer to %s/: %s", rebound, strings.TrimSpace(page))
+	if !strings.Contains(page, "not served here") {
+		t.Errorf("%s/ showed %q, want the 421 refusal", rebound, page)
+	}
+	run(t, ctx, chromedp.Evaluate[chromedp.Void](`window.codes = [];
+for (const [m, p] of [["GET", "/api/v1/get-list"], ["POST", "/api/v1/reset-exclusions"], ["POST", "/api/v1/swap-exclusion"], ["POST", "/api/v1/include"]]) {
+  fetch(p, {method: m, credentials: "include", body: m === "POST" ? '{"interface":"eth-a"}' : undefined, headers: m === "POST" ? {"Content-Type": "application/json"} : {}})
+    .then(async r => window.codes.push(m + " " + p + " " + r.status + " " + (await r.text()).length), e => window.codes.push(m + " " + p + " failed " + e));
+}`))
+	waitJS(t, ctx, 10*time.Second, `window.codes.length === 4`)
+	codes := jsString(t, ctx, `window.codes.join("; ")`)
+	t.Logf("the rebinding page's requests: %s", codes)
+	for _, c := range strings.Split(codes, "; ") {
+		if !strings.Contains(c, " 421 ") {
+			t.Errorf("rebinding request answered %q, want 421", c)
+		}
+	}
+	unchanged("after the rebinding page")
+
+	// The operator's own page still works.
+	run(t, ctx, chromedp.Navigate(origin+"/"))
+	waitJS(t, ctx, 10*time.Second, `rowStatus("eth-a") === "excluded"`)
+	run(t, ctx, chromedp.Click(chromedp.ID("reset")))
+	waitJS(t, ctx, 5*time.Second, `rowStatus("eth-a") === "active"`)
+	if tun.client.Excluded("eth-a") {
+		t.Errorf("the page's own reset (a POST) did not reset")
+	}
 }
