@@ -371,6 +371,7 @@ func (s *Server) listenLocked(addr string, useTLS bool) error {
 // starts the sampler if it is not running.
 func (s *Server) serveLocked(ln net.Listener, addr string, useTLS bool) {
 	s.hosts.Store(newHostPolicy(addr, ln.Addr(), s.allowed))
+	ln = newLimitListener(ln, maxConns)
 	if useTLS {
 		ln = tls.NewListener(ln, &tls.Config{
 			MinVersion: tls.VersionTLS12,

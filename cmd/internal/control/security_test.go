@@ -341,3 +341,44 @@ func TestHTTPLogLimited(t *testing.T) {
 		t.Errorf("no count of the messages dropped:\n%s", l.String())
 	}
 }
+
+// TestConnLimit: a peer that opens connections and sends nothing holds at
+// most maxConns of the web manager's file descriptors; others wait until
+// a slot frees.
+func TestConnLimit(t *testing.T) {
+	s := newTest(t, Options{ListenAddr: "127.0.0.1:0"}, Role{Server: newFakeServer()})
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for range maxConns {
+		c, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	// Let the server accept them all.
+	time.Sleep(200 * time.Millisecond)
+	hc := &http.Client{Timeout: 500 * time.Millisecond}
+	if resp, err := hc.Get("http://" + s.Addr().String() + "/api/v1/get-list"); err == nil {
+		resp.Body.Close()
+		t.Errorf("served a request past %d idle connections: %d", maxConns, resp.StatusCode)
+	}
+	idle[0].Close()
+	hc.Timeout = 5 * time.Second
+	resp, err := hc.Get("http://" + s.Addr().String() + "/api/v1/get-list")
+	if err != nil {
+		t.Fatalf("after one idle connection closed: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("after one idle connection closed: %d", resp.StatusCode)
+	}
+}
