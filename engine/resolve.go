@@ -146,7 +146,8 @@ type name struct {
 	okAt    time.Time
 	err     error
 	errAt   time.Time
-	fails   int // lookups failed in a row
+	fails   int           // lookups failed in a row
+	delay   time.Duration // before the next lookup after a failure
 	running bool
 }
 
@@ -290,6 +291,7 @@ func (r *names) status(s string) *NameStatus {
 // refresh period or the retry delay, or when woken.
 func (r *names) run(ctx context.Context, n *name) {
 	defer r.wg.Done()
+	woken := false
 	for {
 		select {
 		case <-n.wake: // this lookup answers the wake-up
@@ -301,7 +303,7 @@ func (r *names) run(ctx context.Context, n *name) {
 		if ctx.Err() != nil {
 			return
 		}
-		t := time.NewTimer(r.note(n, addrs, err))
+		t := time.NewTimer(r.note(n, addrs, err, woken))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -311,14 +313,19 @@ func (r *names) run(ctx context.Context, n *name) {
 			return
 		case <-n.wake:
 			t.Stop()
+			woken = true
 		case <-t.C:
+			woken = false
 		}
 	}
 }
 
 // note records a lookup's outcome, logs what changed (once per failing
-// streak, not per lookup), and returns how long to wait before the next.
-func (r *names) note(n *name, addrs []netip.AddrPort, err error) time.Duration {
+// streak, not per lookup), and returns how long to wait before the next:
+// after a failure, retryMin, doubled by each failure of a lookup the
+// timer started (one that an interface event woke early does not count),
+// up to retryMax.
+func (r *names) note(n *name, addrs []netip.AddrPort, err error, woken bool) time.Duration {
 	if err == nil && len(addrs) == 0 {
 		err = errors.New("no addresses")
 	}
@@ -338,7 +345,13 @@ func (r *names) note(n *name, addrs []netip.AddrPort, err error) time.Duration {
 	if err != nil {
 		n.err, n.errAt = err, now
 		n.fails++
-		delay := min(retryMin<<min(n.fails-1, 10), retryMax)
+		switch {
+		case n.delay == 0:
+			n.delay = retryMin
+		case !woken:
+			n.delay = min(2*n.delay, retryMax)
+		}
+		delay := n.delay
 		first, had, age := n.fails == 1, len(n.addrs) > 0, now.Sub(n.okAt)
 		r.mu.Unlock()
 		switch {
@@ -350,7 +363,7 @@ func (r *names) note(n *name, addrs []netip.AddrPort, err error) time.Duration {
 		return delay
 	}
 	old, failed := n.addrs, n.fails > 0
-	n.addrs, n.okAt, n.err, n.fails = addrs, now, nil, 0
+	n.addrs, n.okAt, n.err, n.fails, n.delay = addrs, now, nil, 0, 0
 	r.mu.Unlock()
 	same := slices.Equal(old, addrs)
 	switch {

@@ -200,9 +200,13 @@ func TestNeverResolvedName(t *testing.T) {
 		}
 		return testAnswer, nil
 	})
-	for fails.Load() < 2 { // the second after retryMin
+	// Three failures: the first lookup, perhaps one woken by the first
+	// scan, and retries after retryMin and then 2*retryMin: the next
+	// retry is at least 2 s away.
+	for fails.Load() < 3 {
 		time.Sleep(time.Millisecond)
 	}
+	time.Sleep(10 * time.Millisecond)
 	for range 20 {
 		rc.c.scan()
 	}
@@ -216,11 +220,11 @@ func TestNeverResolvedName(t *testing.T) {
 	if n := rc.logs.count("cannot resolve"); n != 1 {
 		t.Errorf("%d log lines about the unresolved name, want 1", n)
 	}
-	// The next retry is 2 s away; an interface coming up retries now.
+	// An interface coming up retries now.
 	dnsUp.Store(true)
 	up := time.Now()
 	rc.ifs.set("b", func(i *Iface) { i.Up = true })
-	rc.waitActive(t, 2, time.Second)
+	rc.waitActive(t, 2, 500*time.Millisecond)
 	t.Logf("links up %v after an interface came up", time.Since(up))
 }
 
