@@ -518,7 +518,12 @@ func (s *Server) Reconfigure(o Options) error {
 		s.hosts.Store(newHostPolicy(s.addr, bound, s.allowed))
 		return nil
 	}
-	return s.listenLocked(o.ListenAddr, useTLS)
+	err := s.listenLocked(o.ListenAddr, useTLS)
+	if err != nil && s.ln != nil {
+		// The old listener stays, with the new allowed hosts.
+		s.hosts.Store(newHostPolicy(s.addr, s.ln.Addr(), s.allowed))
+	}
+	return err
 }
 
 // warnExposedLocked warns when the server takes requests from other hosts
