@@ -31,6 +31,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(serverHead + "  clientTimeout: -1\n  engine: {queueLength: 100}\n"))
 	f.Add([]byte("client: &c\n  <<: *c\n"))
 	f.Add([]byte("client:\n  listenAddr: [\n"))
+	f.Add([]byte(serverHead + "  webManager: {password: x, certFile: a.crt, keyFile: a.key, allowedHosts: [a.example, \"[::1]\"]}\n"))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, role := range []Role{RoleClient, RoleServer} {
@@ -125,6 +126,11 @@ func recheck(c *Config, role Role) error {
 		addr("dstAddr", dst, true, true)
 		check(write == -1 || write > 0, "writeTimeout %v", write)
 		addr("webManager.listenAddr", w.ListenAddr, false, false)
+		check((w.Username == "") == (w.Password == ""), "half a login: username %q, password %q", w.Username, w.Password)
+		check((w.CertFile == "") == (w.KeyFile == ""), "half a TLS setup: certFile %q, keyFile %q", w.CertFile, w.KeyFile)
+		for _, h := range w.AllowedHosts {
+			check(h != "" && checkHost(strings.Trim(h, "[]")) == nil, "allowed host %q", h)
+		}
 		check(contains(defaults.LogLevels, l.Level), "log level %q", l.Level)
 		check(contains(defaults.LogFormats, l.Format), "log format %q", l.Format)
 		check(contains(Backends, e.Backend), "backend %q", e.Backend)
@@ -173,7 +179,12 @@ func marshal(c *Config) ([]byte, error) {
 		return int64(d / time.Millisecond)
 	}
 	web := func(w WebManager) map[string]any {
-		return map[string]any{"listenAddr": w.ListenAddr, "username": w.Username, "password": w.Password}
+		m := map[string]any{"listenAddr": w.ListenAddr, "username": w.Username, "password": w.Password,
+			"certFile": w.CertFile, "keyFile": w.KeyFile}
+		if w.AllowedHosts != nil {
+			m["allowedHosts"] = w.AllowedHosts
+		}
+		return m
 	}
 	log := func(l Log) map[string]any { return map[string]any{"level": l.Level, "format": l.Format} }
 	engine := func(e Engine) map[string]any {
