@@ -29,6 +29,9 @@ const (
 	wgServerAddr = "198.19.0.1/24"
 	wgClientAddr = "198.19.0.2/24"
 	sinkPort     = 9999
+	// refTarget is the reference stream's sink, over loopback in the
+	// client namespace.
+	refTarget = "127.0.0.1:9998"
 	// relayPort is the delaying relay's port, on link b's server address.
 	relayPort = topo.ServerPort + 1
 	dnsAddr   = "127.0.0.1:53"
@@ -46,6 +49,7 @@ type env struct {
 	tun      *topo.Tunnel
 	wgs, wgc *topo.WireGuard
 	sink     *topo.Proc
+	refSink  *topo.Proc // the reference stream's, in the client namespace
 	dns      *topo.Proc
 	relay    *topo.Proc
 	unconf   func() // removes /etc/netns/<client>/resolv.conf
@@ -177,6 +181,12 @@ func setup(bin, exe, logs string) (e *env, err error) {
 	if err = e.sink.WaitLog(5*time.Second, 1, "sink listening on"); err != nil {
 		return e, err
 	}
+	if e.refSink, err = e.tp.Start(e.tp.Client, nil, filepath.Join(bin, "engarde-loadgen"), "sink", "-listen", refTarget); err != nil {
+		return e, err
+	}
+	if err = e.refSink.WaitLog(5*time.Second, 1, "sink listening on"); err != nil {
+		return e, err
+	}
 	return e, nil
 }
 
@@ -280,7 +290,7 @@ func (e *env) restore() error {
 	}
 	errs = append(errs, e.writeConfig(e.yml), e.dnsAnswering(true))
 	e.stopRelay()
-	for _, p := range []*topo.Proc{e.tun.Server, e.tun.Client, e.wgs.Proc, e.wgc.Proc, e.sink, e.dns} {
+	for _, p := range []*topo.Proc{e.tun.Server, e.tun.Client, e.wgs.Proc, e.wgc.Proc, e.sink, e.refSink, e.dns} {
 		if !p.Running() {
 			errs = append(errs, fmt.Errorf("%s exited: %s", filepath.Base(p.Name), lastLines(p.Stderr.String(), 5)))
 		}

@@ -162,6 +162,8 @@ type Result struct {
 	SteadyMax  time.Duration `json:"steady_max_rtt_ns"`
 	SteadySent int           `json:"steady_sent"`
 	SteadyLost int           `json:"steady_lost"`
+	// SteadyRef is the reference stream's p99.9 meanwhile.
+	SteadyRef time.Duration `json:"steady_reference_p999_ns"`
 	Rows       []RowResult   `json:"rows"`
 	Failed     int           `json:"failed"`
 	Duration   time.Duration `json:"duration_ns"`
@@ -180,6 +182,8 @@ type RowResult struct {
 	Notes   []string `json:"notes,omitempty"`
 	// Bound is the row's RTT bound (see rowBound).
 	Bound Bound `json:"bound"`
+	// Reference is the reference stream's measure (see stalled).
+	Reference Measure `json:"reference"`
 	// Start is when the row began (Unix nanoseconds), after its stream
 	// was carried on every link.
 	Start int64 `json:"start_unix_ns"`
@@ -193,20 +197,30 @@ func run(ctx context.Context, e *env, o options, sel []row) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	ref, err := startStream(e.exe, e.tp.Client, refTarget, o.rate, o.size, o.steady+2*time.Second)
+	if err != nil {
+		_, _ = s.stop()
+		return nil, fmt.Errorf("reference stream: %w", err)
+	}
 	werr := e.waitCarrying(ctx, backPackets, 3*time.Second)
 	from := time.Now().UnixNano()
 	time.Sleep(o.steady)
 	tr, err := s.stop()
+	rtr, rerr := ref.stop()
 	if err != nil {
 		return nil, err
 	}
+	if rerr != nil {
+		return nil, fmt.Errorf("reference stream: %w", rerr)
+	}
+	res.SteadyRef = measure(rtr, nil, from, 1<<63-1, Spec{}, Bound{}).P999
 	if werr != nil {
 		return nil, fmt.Errorf("steady stream: %w", werr)
 	}
-	steady := measure(tr, from, 1<<63-1, Spec{}, Bound{})
+	steady := measure(tr, nil, from, 1<<63-1, Spec{}, Bound{})
 	res.Bound = Bound{Steady: steady.P999, Factor: boundFactor, Floor: boundFloor, Share: boundShare}
 	res.SteadyMax, res.SteadySent, res.SteadyLost = steady.MaxRTT, steady.Sent, steady.Lost
-	fmt.Printf("steady: %d sent, %d lost, RTT p99.9 %s, max %s; bound %s\n", steady.Sent, steady.Lost, ms(steady.P999), ms(steady.MaxRTT), ms(res.Bound.Limit()))
+	fmt.Printf("steady: %d sent, %d lost, RTT p99.9 %s, max %s; bound %s; reference p99.9 %s\n", steady.Sent, steady.Lost, ms(steady.P999), ms(steady.MaxRTT), ms(res.Bound.Limit()), ms(res.SteadyRef))
 	if steady.Lost > 0 || steady.Sent == 0 {
 		return nil, fmt.Errorf("the steady stream lost %d of %d packets: nothing to compare with", steady.Lost, steady.Sent)
 	}
@@ -244,8 +258,14 @@ func runRow(ctx context.Context, e *env, o options, r row, bound Bound) RowResul
 	if err != nil {
 		return fail(err.Error())
 	}
+	ref, err := startStream(e.exe, e.tp.Client, refTarget, o.rate, o.size, r.max)
+	if err != nil {
+		_, _ = s.stop()
+		return fail("reference stream: " + err.Error())
+	}
 	if err := e.waitCarrying(ctx, backPackets, 3*time.Second); err != nil {
 		_, _ = s.stop()
+		_, _ = ref.stop()
 		return fail("before the fault: " + err.Error())
 	}
 	x := &rowRun{ctx: ctx, e: e, s: s, start: time.Now()}
@@ -253,6 +273,11 @@ func runRow(ctx context.Context, e *env, o options, r row, bound Bound) RowResul
 	r.run(x)
 	x.wg.Wait()
 	tr, err := s.stop()
+	rtr, rerr := ref.stop()
+	if rerr != nil {
+		x.notes = append(x.notes, "no reference stream: "+rerr.Error())
+		rtr = nil
+	}
 	rr.Events, rr.Spec, rr.Notes = x.events, x.spec, x.notes
 	for _, b := range x.backs {
 		rr.Backs = append(rr.Backs, *b)
@@ -269,7 +294,8 @@ func runRow(ctx context.Context, e *env, o options, r row, bound Bound) RowResul
 		x.errs = append(x.errs, fmt.Sprintf("the stream stopped before the row ended (it runs at most %v)", r.max))
 	}
 	rr.Bound = rowBound(tr, rr.Start, x.events, bound)
-	rr.Measure = measure(tr, rr.Start, 1<<63-1, x.spec, rr.Bound)
+	rr.Measure = measure(tr, rtr, rr.Start, 1<<63-1, x.spec, rr.Bound)
+	rr.Reference = measure(rtr, nil, rr.Start, 1<<63-1, Spec{}, Bound{})
 	rr.Pass, rr.Why = verdict(rr.Measure, x.spec, rr.Bound, rr.Backs, x.errs)
 	return rr
 }
@@ -282,7 +308,7 @@ func rowBound(tr *Trace, start int64, events []Event, run Bound) Bound {
 	if len(events) == 0 {
 		return run
 	}
-	pre := measure(tr, start, events[0].At-int64(inFlight), Spec{}, Bound{})
+	pre := measure(tr, nil, start, events[0].At-int64(inFlight), Spec{}, Bound{})
 	b := run
 	if pre.Judged > 0 && pre.P999 > b.Steady {
 		b.Steady = pre.P999

@@ -20,7 +20,7 @@ const (
 func table(res *Result) *report.Table {
 	t := &report.Table{
 		Title:   "Fault matrix: WireGuard (wireguard-go) over engarde, two links",
-		Columns: []string{"row", "must hold", "sent", "lost (link up)", "lost (outage)", "max RTT (sent at)", "p99.9", "bound", "resume", "link back", "verdict"},
+		Columns: []string{"row", "must hold", "sent", "lost (link up)", "lost (outage)", "max RTT (sent at)", "p99.9", "bound", "above (machine)", "resume", "link back", "verdict"},
 	}
 	for _, r := range res.Rows {
 		m := r.Measure
@@ -51,7 +51,7 @@ func table(res *Result) *report.Table {
 			lost += fmt.Sprintf(" (%.1f-%.1f s)", float64(m.FirstLost-r.Start)/1e9, float64(m.LastLost-r.Start)/1e9)
 		}
 		t.Add(r.Name, r.Must, fmt.Sprint(m.Sent), lost, fmt.Sprint(m.LostOutage),
-			maxAt(r), ms(m.P999), ms(r.Bound.Limit()), resume, strings.Join(backs, ", "), v)
+			maxAt(r), ms(m.P999), ms(r.Bound.Limit()), fmt.Sprintf("%d (%d)", m.Over, m.Stalled), resume, strings.Join(backs, ", "), v)
 	}
 	b := res.Bound
 	t.Notes = []string{
@@ -61,6 +61,7 @@ func table(res *Result) *report.Table {
 			b.Factor, ms(b.Floor), ms(b.Limit()), 100*b.Share),
 		fmt.Sprintf("Lost (link up): packets sent while at least one link was up that never came back; lost (outage): those sent from %s before an outage to the first echo after the path was back (expected). Times in parentheses are send times from the row's start (faults begin at 1 s). Resume: from the path back (link up, role or wireguard-go started) to that first echo. Link back: from the link's return until its server end has received %d packets of the stream.",
 			ms(inFlight), backPackets),
+		fmt.Sprintf("Above (machine): packets above the bound that count against the row, and in parentheses those excused because a reference stream (the same rate over loopback in the client namespace, through neither engarde nor WireGuard) sent from %s before until their echo was held up at least half as much beyond the bound (at least %s): the machine stalled, not the tunnel. Reference p99.9 in the steady phase: %s.", ms(stallBefore), ms(stallMin), ms(res.SteadyRef)),
 		"The client names the server by DNS (srv-a.egf.test, srv-b.egf.test, from a DNS server in the client namespace).",
 	}
 	t.Notes = append(t.Notes, fmt.Sprintf("Whole run: %s.", res.Duration.Round(time.Second)))

@@ -59,6 +59,10 @@ type Measure struct {
 	MaxRTT time.Duration `json:"max_rtt_ns"`
 	P999   time.Duration `json:"p999_rtt_ns"`
 	Over   int           `json:"over_bound"`
+	// Stalled counts the packets above the bound while the reference
+	// stream shows the machine stalled (see stalled); they are not in
+	// Over.
+	Stalled int `json:"over_bound_machine"`
 	// Judged counts the packets those figures are over; WorstAt is when
 	// the one with MaxRTT was sent (Unix nanoseconds).
 	Judged  int   `json:"judged"`
@@ -75,9 +79,38 @@ type Measure struct {
 	OutageEnd int64 `json:"outage_end_unix_ns,omitempty"`
 }
 
+// Machine stalls: a packet above the bound is the machine's doing, not the
+// tunnel's, when a packet of the reference stream (the same rate over
+// loopback in the client namespace, through neither engarde nor
+// WireGuard) sent from stallBefore before it until its echo came back was
+// held up by at least half as much as it exceeded the bound, and by at
+// least stallMin.
+const (
+	stallBefore = 20 * time.Millisecond
+	stallMin    = time.Millisecond
+)
+
+// stalled reports whether ref shows the machine stalled while the packet
+// sent at (Unix nanoseconds) took rtt against the bound limit.
+func stalled(ref *Trace, at int64, rtt, limit time.Duration) bool {
+	if ref == nil || len(ref.Sent) == 0 {
+		return false
+	}
+	need := max((rtt-limit)/2, stallMin)
+	lo, hi := at-int64(stallBefore)-ref.T0, at+int64(rtt)-ref.T0
+	i, _ := slices.BinarySearch(ref.Sent, lo)
+	for ; i < len(ref.Sent) && ref.Sent[i] <= hi; i++ {
+		if time.Duration(ref.RTT[i]) >= need {
+			return true
+		}
+	}
+	return false
+}
+
 // measure judges the packets of tr sent in [from, to) (Unix nanoseconds)
-// against spec and bound.
-func measure(tr *Trace, from, to int64, spec Spec, bound Bound) Measure {
+// against spec and bound; ref, when not nil, is the reference stream that
+// tells the machine's stalls from the tunnel's.
+func measure(tr, ref *Trace, from, to int64, spec Spec, bound Bound) Measure {
 	var m Measure
 	var outFrom, outTo int64 = 0, -1 // the outage, in send times; empty
 	if spec.OutageFrom != 0 {
@@ -126,7 +159,11 @@ func measure(tr *Trace, from, to int64, spec Spec, bound Bound) Measure {
 			m.MaxRTT, m.WorstAt = d, at
 		}
 		rtts = append(rtts, d)
-		if d > limit {
+		switch {
+		case d <= limit:
+		case stalled(ref, at, d, limit):
+			m.Stalled++
+		default:
 			m.Over++
 		}
 	}

@@ -151,7 +151,7 @@ func TestMeasure(t *testing.T) {
 		{name: "nothing sent", tr: synth(t0, 100, steady), from: at(200)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := measure(tc.tr, tc.from, 1<<63-1, tc.spec, bound)
+			m := measure(tc.tr, nil, tc.from, 1<<63-1, tc.spec, bound)
 			if m.Sent != tc.sent || m.Lost != tc.lost || m.LostOutage != tc.outage || m.Over != tc.over || m.MaxRTT != tc.maxRTT {
 				t.Errorf("sent %d, lost %d, outage %d, over %d, max %v; want %d, %d, %d, %d, %v",
 					m.Sent, m.Lost, m.LostOutage, m.Over, m.MaxRTT, tc.sent, tc.lost, tc.outage, tc.over, tc.maxRTT)
@@ -285,5 +285,40 @@ func TestTable(t *testing.T) {
 	}
 	if strings.Contains(link, "never") {
 		t.Errorf("a row without an outage shows a resume time: %s", link)
+	}
+}
+
+// TestStalled checks that a spike the reference stream shares is the
+// machine's, and one it does not share is the tunnel's.
+func TestStalled(t *testing.T) {
+	bound := Bound{Steady: time.Millisecond, Factor: 2, Floor: 2 * time.Millisecond, Share: 0}
+	spike := func(from, to int, d time.Duration) func(int) time.Duration {
+		return func(i int) time.Duration {
+			if i >= from && i < to {
+				return d
+			}
+			return time.Millisecond
+		}
+	}
+	tunnel := synth(t0, 3000, spike(1000, 1050, 60*time.Millisecond))
+	for _, tc := range []struct {
+		name           string
+		ref            *Trace
+		over, machined int
+	}{
+		{"no reference", nil, 50, 0},
+		{"reference quiet", synth(t0, 3000, func(int) time.Duration { return 100 * time.Microsecond }), 50, 0},
+		{"reference stalled as long", synth(t0, 3000, spike(1000, 1050, 50*time.Millisecond)), 0, 50},
+		// Stalled for 10 ms only: less than half of the 57 ms beyond
+		// the bound.
+		{"reference stalled briefly", synth(t0, 3000, spike(1000, 1050, 10*time.Millisecond)), 50, 0},
+		{"reference stalled elsewhere", synth(t0, 3000, spike(2000, 2050, 60*time.Millisecond)), 50, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := measure(tunnel, tc.ref, t0, 1<<63-1, Spec{}, bound)
+			if m.Over != tc.over || m.Stalled != tc.machined {
+				t.Errorf("over %d, machine %d; want %d, %d", m.Over, m.Stalled, tc.over, tc.machined)
+			}
+		})
 	}
 }
