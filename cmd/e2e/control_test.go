@@ -82,6 +82,7 @@ func TestNetnsReload(t *testing.T) {
 	e.waitLog(e.Client, 5*time.Second, 1, "web manager listening on http://127.0.0.1:59480/")
 	e.waitLog(e.Server, 5*time.Second, 1, "web manager listening on http://", ":59481/")
 	e.waitLog(e.Server, 5*time.Second, 1, "reachable from other hosts without a password")
+	e.waitLog(e.Server, time.Second, 1, "serves plain HTTP beyond loopback: the login and everything the API says and does travel in clear")
 	if l := e.clientList(); iface(l, "eth-a").Status != "active" || iface(l, "eth-b").Status != "active" {
 		t.Fatalf("before the reload: %+v", l.Interfaces)
 	}
@@ -145,6 +146,9 @@ func TestNetnsReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitLog(e.Server, 2*time.Second, 1, "configuration reloaded")
+	// The warnings again, on reload.
+	e.waitLog(e.Server, time.Second, 2, "serves plain HTTP beyond loopback")
+	e.waitLog(e.Server, time.Second, 2, "reachable from other hosts without a password")
 	out = e.status(e.Topo.Server, "engarde-server")
 	t.Logf("engarde-server status:\n%s", out)
 	for _, want := range []string{"engarde test server", "client timeout 20s", "CLIENT ADDRESS", "198.18.2.2:", "198.18.2.1:59402"} {
