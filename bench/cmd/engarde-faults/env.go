@@ -108,7 +108,9 @@ func checkTools(bin string) error {
 
 // clientYAML is the configuration: the client names the server by DNS on
 // each link (dstAddr for eth-a, an override for eth-b) and leaves
-// WireGuard's own interface alone; the server forwards to WireGuard.
+// WireGuard's own interface alone; the server forwards to WireGuard. Both
+// keep a state file beside the configuration, as the shipped systemd
+// units do in $STATE_DIRECTORY, so that a restart resumes the session.
 // bDst replaces eth-b's destination when not empty.
 func clientYAML(bDst string) string {
 	if bDst == "" {
@@ -122,12 +124,14 @@ func clientYAML(bDst string) string {
     - ifName: eth-b
       dstAddr: %q
   excludedInterfaces: [%q]
+  stateFile: "client.state"
   log: {level: info, format: json}
 server:
   description: "engarde-faults server"
   listenAddr: "0.0.0.0:%d"
   dstAddr: "127.0.0.1:%d"
   clientTimeout: 30
+  stateFile: "server.state"
   log: {level: info, format: json}
 `, topo.ClientListen, serverName(1), topo.ServerPort, bDst, wgClientName, topo.ServerPort, wgServerPort)
 }

@@ -164,9 +164,9 @@ type Result struct {
 	SteadyLost int           `json:"steady_lost"`
 	// SteadyRef is the reference stream's p99.9 meanwhile.
 	SteadyRef time.Duration `json:"steady_reference_p999_ns"`
-	Rows       []RowResult   `json:"rows"`
-	Failed     int           `json:"failed"`
-	Duration   time.Duration `json:"duration_ns"`
+	Rows      []RowResult   `json:"rows"`
+	Failed    int           `json:"failed"`
+	Duration  time.Duration `json:"duration_ns"`
 }
 
 // RowResult is one row's outcome.
@@ -271,6 +271,7 @@ func runRow(ctx context.Context, e *env, o options, r row, bound Bound) RowResul
 	x := &rowRun{ctx: ctx, e: e, s: s, start: time.Now()}
 	rr.Start = x.start.UnixNano()
 	r.run(x)
+	end := time.Now()
 	x.wg.Wait()
 	tr, err := s.stop()
 	rtr, rerr := ref.stop()
@@ -290,7 +291,7 @@ func runRow(ctx context.Context, e *env, o options, r row, bound Bound) RowResul
 			x.notes = append(x.notes, "trace not saved: "+err.Error())
 		}
 	}
-	if n := len(tr.Sent); n > 0 && tr.Sent[n-1] < int64(time.Since(x.start))-int64(2*time.Second) {
+	if n := len(tr.Sent); n > 0 && tr.T0+tr.Sent[n-1] < end.UnixNano()-int64(500*time.Millisecond) {
 		x.errs = append(x.errs, fmt.Sprintf("the stream stopped before the row ended (it runs at most %v)", r.max))
 	}
 	rr.Bound = rowBound(tr, rr.Start, x.events, bound)

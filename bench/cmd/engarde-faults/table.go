@@ -62,7 +62,7 @@ func table(res *Result) *report.Table {
 		fmt.Sprintf("Lost (link up): packets sent while at least one link was up that never came back; lost (outage): those sent from %s before an outage to the first echo after the path was back (expected). Times in parentheses are send times from the row's start (faults begin at 1 s). Resume: from the path back (link up, role or wireguard-go started) to that first echo. Link back: from the link's return until its server end has received %d packets of the stream.",
 			ms(inFlight), backPackets),
 		fmt.Sprintf("Above (machine): packets above the bound that count against the row, and in parentheses those excused because a reference stream (the same rate over loopback in the client namespace, through neither engarde nor WireGuard) sent from %s before until their echo was held up at least half as much beyond the bound (at least %s): the machine stalled, not the tunnel. Reference p99.9 in the steady phase: %s.", ms(stallBefore), ms(stallMin), ms(res.SteadyRef)),
-		"The client names the server by DNS (srv-a.egf.test, srv-b.egf.test, from a DNS server in the client namespace).",
+		"The client names the server by DNS (srv-a.egf.test, srv-b.egf.test, from a DNS server in the client namespace); both roles keep a state file (stateFile), as the shipped systemd units do.",
 	}
 	t.Notes = append(t.Notes, fmt.Sprintf("Whole run: %s.", res.Duration.Round(time.Second)))
 	return t
