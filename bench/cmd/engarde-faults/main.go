@@ -204,7 +204,10 @@ func run(ctx context.Context, e *env, o options, sel []row) (*Result, error) {
 	}
 	werr := e.waitCarrying(ctx, backPackets, 3*time.Second)
 	from := time.Now().UnixNano()
-	time.Sleep(o.steady)
+	select {
+	case <-time.After(o.steady):
+	case <-ctx.Done():
+	}
 	tr, err := s.stop()
 	rtr, rerr := ref.stop()
 	if err != nil {
@@ -273,6 +276,12 @@ func runRow(ctx context.Context, e *env, o options, r row, bound Bound) RowResul
 	r.run(x)
 	end := time.Now()
 	x.wg.Wait()
+	if ctx.Err() != nil {
+		_, _ = s.stop()
+		_, _ = ref.stop()
+		rr.Events = x.events
+		return fail("interrupted")
+	}
 	tr, err := s.stop()
 	rtr, rerr := ref.stop()
 	if rerr != nil {
