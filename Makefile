@@ -84,14 +84,22 @@ soak: build ## a stream for SOAK (10m) with a link flap every 10 s; fails on gro
 	$(BIN)/engarde-soak -bin $(BIN) -duration $(SOAK) -json $(BIN)/soak.json $(SOAKFLAGS)
 
 # go test -fuzz takes one target of one package per run: every package
-# whose tests define one, and every target go test -list finds there.
+# whose tests define one, and every target go test -list finds there. Go
+# before 1.27 may fail a run at the -fuzztime deadline with "context
+# deadline exceeded" and no failing input (golang/go#75804): noted, not a
+# failure; a failing input always fails.
 FUZZTIME ?= 10s
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME (10s) each; a failing input lands in the package's testdata/fuzz
-	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	@set -e; out=$$(mktemp); trap 'rm -f $$out' EXIT; \
+	for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
 		for f in $$($(GO) test -list '^Fuzz' $$dir | grep '^Fuzz'); do \
 			echo "fuzz $$dir $$f ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$dir; \
+			if $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$dir >$$out 2>&1; then tail -n 1 $$out; continue; fi; \
+			cat $$out; \
+			if grep -q 'context deadline exceeded' $$out && ! grep -q 'Failing input written' $$out; then \
+				echo "$$f: the fuzz coordinator's deadline race (golang/go#75804), no failing input: not a failure"; \
+			else exit 1; fi; \
 		done; \
 	done
 
