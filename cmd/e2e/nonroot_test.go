@@ -49,13 +49,19 @@ func newUnprivileged(t *testing.T, c topo.TunnelConfig, ccaps, scaps []string, w
 	if c.SinkMode == "" {
 		c.SinkMode = "first"
 	}
-	// os.MkdirTemp makes the directory 0700; nobody must enter it.
+	// os.MkdirTemp makes the directory 0700; nobody must enter it, and
+	// write there the state files the configuration names next to
+	// itself (what the units' StateDirectory is for), but not change
+	// the binaries or the configuration, which stay root's.
 	dir, err := os.MkdirTemp("", "engarde-nonroot-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, nobody, nobody); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"engarde-client", "engarde-server"} {
@@ -207,6 +213,11 @@ func TestNetnsNonRoot(t *testing.T) {
 	}
 	e.waitLog(e.Client, time.Second, 1, `link eth-a up again`)
 	cl, _ := e.stop()
+	for _, p := range []*topo.Proc{e.Client, e.Server} {
+		if line := firstLine(p.Stderr.String(), "permission denied"); line != "" {
+			t.Errorf("%s was refused something as nobody: %s", p.Name, line)
+		}
+	}
 	for _, l := range []string{"eth-a", "eth-b"} {
 		if cl[l]["tx"] < float64(r.Sent) {
 			t.Errorf("link %s sent %v datagrams, want at least the first stream's %d", l, cl[l]["tx"], r.Sent)
