@@ -8,10 +8,25 @@ import (
 )
 
 // inFlight is how long before a fault a packet may have been sent and
-// still be lost to it: in flight, or queued in a socket. It widens an
-// outage backwards, and is well above the steady round trip here (about
-// a millisecond).
+// still be lost to it, in flight or queued in a socket, at least: well
+// above the steady round trip here (a few milliseconds). It widens an
+// outage backwards; inFlightBefore widens it further when the round trips
+// just before were longer.
 const inFlight = 20 * time.Millisecond
+
+// inFlightBefore is how long before t a packet may have been sent and
+// still be in flight at t: inFlight, or the longest round trip of the
+// packets sent in the second before t if that is longer (a loaded machine
+// holds packets for hundreds of milliseconds at times).
+func inFlightBefore(tr *Trace, t int64) time.Duration {
+	d := inFlight
+	for i, rtt := range tr.RTT {
+		if at := tr.T0 + tr.Sent[i]; at >= t-int64(time.Second) && at < t {
+			d = max(d, time.Duration(rtt))
+		}
+	}
+	return d
+}
 
 // Bound is the RTT a row's packets must stay under while a link is up:
 // the steady p99.9 times Factor, or plus Floor, whichever is larger. The
@@ -114,7 +129,7 @@ func measure(tr, ref *Trace, from, to int64, spec Spec, bound Bound) Measure {
 	var m Measure
 	var outFrom, outTo int64 = 0, -1 // the outage, in send times; empty
 	if spec.OutageFrom != 0 {
-		outFrom = spec.OutageFrom - int64(inFlight)
+		outFrom = spec.OutageFrom - int64(inFlightBefore(tr, spec.OutageFrom))
 		outTo = 1<<63 - 1 // until the first echo after BackAt, if any
 		m.Resume = -1
 		first := int64(1<<63 - 1)

@@ -148,6 +148,22 @@ func TestMeasure(t *testing.T) {
 			}),
 			sent: 5000, resume: time.Millisecond, maxRTT: time.Millisecond, pass: true,
 		},
+		{
+			// Round trips of 300 ms just before the outage: what was
+			// sent in the 300 ms before it and lost is the outage's.
+			name: "outage after slow round trips", from: t0,
+			spec: Spec{OutageFrom: at(1000), BackAt: at(2000), ResumeWithin: 200 * time.Millisecond},
+			tr: synth(t0, 5000, func(i int) time.Duration {
+				switch {
+				case i >= 700 && i < 2050:
+					return 0
+				case i >= 600 && i < 700:
+					return 300 * time.Millisecond
+				}
+				return time.Millisecond
+			}),
+			sent: 5000, outage: 1350, resume: 51 * time.Millisecond, maxRTT: 300 * time.Millisecond, over: 100,
+		},
 		{name: "nothing sent", tr: synth(t0, 100, steady), from: at(200)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
