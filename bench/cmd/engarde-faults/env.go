@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/engarde-project/engarde/bench/topo"
@@ -230,9 +229,12 @@ func (e *env) rxOf() (map[string]uint64, error) {
 
 // dnsAnswering turns the DNS server's answers on or off.
 func (e *env) dnsAnswering(on bool) error {
-	sig := syscall.SIGUSR1
+	sig := dnsOff
 	if on {
-		sig = syscall.SIGUSR2
+		sig = dnsOn
+	}
+	if sig == nil {
+		return errors.ErrUnsupported
 	}
 	return e.dns.Cmd.Process.Signal(sig)
 }

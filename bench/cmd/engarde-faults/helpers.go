@@ -59,14 +59,17 @@ func dnsMain(args []string) error {
 		fmt.Fprintf(os.Stderr, "dns: %s type %d %s\n", name, qtype, what)
 	}
 	sig := make(chan os.Signal, 4)
-	signal.Notify(sig, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM, os.Interrupt)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+	if dnsOff != nil {
+		signal.Notify(sig, dnsOff, dnsOn)
+	}
 	go func() {
 		for s := range sig {
 			switch s {
-			case syscall.SIGUSR1:
+			case dnsOff:
 				d.SetAnswering(false)
 				fmt.Fprintln(os.Stderr, "dns: not answering")
-			case syscall.SIGUSR2:
+			case dnsOn:
 				d.SetAnswering(true)
 				fmt.Fprintln(os.Stderr, "dns: answering")
 			default:
