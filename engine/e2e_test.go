@@ -113,8 +113,8 @@ type tunnel struct {
 	// clientCfg is the client's configuration; stopClient ends it alone.
 	clientCfg  ClientConfig
 	stopClient func()
-	wg     sync.WaitGroup
-	echoed atomic.Uint64
+	wg         sync.WaitGroup
+	echoed     atomic.Uint64
 	// initiations counts those the server-side stand-in received; inits
 	// those the client-side one sent.
 	initiations, inits atomic.Uint64
