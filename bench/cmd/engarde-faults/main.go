@@ -221,9 +221,9 @@ func run(ctx context.Context, e *env, o options, sel []row) (*Result, error) {
 		return nil, fmt.Errorf("steady stream: %w", werr)
 	}
 	steady := measure(tr, nil, from, 1<<63-1, Spec{}, Bound{})
-	res.Bound = Bound{Steady: steady.P999, Factor: boundFactor, Floor: boundFloor, Share: boundShare}
+	res.Bound = Bound{Steady: steadyP999(tr, from, from+int64(o.steady)), Factor: boundFactor, Floor: boundFloor, Share: boundShare}
 	res.SteadyMax, res.SteadySent, res.SteadyLost = steady.MaxRTT, steady.Sent, steady.Lost
-	fmt.Printf("steady: %d sent, %d lost, RTT p99.9 %s, max %s; bound %s; reference p99.9 %s\n", steady.Sent, steady.Lost, ms(steady.P999), ms(steady.MaxRTT), ms(res.Bound.Limit()), ms(res.SteadyRef))
+	fmt.Printf("steady: %d sent, %d lost, RTT p99.9 %s (the median of three windows' %s), max %s; bound %s; reference p99.9 %s\n", steady.Sent, steady.Lost, ms(steady.P999), ms(res.Bound.Steady), ms(steady.MaxRTT), ms(res.Bound.Limit()), ms(res.SteadyRef))
 	if steady.Lost > 0 || steady.Sent == 0 {
 		return nil, fmt.Errorf("the steady stream lost %d of %d packets: nothing to compare with", steady.Lost, steady.Sent)
 	}
@@ -308,6 +308,19 @@ func runRow(ctx context.Context, e *env, o options, r row, bound Bound) RowResul
 	rr.Reference = measure(rtr, nil, rr.Start, 1<<63-1, Spec{}, Bound{})
 	rr.Pass, rr.Why = verdict(rr.Measure, x.spec, rr.Bound, rr.Backs, x.errs)
 	return rr
+}
+
+// steadyP999 is the steady RTT p99.9 of the packets of tr sent in [from,
+// to): the median of those of its three thirds, so that one burst of
+// other work on the machine does not set the bound of the whole run.
+func steadyP999(tr *Trace, from, to int64) time.Duration {
+	var ps []time.Duration
+	for k := range int64(3) {
+		lo := from + k*(to-from)/3
+		ps = append(ps, measure(tr, nil, lo, lo+(to-from)/3, Spec{}, Bound{}).P999)
+	}
+	slices.Sort(ps)
+	return ps[1]
 }
 
 // rowBound is the RTT bound of a row: the run's, or the one the row's own

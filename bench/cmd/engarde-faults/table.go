@@ -55,7 +55,7 @@ func table(res *Result) *report.Table {
 	}
 	b := res.Bound
 	t.Notes = []string{
-		fmt.Sprintf("Stream: %d pkt/s of %d-byte datagrams with sequence numbers, echoed by a sink behind WireGuard; a stream of its own per row. Steady (%d packets): RTT p99.9 %s, max %s.",
+		fmt.Sprintf("Stream: %d pkt/s of %d-byte datagrams with sequence numbers, echoed by a sink behind WireGuard; a stream of its own per row. Steady (%d packets): RTT p99.9 %s (the median of its three thirds'), max %s.",
 			res.Rate, res.Size, res.SteadySent, ms(b.Steady), ms(res.SteadyMax)),
 		fmt.Sprintf("RTT bound: max(%g x steady p99.9, steady p99.9 + %s), %s for the run's steady stream; a row's steady p99.9 is the larger of the run's and that of its own packets before its first fault (the load of this shared machine changes from minute to minute). At most %g%% of a row's packets may be above it (the row's own p99.9 within it). The steady p99.9 alone would fail healthy rows by chance (a row sends thousands of packets, and one in a thousand is above it by definition), and this shared 2-core VM adds scheduling delays of milliseconds. Max RTT is shown with when its packet was sent, from the row's start.",
 			b.Factor, ms(b.Floor), ms(b.Limit()), 100*b.Share),

@@ -338,3 +338,20 @@ func TestStalled(t *testing.T) {
 		})
 	}
 }
+
+// TestSteadyP999 checks that one burst of noise in a third of the steady
+// stream does not set the run's steady p99.9.
+func TestSteadyP999(t *testing.T) {
+	tr := synth(t0, 3000, func(i int) time.Duration {
+		switch {
+		case i >= 1000 && i < 1100:
+			return 100 * time.Millisecond // a burst in the second third
+		case i >= 2000:
+			return 2 * time.Millisecond
+		}
+		return time.Millisecond
+	})
+	if got := steadyP999(tr, t0, at(3000)); got != 2*time.Millisecond {
+		t.Errorf("steady p99.9 %v, want 2ms (the median of 1 ms, 100 ms and 2 ms)", got)
+	}
+}
