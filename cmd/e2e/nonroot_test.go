@@ -82,6 +82,13 @@ func newUnprivileged(t *testing.T, c topo.TunnelConfig, ccaps, scaps []string, w
 	e := &unprivileged{env: &env{t: t, Tunnel: tun}, dir: dir}
 	t.Cleanup(func() {
 		if t.Failed() {
+			// Where datagrams were dropped: a receive buffer that
+			// overflowed (RcvbufErrors) means a starved process.
+			for _, ns := range []string{tp.Client, tp.Server} {
+				if out, err := tp.Exec(ns, "cat", "/proc/net/snmp"); err == nil {
+					t.Logf("UDP counters in %s:\n%s", ns, udpLines(out))
+				}
+			}
 			for _, p := range []*topo.Proc{tun.Client, tun.Server, tun.Sink} {
 				if p != nil {
 					p.Stop()
@@ -269,6 +276,17 @@ func kernelAtLeast(t *testing.T, major, minor int) bool {
 		t.Fatalf("kernel release %q: %v", b, err)
 	}
 	return maj > major || maj == major && min >= minor
+}
+
+// udpLines returns the Udp: lines of /proc/net/snmp (names, then values).
+func udpLines(snmp string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(snmp, "\n") {
+		if strings.HasPrefix(line, "Udp:") {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
 }
 
 func firstLine(s, sub string) string {
