@@ -296,9 +296,25 @@ func (e *env) restore() error {
 	}
 	errs = append(errs, e.writeConfig(e.yml), e.dnsAnswering(true))
 	e.stopRelay()
-	for _, p := range []*topo.Proc{e.tun.Server, e.tun.Client, e.wgs.Proc, e.wgc.Proc, e.sink, e.refSink, e.dns} {
-		if !p.Running() {
-			errs = append(errs, fmt.Errorf("%s exited: %s", filepath.Base(p.Name), lastLines(p.Stderr.String(), 5)))
+	// A role or wireguard-go that died is reported and started again, so
+	// that the rows after it still run.
+	wgGo := filepath.Join(e.bin, "wireguard-go")
+	for _, r := range []struct {
+		p     *topo.Proc
+		start func() error
+	}{
+		{e.tun.Server, e.tun.RestartServer},
+		{e.tun.Client, e.tun.RestartClient},
+		{e.wgs.Proc, func() error { return e.wgs.Restart(wgGo, wgServerAddr) }},
+		{e.wgc.Proc, func() error { return e.wgc.Restart(wgGo, wgClientAddr) }},
+		{e.sink, nil}, {e.refSink, nil}, {e.dns, nil},
+	} {
+		if r.p.Running() {
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%s exited: %s", filepath.Base(r.p.Name), lastLines(r.p.Stderr.String(), 5)))
+		if r.start != nil {
+			errs = append(errs, r.start())
 		}
 	}
 	return errors.Join(errs...)
