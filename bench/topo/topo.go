@@ -243,11 +243,19 @@ func (t *Topo) Blackhole(link string, on bool) error {
 		}
 	}
 	for _, ns := range []string{t.Client, t.Server} {
-		// Let the kernel queue up to 64 MiB per unresolved neighbour, so
-		// that what fills up is the socket's send buffer, not this queue
-		// (by default the same size as a socket buffer without
-		// CAP_NET_ADMIN).
-		_ = run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.neigh."+link+".unres_qlen_bytes=67108864")
+		// While on, let the kernel queue up to 64 MiB per unresolved
+		// neighbour, so that what fills up is the socket's send buffer,
+		// not this queue (by default the same size as a socket buffer
+		// without CAP_NET_ADMIN). Off, the namespace's default again: the
+		// next test's link is an ordinary one.
+		qlen := "67108864"
+		if !on {
+			out, err := t.Exec(ns, "sysctl", "-n", "net.ipv4.neigh.default.unres_qlen_bytes")
+			if qlen = strings.TrimSpace(out); err != nil || qlen == "" {
+				qlen = "212992" // the kernel's default (SK_WMEM_MAX)
+			}
+		}
+		_ = run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.neigh."+link+".unres_qlen_bytes="+qlen)
 		_ = run("ip", "-n", ns, "neigh", "flush", "dev", link)
 	}
 	return nil
