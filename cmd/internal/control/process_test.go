@@ -125,8 +125,10 @@ func TestMetricsProcess(t *testing.T) {
 	if d := after["process_open_fds{}"] - before["process_open_fds{}"]; d != 7 {
 		t.Errorf("process_open_fds went from %v to %v with 7 files opened", before["process_open_fds{}"], after["process_open_fds{}"])
 	}
-	if d := after["process_resident_memory_bytes{}"] - before["process_resident_memory_bytes{}"]; d < 60<<20 {
-		t.Errorf("process_resident_memory_bytes grew by %v with 64 MiB touched", d)
+	// The live, touched 64 MiB is resident. Not the growth since before:
+	// with -count above 1 the heap reuses what the previous run freed.
+	if rss := after["process_resident_memory_bytes{}"]; rss < 64<<20 {
+		t.Errorf("process_resident_memory_bytes %v with 64 MiB live and touched", rss)
 	}
 	if rss, vsz := after["process_resident_memory_bytes{}"], after["process_virtual_memory_bytes{}"]; rss > vsz {
 		t.Errorf("resident %v above virtual %v", rss, vsz)
