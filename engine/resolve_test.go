@@ -176,7 +176,8 @@ func TestFailedFirstLookupRetriedSoon(t *testing.T) {
 	rc.waitActive(t, 1, 3*time.Second)
 	took := time.Since(start)
 	t.Logf("link up %v after start (DNS working from 300 ms)", took)
-	if took > 300*time.Millisecond+retryMin+500*time.Millisecond {
+	// Generous for a loaded machine; the bug took 60 s.
+	if took > 300*time.Millisecond+4*retryMin {
 		t.Errorf("link up %v after start, want about %v", took, 300*time.Millisecond+retryMin)
 	}
 	if n := rc.logs.count("cannot resolve"); n != 1 {
