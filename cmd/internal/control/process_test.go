@@ -96,7 +96,9 @@ func TestMetricsProcess(t *testing.T) {
 	after := scrape()
 	runtime.KeepAlive(mem)
 
-	if d := after["go_goroutines{}"] - before["go_goroutines{}"]; d < 50 || d > 55 {
+	// Other goroutines of the process (an earlier test's, the HTTP
+	// client's) may come and go meanwhile: a margin of a few.
+	if d := after["go_goroutines{}"] - before["go_goroutines{}"]; d < 45 || d > 55 {
 		t.Errorf("go_goroutines went from %v to %v with 50 goroutines started", before["go_goroutines{}"], after["go_goroutines{}"])
 	}
 	// Regression: go_goroutines was read from /sched/goroutines, which
