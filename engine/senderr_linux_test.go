@@ -23,9 +23,9 @@ const childEnv = "ENGARDE_TEST_NETNS_CHILD"
 // TestPathErrorRealSockets is TestPathErrorDropsRestOfBatch on kernel
 // sockets: in a network namespace of its own, an nftables rule drops what
 // link a sends (the kernel answers sendmmsg with EPERM), and a batch of 64
-// datagrams to both links costs link a one failed send, not 64, while link
-// b delivers all 64, on each batch backend. The parent makes the namespace
-// and the rule, and runs this test binary inside it.
+// datagrams to both links costs link a filteredRun failed sends, not 64,
+// while link b delivers all 64, on each batch backend. The parent makes
+// the namespace and the rule, and runs this test binary inside it.
 func TestPathErrorRealSockets(t *testing.T) {
 	if os.Getenv(childEnv) != "" {
 		pathErrorChild(t)
@@ -106,8 +106,8 @@ func pathErrorChild(t *testing.T) {
 					b.Release()
 				}
 				bs := stats[0].Read()
-				if want := uint64(round + 1); bs.SendErrors != want || bs.DropError != want*batch || bs.TxPackets != 0 {
-					t.Fatalf("round %d: refused link: %d failed sends, %d dropped, %d sent; want %d, %d, 0", round, bs.SendErrors, bs.DropError, bs.TxPackets, want, want*batch)
+				if want := uint64(round + 1); bs.SendErrors != want*filteredRun || bs.DropError != want*batch || bs.TxPackets != 0 {
+					t.Fatalf("round %d: refused link: %d failed sends, %d dropped, %d sent; want %d, %d, 0", round, bs.SendErrors, bs.DropError, bs.TxPackets, want*filteredRun, want*batch)
 				}
 			}
 			t.Logf("refused link after 3 batches of %d: %+v", batch, stats[0].Read())

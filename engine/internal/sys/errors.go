@@ -6,22 +6,32 @@ import (
 )
 
 // IsPathError reports whether err, returned by a send, refuses the path
-// rather than the message: a firewall rule (EPERM from netfilter's
-// NF_DROP on output, EACCES), no route (ENETUNREACH, EHOSTUNREACH), the
+// rather than the message: no route (ENETUNREACH, EHOSTUNREACH), the
 // device or the source address gone (ENETDOWN, EHOSTDOWN, ENODEV,
 // EADDRNOTAVAIL). Every other message to the same destination would fail
 // the same way until the path changes. Errors about one message
 // (EMSGSIZE) or pending from an earlier one (ECONNREFUSED, from an ICMP
-// port unreachable: udp_err in net/ipv4/udp.c reports it once) are not.
+// port unreachable: udp_err in net/ipv4/udp.c reports it once) are not,
+// nor is a firewall's refusal (IsFiltered), which may be of this message
+// alone.
 func IsPathError(err error) bool {
 	var e syscall.Errno
 	if !errors.As(err, &e) {
 		return false
 	}
 	switch e {
-	case syscall.EPERM, syscall.EACCES, syscall.ENETUNREACH, syscall.EHOSTUNREACH,
-		syscall.ENETDOWN, syscall.EHOSTDOWN, syscall.ENODEV, syscall.EADDRNOTAVAIL:
+	case syscall.ENETUNREACH, syscall.EHOSTUNREACH, syscall.ENETDOWN, syscall.EHOSTDOWN, syscall.ENODEV, syscall.EADDRNOTAVAIL:
 		return true
 	}
 	return false
+}
+
+// IsFiltered reports whether err is a firewall's refusal of a send: EPERM
+// (netfilter's NF_DROP on output: ip_finish_output2 and friends return
+// it) or EACCES. A rule may refuse every message of the path, or some of
+// them (a random drop, a rate limit): one refusal says nothing of the
+// next message.
+func IsFiltered(err error) bool {
+	var e syscall.Errno
+	return errors.As(err, &e) && (e == syscall.EPERM || e == syscall.EACCES)
 }
