@@ -242,23 +242,36 @@ func (t *Topo) Blackhole(link string, on bool) error {
 			return err
 		}
 	}
+	// While on, let the kernel queue up to 64 MiB per unresolved
+	// neighbour, so that what fills up is the socket's send buffer, not
+	// this queue (by default the same size as a socket buffer without
+	// CAP_NET_ADMIN). Off, the namespace's default again: the next
+	// test's link is an ordinary one.
+	q := ""
+	if on {
+		q = "67108864"
+	}
+	t.NeighbourQueue(link, q)
 	for _, ns := range []string{t.Client, t.Server} {
-		// While on, let the kernel queue up to 64 MiB per unresolved
-		// neighbour, so that what fills up is the socket's send buffer,
-		// not this queue (by default the same size as a socket buffer
-		// without CAP_NET_ADMIN). Off, the namespace's default again: the
-		// next test's link is an ordinary one.
-		qlen := "67108864"
-		if !on {
-			out, err := t.Exec(ns, "sysctl", "-n", "net.ipv4.neigh.default.unres_qlen_bytes")
-			if qlen = strings.TrimSpace(out); err != nil || qlen == "" {
-				qlen = "212992" // the kernel's default (SK_WMEM_MAX)
-			}
-		}
-		_ = run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.neigh."+link+".unres_qlen_bytes="+qlen)
 		_ = run("ip", "-n", ns, "neigh", "flush", "dev", link)
 	}
 	return nil
+}
+
+// NeighbourQueue sets how many bytes each end of link holds for a
+// neighbour not yet resolved (unres_qlen_bytes); "" restores the
+// namespace's default. Best effort: a link without it keeps its queue.
+func (t *Topo) NeighbourQueue(link, bytes string) {
+	for _, ns := range []string{t.Client, t.Server} {
+		q := bytes
+		if q == "" {
+			out, err := t.Exec(ns, "sysctl", "-n", "net.ipv4.neigh.default.unres_qlen_bytes")
+			if q = strings.TrimSpace(out); err != nil || q == "" {
+				q = "212992" // the kernel's default (SK_WMEM_MAX)
+			}
+		}
+		_ = run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.neigh."+link+".unres_qlen_bytes="+q)
+	}
 }
 
 // Proc is a process started in a namespace.

@@ -60,6 +60,13 @@ type Spec struct {
 	// must come within ResumeWithin of BackAt.
 	OutageFrom, BackAt int64
 	ResumeWithin       time.Duration
+	// Settle extends the outage past that first echo: a restarted
+	// wireguard-go's new session takes a moment to replace the old one
+	// on both sides (the responder keeps its new keypair as "next" and
+	// sends under the old one until the initiator's first data under the
+	// new one arrives: wireguard-go's Peer.ReceivedWithKeypair), and what
+	// it loses meanwhile is WireGuard's.
+	Settle time.Duration
 }
 
 // Measure is a row's outcome, from its stream's trace.
@@ -142,7 +149,7 @@ func measure(tr, ref *Trace, from, to int64, spec Spec, bound Bound) Measure {
 			}
 		}
 		if first != 1<<63-1 {
-			outTo = first
+			outTo = first + int64(spec.Settle)
 			m.Resume = time.Duration(first - spec.BackAt)
 		}
 		m.OutageEnd = min(outTo, to)
