@@ -67,7 +67,14 @@ func TestDNSWithGoResolver(t *testing.T) {
 	if !errors.As(err, &dnsErr) || !dnsErr.IsNotFound {
 		t.Errorf("unknown name: %v, want not found", err)
 	}
+	// The resolver may return at the first of its two answers (A and
+	// AAAA): wait for the other before counting.
 	answered := d.Answered.Load()
+	for settle := time.Now(); time.Since(settle) < 200*time.Millisecond; time.Sleep(10 * time.Millisecond) {
+		if n := d.Answered.Load(); n != answered {
+			answered, settle = n, time.Now()
+		}
+	}
 
 	d.SetAnswering(false)
 	start := time.Now()
