@@ -10,9 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -20,7 +18,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -212,7 +209,7 @@ type delayResult struct {
 	Clients int    `json:"clients"` // client addresses heard
 	Forward uint64 `json:"forward"` // datagrams sent to Upstream
 	Back    uint64 `json:"back"`    // datagrams sent back to clients
-	Errors  uint64 `json:"errors"`  // sends that failed
+	Errors  uint64 `json:"errors"`  // sends that failed, or found the delay line full
 }
 
 // delayMain relays datagrams between the clients that send to Listen and
@@ -236,111 +233,10 @@ func delayMain(in []byte) (any, error) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	l, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(listen))
-	if err != nil {
-		return nil, err
-	}
-	defer l.Close()
-	var forward, back, errs atomic.Uint64
-	fwdLine := newDelayLine(spec.Delay, &forward, &errs)
-	backLine := newDelayLine(spec.Delay, &back, &errs)
-	fmt.Fprintf(os.Stderr, "delay: relaying %v -> %v, %v each way\n", listen, up, spec.Delay)
-	// A deadline, not Close, ends the reads: the socket still sends
-	// what the back line holds.
-	go func() { <-ctx.Done(); l.SetReadDeadline(time.Now()) }()
-
-	ups := map[netip.AddrPort]*net.UDPConn{}
-	var readers sync.WaitGroup
-	buf := make([]byte, 65535)
-	var readErr error
-	for {
-		n, src, err := l.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if ctx.Err() == nil {
-				readErr = err
-			}
-			break
-		}
-		u := ups[src]
-		if u == nil {
-			if u, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(bind), net.UDPAddrFromAddrPort(up)); err != nil {
-				readErr = fmt.Errorf("socket for %v: %w", src, err)
-				break
-			}
-			ups[src] = u
-			readers.Add(1)
-			go func() {
-				defer readers.Done()
-				b := make([]byte, 65535)
-				for {
-					n, err := u.Read(b)
-					if err != nil {
-						if errors.Is(err, net.ErrClosed) {
-							return
-						}
-						continue // ECONNREFUSED while the server is not there yet
-					}
-					backLine.put(bytes.Clone(b[:n]), func(p []byte) error {
-						_, err := l.WriteToUDPAddrPort(p, src)
-						return err
-					})
-				}
-			}()
-		}
-		fwdLine.put(bytes.Clone(buf[:n]), func(p []byte) error {
-			_, err := u.Write(p)
-			return err
-		})
-	}
-	fwdLine.close()
-	for _, u := range ups {
-		u.Close()
-	}
-	readers.Wait()
-	backLine.close()
-	res := delayResult{Clients: len(ups), Forward: forward.Load(), Back: back.Load(), Errors: errs.Load()}
-	return res, readErr
-}
-
-// delayLine sends datagrams in the order given, each delay after it was
-// given.
-type delayLine struct {
-	delay time.Duration
-	ch    chan held
-	done  chan struct{}
-}
-
-type held struct {
-	due  time.Time
-	b    []byte
-	send func([]byte) error
-}
-
-func newDelayLine(delay time.Duration, sent, errs *atomic.Uint64) *delayLine {
-	// 64k datagrams: more than 20 ms of any rate these tests send.
-	dl := &delayLine{delay: delay, ch: make(chan held, 1<<16), done: make(chan struct{})}
-	go func() {
-		defer close(dl.done)
-		for h := range dl.ch {
-			time.Sleep(time.Until(h.due))
-			if err := h.send(h.b); err != nil {
-				errs.Add(1)
-			} else {
-				sent.Add(1)
-			}
-		}
-	}()
-	return dl
-}
-
-func (dl *delayLine) put(b []byte, send func([]byte) error) {
-	dl.ch <- held{due: time.Now().Add(dl.delay), b: b, send: send}
-}
-
-// close sends what the line holds and returns.
-func (dl *delayLine) close() {
-	close(dl.ch)
-	<-dl.done
+	st, err := topo.Relay(ctx, listen, up, bind, spec.Delay, func() {
+		fmt.Fprintf(os.Stderr, "delay: relaying %v -> %v, %v each way\n", listen, up, spec.Delay)
+	})
+	return delayResult{Clients: st.Sources, Forward: st.Forward, Back: st.Back, Errors: st.Errors + st.Dropped}, err
 }
 
 // delayProc is the delay tool running in a namespace.
