@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -71,7 +72,8 @@ func (s *Server) snapshotLocked(now int64) *savedState {
 		if sess.legacy || sess.closed {
 			continue
 		}
-		ss := savedSession{Indexes: sess.win.indexes(), ClientIndexes: sess.clientIx}
+		// Copies: the file is written once the lock is released.
+		ss := savedSession{Indexes: sess.win.indexes(), ClientIndexes: slices.Clone(sess.clientIx)}
 		for _, m := range sess.members {
 			ss.Members = append(ss.Members, savedMember{
 				Addr: m.addr, Local: m.local.Addr(), Resent: m.resent,
@@ -79,7 +81,7 @@ func (s *Server) snapshotLocked(now int64) *savedState {
 			})
 		}
 		if g := sess.last; g != nil && g.answered {
-			ss.Init, ss.Response = g.msg[:], g.resp
+			ss.Init, ss.Response = slices.Clone(g.msg[:]), slices.Clone(g.resp)
 		}
 		if len(ss.Indexes) > 0 && len(ss.Members) > 0 {
 			st.Sessions = append(st.Sessions, ss)
