@@ -182,6 +182,16 @@ func TestNetnsLinkDown(t *testing.T) { forBackends(t, testLinkDown) }
 
 func testLinkDown(t *testing.T, backend string) {
 	e := newEnv(t, topo.TunnelConfig{Backend: backend})
+	if r := e.linkDownStream(t); r.Lost != 0 {
+		t.Errorf("lost %d of %d with link a down for 2 s", r.Lost, r.Sent)
+	}
+}
+
+// linkDownStream streams 20 000 packets/s for 5 s while link a goes down
+// 1.5 s in and comes back 2 s later, and waits for the client to see it
+// back.
+func (e *env) linkDownStream(t *testing.T) *loadgen.Report {
+	t.Helper()
 	wait := at(1500*time.Millisecond, func() {
 		if err := e.SetUp("eth-a", false); err != nil {
 			t.Error(err)
@@ -193,10 +203,8 @@ func testLinkDown(t *testing.T, backend string) {
 	})
 	r := e.gen(20000, 5*time.Second, 1400)
 	wait()
-	if r.Lost != 0 {
-		t.Errorf("lost %d of %d with link a down for 2 s", r.Lost, r.Sent)
-	}
 	e.waitLog(e.Client, time.Second, 1, `link eth-a up again`)
+	return r
 }
 
 // TestNetnsDeadLinkFillsBuffers cuts link a without taking it down: its
