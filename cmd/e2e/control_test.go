@@ -1,17 +1,8 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,6 +10,7 @@ import (
 
 	"github.com/engarde-project/engarde/bench/topo"
 	"github.com/engarde-project/engarde/cmd/internal/control"
+	"github.com/engarde-project/engarde/cmd/internal/control/controltest"
 )
 
 // Web managers of the control tests, each on its namespace's loopback.
@@ -210,40 +202,6 @@ func TestNetnsStatusErrors(t *testing.T) {
 	}
 }
 
-// writeCert writes a self-signed certificate for 127.0.0.1 and its key
-// into dir.
-func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "engarde e2e"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "web.crt"), filepath.Join(dir, "web.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
-
 // curl runs curl in namespace ns and returns the status code it printed
 // (0 when the request failed) and its output.
 func (e *env) curl(ns string, args ...string) (int, string) {
@@ -264,7 +222,7 @@ func (e *env) curl(ns string, args ...string) (int, string) {
 // without a username (refused with file, line and key; the login stays).
 func TestNetnsWebHardening(t *testing.T) {
 	needTool(t, "curl", "curl")
-	cert, key := writeCert(t, t.TempDir())
+	cert, key, _ := controltest.SelfSigned(t, t.TempDir(), "web")
 	serverTLS := "  webManager:\n    listenAddr: \"0.0.0.0:59481\"\n    username: \"admin\"\n    password: \"s3cret\"\n" +
 		"    certFile: \"" + cert + "\"\n    keyFile: \"" + key + "\"\n"
 	c := topo.TunnelConfig{ClientExtra: clientWeb, ServerExtra: serverTLS}

@@ -2,53 +2,19 @@ package app
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/engarde-project/engarde/cmd/internal/control"
+	"github.com/engarde-project/engarde/cmd/internal/control/controltest"
 	"github.com/engarde-project/engarde/config"
 )
-
-// selfSigned writes a self-signed certificate for 127.0.0.1 and its key
-// into dir and returns their paths.
-func selfSigned(t *testing.T, dir, name string) (string, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalPKCS8PrivateKey(key)
-	cf, kf := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	os.WriteFile(cf, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(kf, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
-	return cf, kf
-}
 
 type fakeServerRole struct{}
 
@@ -61,8 +27,8 @@ func (fakeServerRole) ServerStatus() control.ServerStatus {
 // paths taken from the file's directory), and refuses another one.
 func TestStatusTLS(t *testing.T) {
 	dir := t.TempDir()
-	selfSigned(t, dir, "web")
-	selfSigned(t, dir, "other")
+	controltest.SelfSigned(t, dir, "web")
+	controltest.SelfSigned(t, dir, "other")
 	web, err := control.New(control.Options{ListenAddr: "127.0.0.1:0", CertFile: filepath.Join(dir, "web.crt"), KeyFile: filepath.Join(dir, "web.key"),
 		Username: "admin", Password: "pw"}, control.Role{Server: fakeServerRole{}})
 	if err != nil {

@@ -1,13 +1,8 @@
 package control
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"math/big"
@@ -18,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/engarde-project/engarde/cmd/internal/control/controltest"
 )
 
 func TestHostPolicy(t *testing.T) {
@@ -181,43 +178,6 @@ func send(t *testing.T, req *http.Request) (int, http.Header, string) {
 
 func itoa(n int) string { return big.NewInt(int64(n)).String() }
 
-// writeCert writes a self-signed certificate for 127.0.0.1 and its key to
-// dir, named after name, and returns the paths and the certificate.
-func writeCert(t *testing.T, dir, name string) (certFile, keyFile string, cert *x509.Certificate) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "engarde test " + name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, _ = x509.ParseCertificate(der)
-	return certFile, keyFile, cert
-}
-
 // httpsGet fetches path over HTTPS, trusting only root, and returns the
 // status, the body and the certificate the server showed.
 func httpsGet(addr net.Addr, path string, root *x509.Certificate) (int, string, *x509.Certificate, error) {
@@ -240,8 +200,8 @@ func httpsGet(addr net.Addr, path string, root *x509.Certificate) (int, string, 
 // same listener, and one without the pair goes back to plain HTTP.
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
-	c1, k1, cert1 := writeCert(t, dir, "one")
-	c2, k2, cert2 := writeCert(t, dir, "two")
+	c1, k1, cert1 := controltest.SelfSigned(t, dir, "one")
+	c2, k2, cert2 := controltest.SelfSigned(t, dir, "two")
 	var l logs
 	s := newTest(t, Options{ListenAddr: "127.0.0.1:0", CertFile: c1, KeyFile: k1, Username: "u", Password: "p", Log: l.logger()}, Role{Client: newFakeClient()})
 	if err := s.Start(); err != nil {
