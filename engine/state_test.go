@@ -157,6 +157,9 @@ func TestClientRestartRejoins(t *testing.T) {
 				t.Fatalf("before the restart: %d of 100 came back", got)
 			}
 			inits := tu.initiations.Load()
+			// The first handshake's copy from the second link counts as a
+			// join when WireGuard answered the first copy before it came.
+			joins := tu.server.Joins.Load()
 			tu.stopClient()
 			tu.startClient(tu.ctx)
 			tu.waitLinks(2)
@@ -174,7 +177,7 @@ func TestClientRestartRejoins(t *testing.T) {
 			if got != 100 {
 				t.Fatalf("after the restart: %d of 100 came back", got)
 			}
-			if j := tu.server.Joins.Load(); j != 2 {
+			if j := tu.server.Joins.Load() - joins; j != 2 {
 				t.Errorf("%d joins by re-sent initiation, want 2 (one per new link)", j)
 			}
 		})
