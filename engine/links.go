@@ -33,6 +33,8 @@ type link struct {
 	// maxPaths links), and quality what the filter measured of it.
 	path    int
 	quality pathQuality
+	// probe measures the link's RTT and loss (probe.go).
+	probe linkProbe
 	// rejoined is when the link last re-sent WireGuard's initiation
 	// because it received nothing (nanotime); guarded by Client.mu.
 	rejoined int64

@@ -5,23 +5,81 @@ import (
 	"time"
 )
 
-// LinkStatus is what an interface does for the client now.
+// LinkStatus is a link's state: the same word in the log, status, the
+// page, the API and the metrics.
 type LinkStatus string
 
-// The statuses of an interface.
+// The states of a link (client: an interface; server: a client address).
 const (
-	// LinkActive: the interface's link carries traffic.
+	// LinkActive: the link carries traffic and answers.
 	LinkActive LinkStatus = "active"
-	// LinkIdle: no link now (down, no carrier, no usable address).
-	LinkIdle LinkStatus = "idle"
+	// LinkStalled: the link sends, and nothing has come back on it for
+	// stallAfter (no reply, no probe answer).
+	LinkStalled LinkStatus = "stalled"
+	// LinkDown: no link now: the interface is down, has no carrier or no
+	// usable address, or its socket cannot open.
+	LinkDown LinkStatus = "down"
 	// LinkExcluded: excluded by the configuration or at run time.
 	LinkExcluded LinkStatus = "excluded"
 )
+
+// TunnelState is the state of the whole tunnel.
+type TunnelState string
+
+// The states of a tunnel.
+const (
+	// TunnelUp: every link that should carry traffic does.
+	TunnelUp TunnelState = "up"
+	// TunnelDegraded: some links fail, at least one works.
+	TunnelDegraded TunnelState = "degraded"
+	// TunnelDown: no link works (WireGuard sends, nothing comes back on
+	// any link, or there is no link at all).
+	TunnelDown TunnelState = "down"
+)
+
+// TunnelInfo is the tunnel's state, since when, and why.
+type TunnelInfo struct {
+	State TunnelState
+	Since time.Time
+	// Reason says why the tunnel is degraded or down, for example
+	// "server unreachable: ..." or "server silent: ...".
+	Reason string
+	// Probes says what the probes do: "on", "off", or "unanswered" when
+	// the server never answered one (an original engarde server).
+	Probes string
+}
+
+// Event is one change of a link's or the tunnel's state.
+type Event struct {
+	At time.Time
+	// Link is the interface (client), "session N link K" (server), or
+	// empty for the tunnel itself.
+	Link     string
+	From, To string
+	Reason   string
+}
+
+// ProbeStats is what a link's probes measured: counts since the link's
+// socket opened, figures over the last probe window.
+type ProbeStats struct {
+	Sent, Answered uint64
+	// Window is how many probes of the window were judged (answered, or
+	// older than the probe timeout); Lost how many of them went
+	// unanswered.
+	Window, Lost int
+	// RTT50, RTT99 are percentiles of the answered probes' round trips;
+	// Jitter the mean difference between consecutive round trips.
+	RTT50, RTT99, Jitter time.Duration
+	// LastAnswer is when a probe was last answered (zero: never).
+	LastAnswer time.Time
+}
 
 // LinkInfo describes one link for status displays.
 type LinkInfo struct {
 	Name, Label string
 	Status      LinkStatus
+	// Since is when the link took its status.
+	Since time.Time
 	// Reason says why an interface is not active.
 	Reason string
 	// Addrs are the interface's addresses.
@@ -39,6 +97,9 @@ type LinkInfo struct {
 	// Quality is what the duplicate filter measured of the link's
 	// replies since its socket opened.
 	Quality Quality
+	// Probe is what the link's probes measured; nil when it has no
+	// socket or probes are off.
+	Probe *ProbeStats
 }
 
 // Links describes every interface the last scan saw.
@@ -47,7 +108,7 @@ func (c *Client) Links() []LinkInfo {
 	defer c.mu.Unlock()
 	out := make([]LinkInfo, 0, len(c.plans))
 	for _, p := range c.plans {
-		li := LinkInfo{Name: p.Iface.Name, Label: p.Label, Status: LinkIdle, Reason: p.Reason, Addrs: p.Iface.Addrs, Local: p.Local, Dst: p.Dst, Target: c.planner.target(p.Iface.Name)}
+		li := LinkInfo{Name: p.Iface.Name, Label: p.Label, Status: LinkDown, Reason: p.Reason, Addrs: p.Iface.Addrs, Local: p.Local, Dst: p.Dst, Target: c.planner.target(p.Iface.Name)}
 		li.Resolution = c.names.status(li.Target)
 		if p.Excluded {
 			li.Status = LinkExcluded
@@ -75,7 +136,14 @@ type PeerInfo struct {
 	// LastSeen is when the address last sent a datagram of its session.
 	LastSeen time.Time
 	// Live says whether it gets replies (it sent within clientTimeout).
-	Live    bool
+	Live bool
+	// Slot is the address's link number in its session, stable while it
+	// is a member and reused after it leaves: at most maxMembers per
+	// session, so series keyed by it do not multiply with NAT rebinds.
+	Slot int
+	// Status is active, or stalled when it has sent nothing for
+	// stallAfter while another address of its session sends.
+	Status  LinkStatus
 	Stats   *Stats
 	Quality Quality
 }

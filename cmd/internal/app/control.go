@@ -40,9 +40,11 @@ func (c *ClientControl) ClientStatus() control.ClientStatus {
 		NoLink:      c.NoLink.Load(),
 		Duplicates:  c.Duplicates.Load(),
 		Foreign:     c.Foreign.Load(),
+		Tunnel:      c.Tunnel(),
+		Events:      c.Events(),
 	}
 	for _, l := range links {
-		cl := control.Link{Name: l.Name, Label: l.Label, Status: string(l.Status), Reason: l.Reason, Local: l.Local, Quality: l.Quality}
+		cl := control.Link{Name: l.Name, Label: l.Label, Status: string(l.Status), Since: l.Since, Reason: l.Reason, Local: l.Local, Quality: l.Quality, Probe: l.Probe}
 		switch {
 		case l.Dst.IsValid():
 			cl.Dst = l.Dst.String()
@@ -127,13 +129,15 @@ func (s *ServerControl) ServerStatus() control.ServerStatus {
 			PendingEvicted: s.PendingEvicted.Load(),
 			Unrouted:       s.Unrouted.Load(),
 		},
+		Tunnel: s.Tunnel(),
+		Events: s.Events(),
 	}
 	for _, si := range sessions {
 		ss := control.SessionStatus{ID: si.ID, Since: si.Since, Endpoint: si.Endpoint, Indexes: si.Indexes, AnyUDP: si.AnyUDP,
 			Addrs: make([]control.Peer, 0, len(si.Addrs)), Counters: si.Stats.Read()}
 		for _, p := range si.Addrs {
 			ss.Addrs = append(ss.Addrs, control.Peer{Addr: p.Addr, Local: p.Local, Session: p.Session, Since: p.Since, LastSeen: p.LastSeen,
-				Live: p.Live, Counters: p.Stats.Read(), Quality: p.Quality})
+				Live: p.Live, Slot: p.Slot, Status: string(p.Status), Counters: p.Stats.Read(), Quality: p.Quality})
 		}
 		st.Sessions = append(st.Sessions, ss)
 	}

@@ -48,13 +48,59 @@ type ClientList struct {
 	// Foreign counts datagrams on the WireGuard-side socket from another
 	// address than WireGuard's, not handshakes, dropped.
 	Foreign uint64 `json:"foreign"`
+	// Tunnel is the tunnel's state; Events the last changes of state,
+	// oldest first.
+	Tunnel Tunnel  `json:"tunnel"`
+	Events []Event `json:"events"`
+}
+
+// Tunnel is the state of the whole tunnel: "up", "degraded" or "down",
+// since when, and why.
+type Tunnel struct {
+	State string    `json:"state"`
+	Since time.Time `json:"since"`
+	// Reason says why the tunnel is degraded or down.
+	Reason string `json:"reason,omitempty"`
+	// Probes is "on", "off" or "unanswered" (the server never answered
+	// a probe: an original engarde server).
+	Probes string `json:"probes"`
+}
+
+// Event is one change of state: of a link, or of the tunnel when Link is
+// empty.
+type Event struct {
+	At     time.Time `json:"at"`
+	Link   string    `json:"link,omitempty"`
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// Probe is what a link's probes measured: counts since the link's socket
+// opened, figures over the last probe window.
+type Probe struct {
+	Sent     uint64 `json:"sent"`
+	Answered uint64 `json:"answered"`
+	// Window is how many probes of the window were judged, Lost how many
+	// of them went unanswered, Loss their share (null: none judged).
+	Window int      `json:"window"`
+	Lost   int      `json:"lost"`
+	Loss   *float64 `json:"loss"`
+	// RTT percentiles and jitter in milliseconds; null before an answer.
+	RTTP50Ms *float64 `json:"rttP50Ms"`
+	RTTP99Ms *float64 `json:"rttP99Ms"`
+	JitterMs *float64 `json:"jitterMs"`
+	// LastAnswer is the number of seconds since a probe was last
+	// answered; null if none was.
+	LastAnswer *int64 `json:"lastAnswer"`
 }
 
 // Interface is one interface in a ClientList.
 type Interface struct {
 	Name  string `json:"name"`
 	Label string `json:"label"`
-	// Status is "active", "idle" or "excluded".
+	// Status is "active", "idle" or "excluded", as the original said
+	// (State says more).
 	Status        string `json:"status"`
 	SenderAddress string `json:"senderAddress"`
 	DstAddress    string `json:"dstAddress"`
@@ -65,11 +111,17 @@ type Interface struct {
 	Last *int64 `json:"last"`
 
 	// Additions.
+	// State is the link's state: "active", "stalled", "down" or
+	// "excluded"; StateAge the number of seconds it has held it.
+	State    string `json:"state"`
+	StateAge *int64 `json:"stateAge"`
 	// Reason says why an interface is not active.
 	Reason string `json:"reason,omitempty"`
-	// Stalled is set on an active link that has stopped receiving while
-	// another link still receives.
+	// Stalled repeats State == "stalled" for older tools.
 	Stalled bool `json:"stalled"`
+	// Probe is what the link's probes measured; null without a socket
+	// or with probes off.
+	Probe *Probe `json:"probe"`
 	// Stats are the link socket's counters; null when it has none.
 	Stats *SocketStats `json:"stats"`
 	// Quality is how the link delivers the server's replies; null when
@@ -112,6 +164,10 @@ type ServerList struct {
 	// another link had delivered them already.
 	Duplicates uint64 `json:"duplicatesDropped"`
 	ServerCounters
+	// Tunnel is the state over all sessions; Events the last changes of
+	// state, oldest first.
+	Tunnel Tunnel  `json:"tunnel"`
+	Events []Event `json:"events"`
 	// Sessions are the clients, each with its addresses: live ones (also
 	// in Sockets) and those lingering silent after the client timeout.
 	Sessions []Session `json:"sessions"`
@@ -160,8 +216,12 @@ type Socket struct {
 	// Live says whether the address gets replies (it sent within the
 	// client timeout).
 	Live bool `json:"live"`
-	// Stalled is set on an address that has stopped sending while
-	// another address of its session still sends.
+	// Slot is the address's stable link number in its session; State
+	// "active", or "stalled" when it has stopped sending while another
+	// address of its session still sends.
+	Slot  int    `json:"slot"`
+	State string `json:"state"`
+	// Stalled repeats State == "stalled" for older tools.
 	Stalled bool        `json:"stalled"`
 	Stats   SocketStats `json:"stats"`
 	Quality Quality     `json:"quality"`
@@ -261,6 +321,8 @@ func (s *Server) clientList(now time.Time) ClientList {
 		NoLink:     st.NoLink,
 		Duplicates: st.Duplicates,
 		Foreign:    st.Foreign,
+		Tunnel:     tunnel(st.Tunnel),
+		Events:     events(st.Events),
 	}
 	var active []time.Time
 	for _, l := range st.Links {
@@ -270,7 +332,7 @@ func (s *Server) clientList(now time.Time) ClientList {
 	}
 	freshest := latest(active)
 	for _, l := range st.Links {
-		i := Interface{Name: l.Name, Label: l.Label, Status: l.Status, DstAddress: l.Dst}
+		i := Interface{Name: l.Name, Label: l.Label, Status: originalStatus(l.Status), State: l.Status, StateAge: since(now, l.Since), DstAddress: l.Dst, Probe: probe(now, l.Probe)}
 		if l.Status != "active" {
 			i.Reason = l.Reason
 		}
@@ -289,7 +351,12 @@ func (s *Server) clientList(now time.Time) ClientList {
 		}
 		if c := l.Counters; c != nil {
 			i.Last = since(now, c.LastRx)
-			i.Stalled = l.Status == "active" && len(active) > 1 && stalled(c.LastRx, freshest)
+			// TODO(states): the engine's state decides alone once it
+			// detects stalls.
+			i.Stalled = l.Status == "stalled" || l.Status == "active" && len(active) > 1 && stalled(c.LastRx, freshest)
+			if i.Stalled {
+				i.State = "stalled"
+			}
 			ss := s.stats(keyLink+l.Name, c)
 			i.Stats = &ss
 			q := quality(l.Quality)
@@ -314,6 +381,8 @@ func (s *Server) serverList(now time.Time) ServerList {
 		Duplicates:     st.Duplicates,
 		ServerCounters: st.ServerCounters,
 		Sessions:       make([]Session, 0, len(st.Sessions)),
+		Tunnel:         tunnel(st.Tunnel),
+		Events:         events(st.Events),
 	}
 	for _, ss := range st.Sessions {
 		sess := Session{
@@ -333,14 +402,21 @@ func (s *Server) serverList(now time.Time) ServerList {
 		}
 		freshest := latest(seen)
 		for _, p := range ss.Addrs {
+			stalled := p.Status == "stalled" || len(ss.Addrs) > 1 && stalled(p.LastSeen, freshest)
+			state := p.Status
+			if stalled {
+				state = "stalled"
+			}
 			sess.Addresses = append(sess.Addresses, Socket{
+				Slot:         p.Slot,
+				State:        state,
 				Address:      p.Addr.String(),
 				Last:         since(now, p.LastSeen),
 				LocalAddress: p.Local.String(),
 				Session:      p.Session,
 				Since:        p.Since,
 				Live:         p.Live,
-				Stalled:      len(ss.Addrs) > 1 && stalled(p.LastSeen, freshest),
+				Stalled:      stalled,
 				Stats:        s.stats(keyPeer+p.Addr.String(), &p.Counters),
 				Quality:      quality(p.Quality),
 			})
@@ -351,6 +427,48 @@ func (s *Server) serverList(now time.Time) ServerList {
 			}
 		}
 		out.Sessions = append(out.Sessions, sess)
+	}
+	return out
+}
+
+// originalStatus is the original engarde's word for a link state: it
+// knew active, idle and excluded.
+func originalStatus(state string) string {
+	switch engine.LinkStatus(state) {
+	case engine.LinkDown:
+		return "idle"
+	case engine.LinkStalled:
+		return string(engine.LinkActive)
+	}
+	return state
+}
+
+func tunnel(t engine.TunnelInfo) Tunnel {
+	return Tunnel{State: string(t.State), Since: t.Since, Reason: t.Reason, Probes: t.Probes}
+}
+
+func events(es []engine.Event) []Event {
+	out := make([]Event, len(es))
+	for i, e := range es {
+		out[i] = Event{At: e.At, Link: e.Link, From: e.From, To: e.To, Reason: e.Reason}
+	}
+	return out
+}
+
+// probe presents p: ratios only over judged probes, round trips only
+// after an answer.
+func probe(now time.Time, p *engine.ProbeStats) *Probe {
+	if p == nil {
+		return nil
+	}
+	out := &Probe{Sent: p.Sent, Answered: p.Answered, Window: p.Window, Lost: p.Lost, LastAnswer: since(now, p.LastAnswer)}
+	if p.Window > 0 {
+		l := float64(p.Lost) / float64(p.Window)
+		out.Loss = &l
+	}
+	if !p.LastAnswer.IsZero() {
+		r50, r99, j := millis(p.RTT50), millis(p.RTT99), millis(p.Jitter)
+		out.RTTP50Ms, out.RTTP99Ms, out.JitterMs = &r50, &r99, &j
 	}
 	return out
 }

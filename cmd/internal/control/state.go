@@ -36,9 +36,10 @@ type ServerRole interface {
 type Link struct {
 	// Name is the interface name; Label its label from the configuration.
 	Name, Label string
-	// Status is "active" (carries traffic), "idle" (no link now: down,
-	// no carrier, no usable address) or "excluded".
+	// Status is the link's state (engine.LinkStatus: active, stalled,
+	// down, excluded) and Since when it took it.
 	Status string
+	Since  time.Time
 	// Reason says why an interface is not active.
 	Reason string
 	// Local is the address the link sends from (or the interface's
@@ -53,6 +54,9 @@ type Link struct {
 	// Quality is how the link delivers the server's replies, measured
 	// since its socket opened (zero without a socket).
 	Quality engine.Quality
+	// Probe is what the link's probes measured; nil without a socket or
+	// with probes off.
+	Probe *engine.ProbeStats
 }
 
 // ClientStatus is a client's state at one moment.
@@ -78,6 +82,10 @@ type ClientStatus struct {
 	// Foreign counts datagrams on the socket facing WireGuard from
 	// another address than WireGuard's, not handshakes, dropped.
 	Foreign uint64
+	// Tunnel is the tunnel's state; Events the last changes of state,
+	// oldest first.
+	Tunnel engine.TunnelInfo
+	Events []engine.Event
 }
 
 // Peer is one client address as the server sees it.
@@ -93,7 +101,11 @@ type Peer struct {
 	LastSeen time.Time
 	// Live says whether it gets replies (it sent within the client
 	// timeout).
-	Live     bool
+	Live bool
+	// Slot is the address's stable link number in its session; Status
+	// its state (active or stalled).
+	Slot     int
+	Status   string
 	Counters engine.Counters
 	// Quality is how the address delivers its session's messages.
 	Quality engine.Quality
@@ -141,4 +153,8 @@ type ServerStatus struct {
 	// another link had delivered them already.
 	Duplicates uint64
 	ServerCounters
+	// Tunnel is the state over all sessions; Events the last changes of
+	// state, oldest first.
+	Tunnel engine.TunnelInfo
+	Events []engine.Event
 }
