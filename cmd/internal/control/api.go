@@ -402,9 +402,9 @@ func (s *Server) serverList(now time.Time) ServerList {
 		}
 		freshest := latest(seen)
 		for _, p := range ss.Addrs {
-			stalled := p.Status == "stalled" || len(ss.Addrs) > 1 && stalled(p.LastSeen, freshest)
+			stuck := p.Status == "stalled" || len(ss.Addrs) > 1 && stalled(p.LastSeen, freshest)
 			state := p.Status
-			if stalled {
+			if stuck {
 				state = "stalled"
 			}
 			sess.Addresses = append(sess.Addresses, Socket{
@@ -416,7 +416,7 @@ func (s *Server) serverList(now time.Time) ServerList {
 				Session:      p.Session,
 				Since:        p.Since,
 				Live:         p.Live,
-				Stalled:      stalled,
+				Stalled:      stuck,
 				Stats:        s.stats(keyPeer+p.Addr.String(), &p.Counters),
 				Quality:      quality(p.Quality),
 			})
