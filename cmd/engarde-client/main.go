@@ -33,17 +33,10 @@ import (
 const prog = "engarde-client"
 
 func main() {
-	app.Main(prog, usage, config.RoleClient, run, map[string]func([]string) error{
+	app.Main(config.RoleClient, run, map[string]func([]string) error{
 		"list-interfaces": func(args []string) error { return listInterfaces(app.ConfigPath(args)) },
 	})
 }
-
-const usage = `usage:
-  %[1]s [config.yml]                  run (default config: %[2]s)
-  %[1]s list-interfaces [config.yml]  show which interfaces would carry traffic, and why not
-  %[1]s status [-json] [config.yml]   ask the running client (its web manager) for its links
-  %[1]s -v                            print the version
-`
 
 // engineConfig is the engine's configuration from c, read from file.
 func engineConfig(c *config.Client, file string, opts engine.Options) engine.ClientConfig {

@@ -24,13 +24,7 @@ import (
 
 const prog = "engarde-server"
 
-func main() { app.Main(prog, usage, config.RoleServer, run, nil) }
-
-const usage = `usage:
-  %[1]s [config.yml]                 run (default config: %[2]s)
-  %[1]s status [-json] [config.yml]  ask the running server (its web manager) for its client addresses
-  %[1]s -v                           print the version
-`
+func main() { app.Main(config.RoleServer, run, nil) }
 
 func run(path string) error {
 	cfg, err := config.Load(path, config.RoleServer)

@@ -33,6 +33,21 @@ const (
 	ClientStateSuffix = ".client.state"
 )
 
+// ControlSocketOff turns the control socket off (controlSocket: off);
+// RuntimeDir, ServerSocketSuffix and ClientSocketSuffix name it when
+// controlSocket is empty: the configuration file's name without its
+// extension, then the suffix, in $RUNTIME_DIRECTORY when systemd sets it
+// (RuntimeDirectory=engarde), else in RuntimeDir. RuntimeDir is the
+// directory RuntimeDirectory=engarde makes, so that the status command,
+// run from a shell without systemd's environment, finds the socket of a
+// daemon started either way.
+const (
+	ControlSocketOff   = "off"
+	RuntimeDir         = "/run/engarde"
+	ServerSocketSuffix = ".server.sock"
+	ClientSocketSuffix = ".client.sock"
+)
+
 // Logging.
 const (
 	LogLevel  = "info"

@@ -21,22 +21,34 @@ import (
 	"github.com/engarde-project/engarde/config"
 )
 
-// Status is the status subcommand: it asks the running daemon's web
-// manager (address and credentials from the configuration) for its state
-// and prints it as a table, or as the API's JSON with -json.
+// Status is the status subcommand: it asks the running daemon for its
+// state, through its control socket when there is one and otherwise its
+// web manager (address and credentials from the configuration), and
+// prints it in 80 columns, every column with -wide, or as the API's JSON
+// with -json. Its flags are those Help lists.
 func Status(w io.Writer, prog string, role config.Role, args []string) error {
-	fl := flag.NewFlagSet(prog+" status", flag.ContinueOnError)
-	asJSON := fl.Bool("json", false, "print the API's JSON instead of a table")
-	fl.Usage = func() {
-		fmt.Fprintf(fl.Output(), "usage: %s status [-json] [config.yml]\n", prog)
+	cmd := Help(role).Command(cmdStatus)
+	fl := flag.NewFlagSet(prog+" "+cmdStatus, flag.ContinueOnError)
+	fl.SetOutput(io.Discard)
+	set := map[string]*bool{}
+	for _, f := range cmd.Flags {
+		set[f.Name] = fl.Bool(f.Name, false, f.Summary)
 	}
 	if err := fl.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(w, "usage: %s %s\n%s\n", prog, cmd.Line(), cmd.Summary)
+			for _, f := range cmd.Flags {
+				fmt.Fprintf(w, "  -%s  %s\n", f.Name, f.Summary)
+			}
+			return nil
+		}
+		return usageError{fmt.Sprintf("%v (usage: %s %s)", err, prog, cmd.Line())}
 	}
 	if fl.NArg() > 1 {
-		fl.Usage()
-		return errors.New("too many arguments")
+		return usageError{fmt.Sprintf("too many arguments (usage: %s %s)", prog, cmd.Line())}
 	}
+	asJSON, wide := *set["json"], *set["wide"]
+	_ = wide
 	path := DefaultConfig
 	if fl.NArg() == 1 {
 		path = fl.Arg(0)
@@ -55,7 +67,7 @@ func Status(w io.Writer, prog string, role config.Role, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		_, err := w.Write(body)
 		return err
 	}
