@@ -312,7 +312,11 @@ type Error struct {
 const stallAfter = 2 * time.Second
 
 func (s *Server) clientList(now time.Time) ClientList {
-	st := s.role.Client.ClientStatus()
+	return s.clientListOf(now, s.role.Client.ClientStatus())
+}
+
+// clientListOf is the list for the client's state st, read at now.
+func (s *Server) clientListOf(now time.Time, st ClientStatus) ClientList {
 	out := ClientList{
 		Head:       Head{Type: "client", Version: s.version, Description: st.Description, ListenAddress: st.ListenAddr},
 		Interfaces: make([]Interface, 0, len(st.Links)),
@@ -368,7 +372,11 @@ func (s *Server) clientList(now time.Time) ClientList {
 }
 
 func (s *Server) serverList(now time.Time) ServerList {
-	st := s.role.Server.ServerStatus()
+	return s.serverListOf(now, s.role.Server.ServerStatus())
+}
+
+// serverListOf is the list for the server's state st, read at now.
+func (s *Server) serverListOf(now time.Time, st ServerStatus) ServerList {
 	out := ServerList{
 		Head:           Head{Type: "server", Version: s.version, Description: st.Description, ListenAddress: st.ListenAddr},
 		DstAddress:     st.DstAddr,
@@ -404,6 +412,9 @@ func (s *Server) serverList(now time.Time) ServerList {
 		for _, p := range ss.Addrs {
 			stuck := p.Status == "stalled" || len(ss.Addrs) > 1 && stalled(p.LastSeen, freshest)
 			state := p.Status
+			if state == "" {
+				state = string(engine.LinkActive) // an engine that does not say
+			}
 			if stuck {
 				state = "stalled"
 			}

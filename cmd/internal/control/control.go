@@ -14,6 +14,7 @@
 //
 //	GET  /                          the web page
 //	GET  /api/v1/get-list           state, as ClientList or ServerList
+//	GET  /api/v1/history?since=MS   the last ten minutes, as History
 //	POST /api/v1/swap-exclusion     {"interface": NAME}: toggle (client)
 //	POST /api/v1/include            {"interface": NAME} (client)
 //	POST /api/v1/exclude            {"interface": NAME} (client)
@@ -116,6 +117,7 @@ type Server struct {
 	version string
 	log     *Logger
 	rates   *sampler
+	history *history // the last ten minutes, fed by the sampler
 	handler http.Handler
 	auth    atomic.Pointer[credentials] // nil: no authentication
 	hosts   atomic.Pointer[hostPolicy]  // the Host headers answered
@@ -154,7 +156,7 @@ func New(o Options, role Role) (*Server, error) {
 	if err := checkOptions(o); err != nil {
 		return nil, err
 	}
-	s := &Server{role: role, version: o.Version, log: o.Log, rates: newSampler()}
+	s := &Server{role: role, version: o.Version, log: o.Log, rates: newSampler(), history: newHistory()}
 	s.setAuth(o)
 	s.handler = s.routes()
 	s.addr, s.allowed, s.useTLS = o.ListenAddr, o.AllowedHosts, o.CertFile != ""
@@ -213,6 +215,7 @@ func (s *Server) routes() http.Handler {
 	}
 	list := methods(http.HandlerFunc(s.handleList), http.MethodGet, http.MethodHead)
 	mux.Handle("/api/v1/get-list", list)
+	mux.Handle("/api/v1/history", methods(http.HandlerFunc(s.handleHistory), http.MethodGet, http.MethodHead))
 	mux.Handle("/metrics", methods(http.HandlerFunc(s.handleMetrics), http.MethodGet, http.MethodHead))
 	if s.role.Client != nil {
 		// The original's page reset with GET; a GET must change nothing.

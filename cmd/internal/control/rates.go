@@ -87,7 +87,8 @@ func rate(a, b uint64, dt float64) float64 {
 	return math.Round(float64(b-a)/dt*1000) / 1000
 }
 
-// sample reads the role's counters once and feeds the sampler.
+// sample reads the role's state once, feeds the rate sampler, then the
+// history with the list that state makes (rates included).
 func (s *Server) sample(now time.Time) {
 	cur := map[string]*engine.Counters{}
 	if c := s.role.Client; c != nil {
@@ -98,17 +99,22 @@ func (s *Server) sample(now time.Time) {
 				cur[keyLink+l.Name] = l.Counters
 			}
 		}
-	} else {
-		st := s.role.Server.ServerStatus()
-		cur[keyListen] = &st.Listen
-		cur[keyUpstream] = &st.Upstream
-		for i := range st.Sessions {
-			ss := &st.Sessions[i]
-			cur[sessionKey(ss.ID)] = &ss.Counters
-			for j := range ss.Addrs {
-				cur[keyPeer+ss.Addrs[j].Addr.String()] = &ss.Addrs[j].Counters
-			}
+		s.rates.observe(now, cur)
+		l := s.clientListOf(now, st)
+		s.history.record(now, clientPoints(&l))
+		return
+	}
+	st := s.role.Server.ServerStatus()
+	cur[keyListen] = &st.Listen
+	cur[keyUpstream] = &st.Upstream
+	for i := range st.Sessions {
+		ss := &st.Sessions[i]
+		cur[sessionKey(ss.ID)] = &ss.Counters
+		for j := range ss.Addrs {
+			cur[keyPeer+ss.Addrs[j].Addr.String()] = &ss.Addrs[j].Counters
 		}
 	}
 	s.rates.observe(now, cur)
+	l := s.serverListOf(now, st)
+	s.history.record(now, serverPoints(&l))
 }
