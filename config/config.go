@@ -70,6 +70,9 @@ type Client struct {
 	// StateFile is where the client keeps WireGuard's last handshake
 	// across a restart; see Server.StateFile.
 	StateFile string
+	// ControlSocket is the control socket's path; see
+	// Server.ControlSocket.
+	ControlSocket string
 	// Log configures logging.
 	Log Log
 	// Engine tunes the data path.
@@ -99,6 +102,11 @@ type Server struct {
 	// means a file in $STATE_DIRECTORY when systemd sets it (see
 	// StateFilePath), and none otherwise.
 	StateFile string
+	// ControlSocket is the unix socket the status command asks (the
+	// web manager's API, guarded by file permissions), relative to the
+	// configuration file's directory; empty means the default of
+	// ControlSocketPath, and defaults.ControlSocketOff none.
+	ControlSocket string
 	// WebManager configures the management web interface.
 	WebManager WebManager
 	// Log configures logging.
@@ -251,6 +259,33 @@ func Parse(data []byte, file string, role Role) (*Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// ControlSocketPath returns where a role's control socket is: socket as
+// configured, or when that is empty a socket in the first directory of
+// runtimeDir (the value of $RUNTIME_DIRECTORY, colon-separated), else in
+// defaults.RuntimeDir, named after the configuration file and the role;
+// "" when socket is defaults.ControlSocketOff. The fallback is the
+// directory systemd's RuntimeDirectory=engarde makes, so that the status
+// command, which runs without systemd's environment, finds the socket of
+// a daemon run under systemd and of one run by hand alike.
+func ControlSocketPath(socket, configFile, runtimeDir string, role Role) string {
+	switch {
+	case socket == defaults.ControlSocketOff:
+		return ""
+	case socket != "":
+		return socket
+	}
+	dir, _, _ := strings.Cut(runtimeDir, ":")
+	if dir == "" {
+		dir = defaults.RuntimeDir
+	}
+	base := strings.TrimSuffix(filepath.Base(configFile), filepath.Ext(configFile))
+	suffix := defaults.ServerSocketSuffix
+	if role == RoleClient {
+		suffix = defaults.ClientSocketSuffix
+	}
+	return filepath.Join(dir, base+suffix)
 }
 
 // StateFilePath returns where a role keeps its state across a restart:

@@ -23,8 +23,8 @@ import (
 // checks them against engarde.yml.sample, which loads without error.
 var (
 	topKeys        = []string{"client", "server"}
-	clientKeys     = []string{"description", "listenAddr", "dstAddr", "writeTimeout", "excludedInterfaces", "interfaceLabels", "dstOverrides", "webManager", "fwmark", "stateFile", "log", "engine"}
-	serverKeys     = []string{"description", "listenAddr", "dstAddr", "clientTimeout", "writeTimeout", "forwardAnyUDP", "stateFile", "webManager", "log", "engine"}
+	clientKeys     = []string{"description", "listenAddr", "dstAddr", "writeTimeout", "excludedInterfaces", "interfaceLabels", "dstOverrides", "webManager", "fwmark", "stateFile", "controlSocket", "log", "engine"}
+	serverKeys     = []string{"description", "listenAddr", "dstAddr", "clientTimeout", "writeTimeout", "forwardAnyUDP", "stateFile", "controlSocket", "webManager", "log", "engine"}
 	overrideKeys   = []string{"ifName", "dstAddr"}
 	labelKeys      = []string{"ifName", "label"}
 	webManagerKeys = []string{"listenAddr", "username", "password", "allowedHosts", "certFile", "keyFile"}
@@ -484,6 +484,8 @@ func (d *decoder) client(path string, sec pair) *Client {
 		case "stateFile":
 			f, _ := d.str(kp, p.val)
 			c.StateFile = d.relative(f)
+		case "controlSocket":
+			c.ControlSocket = d.controlSocket(kp, p.val)
 		case "fwmark":
 			if v, ok := d.integer(kp, p.val, "an integer"); ok {
 				if v < 0 || v > maxFwMark {
@@ -572,6 +574,8 @@ func (d *decoder) server(path string, sec pair) *Server {
 		case "stateFile":
 			f, _ := d.str(kp, p.val)
 			s.StateFile = d.relative(f)
+		case "controlSocket":
+			s.ControlSocket = d.controlSocket(kp, p.val)
 		default:
 			return false
 		}
@@ -820,6 +824,18 @@ func (d *decoder) pair(path string, set map[string]*yaml.Node, a, b, why string)
 			d.errorf(at, join(path, k[1]), "missing or empty, but %s is set on line %d: %s", k[0], at.Line, why)
 		}
 	}
+}
+
+// controlSocket reads a controlSocket key: a path, relative to the
+// configuration file's directory, or "off" (also written false or none),
+// which turns the socket off.
+func (d *decoder) controlSocket(kp string, n *yaml.Node) string {
+	f, _ := d.str(kp, n)
+	switch strings.ToLower(f) {
+	case defaults.ControlSocketOff, "false", "none":
+		return defaults.ControlSocketOff
+	}
+	return d.relative(f)
 }
 
 // relative takes a relative file name from the configuration file's
