@@ -78,6 +78,7 @@ type Client struct {
 	plans   []Plan
 	planner planner
 	failLog map[string]string // last error logged per interface
+	notes   notes             // what is logged once (startup.go)
 	// swaps are run-time exclusion toggles, as the original's web manager
 	// made them: an interface here is excluded if the configuration
 	// includes it, and included if the configuration excludes it. They
@@ -126,6 +127,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	c.names.retain(configuredNames(cfg))
 	c.planner.resolve = c.names.get
 	c.applyLocked(c.cfg)
+	c.notes.names = true
 	c.active.Store(&[]*sender{})
 	c.wg, err = c.opts.Backend.Listen(laddr, c.opts.socket())
 	if err != nil {
@@ -154,6 +156,7 @@ func (c *Client) Reconfigure(cfg ClientConfig) error {
 	c.mu.Lock()
 	c.applyLocked(cfg)
 	c.cfg.DstAddr, c.cfg.DstOverrides, c.cfg.Labels = cfg.DstAddr, cfg.DstOverrides, cfg.Labels
+	c.notes.names = true
 	c.mu.Unlock()
 	// A new name's first answer, so that its links do not go down while
 	// it is looked up; bounded by one lookup's timeout.

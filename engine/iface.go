@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+
+	"github.com/engarde-project/engarde/engine/internal/sys"
 )
 
 // Iface describes a network interface as the client sees it.
@@ -13,7 +15,11 @@ type Iface struct {
 	Up       bool // administratively up
 	Running  bool // operationally up (carrier)
 	Loopback bool
-	Addrs    []netip.Addr
+	// Kind is the driver's link kind where the system reports one
+	// (Linux: netlink's IFLA_INFO_KIND, such as "wireguard", "tun",
+	// "veth"); empty otherwise. The planner skips tunnel kinds.
+	Kind  string
+	Addrs []netip.Addr
 }
 
 // SystemInterfaces lists the host's interfaces.
@@ -45,11 +51,13 @@ func SystemInterfaces() ([]Iface, error) {
 		}
 		out = append(out, x)
 	}
-	if carrier, err := sysCarrier(); err == nil {
-		// The carrier bit is current; IFF_RUNNING can lag it by a second.
+	if links, err := sys.Links(); err == nil {
 		for i := range out {
-			if up, ok := carrier[out[i].Index]; ok {
-				out[i].Running = up
+			if l, ok := links[out[i].Index]; ok {
+				// The carrier bit is current; IFF_RUNNING can lag it
+				// by a second.
+				out[i].Running = l.Carrier
+				out[i].Kind = l.Kind
 			}
 		}
 	}

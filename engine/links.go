@@ -156,6 +156,7 @@ func (c *Client) scan() {
 		c.names.retry() // DNS may be reachable now
 	}
 	c.plans = plans
+	c.noteScanLocked(ifs, plans)
 	seen := map[string]bool{}
 	changed := false
 	for _, p := range plans {
@@ -173,6 +174,7 @@ func (c *Client) scan() {
 		switch {
 		case l == nil && p.Use:
 			nl, err := c.openLink(p)
+			c.noteOpenLocked(err)
 			if err != nil {
 				if c.failLog[p.Iface.Name] != err.Error() {
 					c.failLog[p.Iface.Name] = err.Error()

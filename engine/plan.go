@@ -1,6 +1,10 @@
 package engine
 
-import "net/netip"
+import (
+	"maps"
+	"net/netip"
+	"slices"
+)
 
 // PlanInterfaces returns what a client with cfg would do with each of ifs,
 // for `engarde-client list-interfaces`.
@@ -21,6 +25,9 @@ type Plan struct {
 	Reason string
 	// Excluded says that the reason is an exclusion.
 	Excluded bool
+	// Tunnel says that the reason is the interface's kind: a tunnel's
+	// own interface (tunnelKinds) the configuration does not name.
+	Tunnel bool
 	// Local and Dst are the link's addresses when Use is set.
 	Local netip.Addr
 	Dst   netip.AddrPort
@@ -35,6 +42,31 @@ type planner struct {
 	excluded  map[string]bool
 	labels    map[string]string
 	resolve   func(string) ([]netip.AddrPort, error)
+}
+
+// tunnelKinds are the link kinds (Iface.Kind) of interfaces that carry a
+// tunnel, by the name people know them by: a WireGuard interface, or the
+// TUN device of wireguard-go, OpenVPN and other userspace tunnels (the
+// kernel's tun driver names TAP devices "tun" too). A link on one would
+// send engarde's packets into a tunnel, perhaps the very one they carry:
+// a loop, or at best a link that dies with the tunnel. Other tunnel kinds
+// (gre, ipip, sit, vxlan) are plain links: they are not how engarde's own
+// tunnel runs, and some are uplinks. The device type would be no better a
+// sign: ARPHRD_NONE is TUN's and WireGuard's, but also a cellular modem's
+// in raw-IP mode (qmi_wwan), an uplink.
+var tunnelKinds = map[string]string{
+	"wireguard": "WireGuard",
+	"tun":       "TUN/TAP",
+}
+
+// named reports whether the configuration names the interface as one to
+// use: a label or a destination of its own. It lets a tunnel's interface
+// be a link when someone wants it (a WireGuard tunnel to another site as
+// one path among others, say): no other key says "use this one".
+func (p *planner) named(name string) bool {
+	_, labelled := p.labels[name]
+	_, overridden := p.overrides[name]
+	return labelled || overridden
 }
 
 // target returns the destination configured for an interface.
@@ -62,8 +94,11 @@ func (p *planner) planOne(ifi Iface) Plan {
 	case ifi.Loopback:
 		pl.Reason = "loopback"
 		return pl
+	case tunnelKinds[ifi.Kind] != "" && !p.named(ifi.Name):
+		pl.Reason, pl.Tunnel = tunnelKinds[ifi.Kind]+" interface, not a link unless named in interfaceLabels or dstOverrides", true
+		return pl
 	case !ifi.Up:
-		pl.Reason = "down"
+		pl.Reason = "interface down"
 		return pl
 	case !ifi.Running:
 		pl.Reason = "no carrier"
@@ -101,4 +136,41 @@ func usableSource(a, dst netip.Addr) bool {
 		return dst.IsLoopback()
 	}
 	return a.IsGlobalUnicast()
+}
+
+// unknownName is an interface name the configuration mentions that no
+// interface has, with the keys that mention it.
+type unknownName struct {
+	name string
+	keys []string
+}
+
+// unknownNames returns, sorted by name, the interfaces that the
+// configuration's overrides, exclusions and labels name and ifs lacks.
+func unknownNames(overrides map[string]string, excluded []string, labels map[string]string, ifs []Iface) []unknownName {
+	have := make(map[string]bool, len(ifs))
+	for _, ifi := range ifs {
+		have[ifi.Name] = true
+	}
+	keys := map[string][]string{}
+	note := func(name, key string) {
+		if !have[name] && !slices.Contains(keys[name], key) {
+			keys[name] = append(keys[name], key)
+		}
+	}
+	// In the keys' order, so that a name's keys are listed sorted.
+	for name := range overrides {
+		note(name, "dstOverrides")
+	}
+	for _, name := range excluded {
+		note(name, "excludedInterfaces")
+	}
+	for name := range labels {
+		note(name, "interfaceLabels")
+	}
+	out := make([]unknownName, 0, len(keys))
+	for _, name := range slices.Sorted(maps.Keys(keys)) {
+		out = append(out, unknownName{name, keys[name]})
+	}
+	return out
 }

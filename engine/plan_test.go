@@ -39,6 +39,11 @@ func TestPlanOne(t *testing.T) {
 	up := func(name string, as ...string) Iface {
 		return Iface{Name: name, Index: 2, Up: true, Running: true, Addrs: addrs(as...)}
 	}
+	kind := func(k string, ifi Iface) Iface { ifi.Kind = k; return ifi }
+	const (
+		wgSkip  = "WireGuard interface, not a link unless named in interfaceLabels or dstOverrides"
+		tunSkip = "TUN/TAP interface, not a link unless named in interfaceLabels or dstOverrides"
+	)
 	tests := []struct {
 		name      string
 		dst       string
@@ -57,7 +62,7 @@ func TestPlanOne(t *testing.T) {
 		{name: "excluded wins over down", dst: dst4, excluded: []string{"eth0"}, ifi: Iface{Name: "eth0"}, reason: "excluded"},
 		{name: "another interface excluded", dst: dst4, excluded: []string{"eth1"}, ifi: up("eth0", "192.0.2.10"), use: true, local: "192.0.2.10", wantDst: dst4, resolved: true},
 		{name: "loopback", dst: dst4, ifi: Iface{Name: "lo", Up: true, Running: true, Loopback: true, Addrs: addrs("127.0.0.1", "::1")}, reason: "loopback"},
-		{name: "administratively down", dst: dst4, ifi: Iface{Name: "eth0", Running: true, Addrs: addrs("192.0.2.10")}, reason: "down"},
+		{name: "administratively down", dst: dst4, ifi: Iface{Name: "eth0", Running: true, Addrs: addrs("192.0.2.10")}, reason: "interface down"},
 		{name: "no carrier", dst: dst4, ifi: Iface{Name: "eth0", Up: true, Addrs: addrs("192.0.2.10")}, reason: "no carrier"},
 		{name: "no address", dst: dst4, ifi: up("eth0"), reason: "no usable IPv4 address", resolved: true},
 		{name: "IPv4 link-local only", dst: dst4, ifi: up("eth0", "169.254.7.7", "fe80::1"), reason: "no usable IPv4 address", resolved: true},
@@ -70,10 +75,21 @@ func TestPlanOne(t *testing.T) {
 		{name: "IPv6-only name, IPv4-only interface", dst: only6, ifi: up("eth0", "192.0.2.10"), reason: "no usable IPv6 address", resolved: true},
 		{name: "name without addresses", dst: empty, ifi: up("eth0", "192.0.2.10"), reason: "no usable IPv4 address", resolved: true},
 		{name: "unresolvable destination", dst: bad, ifi: up("eth0", "192.0.2.10"), reason: "destination " + bad + " unresolved: " + errNX.Error(), resolved: true},
-		{name: "unresolvable destination, interface down", dst: bad, ifi: Iface{Name: "eth0"}, reason: "down"},
+		{name: "unresolvable destination, interface down", dst: bad, ifi: Iface{Name: "eth0"}, reason: "interface down"},
 		{name: "override for this interface", dst: dst4, overrides: map[string]string{"wwan0": special}, ifi: up("wwan0", "192.0.2.10", "2001:db8:1::10"), use: true, local: "2001:db8:1::10", wantDst: special, resolved: true},
 		{name: "override for another interface", dst: dst4, overrides: map[string]string{"wwan0": special}, ifi: up("eth0", "192.0.2.10", "2001:db8:1::10"), use: true, local: "192.0.2.10", wantDst: dst4, resolved: true},
 		{name: "unresolvable override", dst: dst4, overrides: map[string]string{"eth0": bad}, ifi: up("eth0", "192.0.2.10"), reason: "destination " + bad + " unresolved: " + errNX.Error(), resolved: true},
+		// A tunnel's own interface is no link unless the configuration
+		// names it (eth0 and wwan0 have labels here).
+		{name: "WireGuard interface", dst: dst4, ifi: kind("wireguard", up("wg0", "10.9.0.2")), reason: wgSkip},
+		{name: "TUN device", dst: dst4, ifi: kind("tun", up("tun0", "10.8.0.2")), reason: tunSkip},
+		{name: "WireGuard interface down: its kind is the lasting reason", dst: dst4, ifi: kind("wireguard", Iface{Name: "wg0", Addrs: addrs("10.9.0.2")}), reason: wgSkip},
+		{name: "excluded wins over the kind", dst: dst4, excluded: []string{"wg0"}, ifi: kind("wireguard", up("wg0", "10.9.0.2")), reason: "excluded"},
+		{name: "loopback wins over the kind", dst: dst4, ifi: kind("tun", Iface{Name: "lo", Up: true, Running: true, Loopback: true}), reason: "loopback"},
+		{name: "WireGuard interface with a label", dst: dst4, ifi: kind("wireguard", up("eth0", "10.9.0.2")), use: true, local: "10.9.0.2", wantDst: dst4, resolved: true},
+		{name: "TUN device with an override", dst: dst4, overrides: map[string]string{"tun0": special}, ifi: kind("tun", up("tun0", "10.8.0.2", "2001:db8:8::2")), use: true, local: "2001:db8:8::2", wantDst: special, resolved: true},
+		{name: "an override for another interface names not this one", dst: dst4, overrides: map[string]string{"tun1": special}, ifi: kind("tun", up("tun0", "10.8.0.2")), reason: tunSkip},
+		{name: "other kinds are plain links", dst: dst4, ifi: kind("veth", up("veth0", "192.0.2.10")), use: true, local: "192.0.2.10", wantDst: dst4, resolved: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,6 +119,9 @@ func TestPlanOne(t *testing.T) {
 			}
 			if pl.Excluded != (tt.reason == "excluded") {
 				t.Errorf("Excluded %v with reason %q", pl.Excluded, pl.Reason)
+			}
+			if pl.Tunnel != (tt.reason == wgSkip || tt.reason == tunSkip) {
+				t.Errorf("Tunnel %v with reason %q", pl.Tunnel, pl.Reason)
 			}
 			if pl.Use != tt.use || pl.Reason != tt.reason {
 				t.Fatalf("use %v, reason %q; want use %v, reason %q", pl.Use, pl.Reason, tt.use, tt.reason)
@@ -197,7 +216,7 @@ func TestPlanInterfaces(t *testing.T) {
 		"wwan0": {use: true, local: "2001:db8:5::1", dst: "[2001:db8::1]:4000", label: "lte"},
 		"eth2":  {use: true, local: "192.0.2.13", dst: "198.51.100.1:51820"},
 		"eth3":  {reasonPrefix: "destination no-port-here unresolved: "},
-		"eth4":  {reasonPrefix: "down"},
+		"eth4":  {reasonPrefix: "interface down"},
 	}
 	var names []string
 	for _, g := range got {
@@ -251,5 +270,34 @@ func TestUsableSource(t *testing.T) {
 		if got := usableSource(netip.MustParseAddr(tt.a), netip.MustParseAddr(tt.dst)); got != tt.want {
 			t.Errorf("usableSource(%s, %s) = %v, want %v", tt.a, tt.dst, got, tt.want)
 		}
+	}
+}
+
+// TestUnknownNames lists the names the configuration gives that no
+// interface has, each once with every key that names it, sorted; names
+// that exist and an empty configuration give nothing.
+func TestUnknownNames(t *testing.T) {
+	ifs := []Iface{{Name: "eth0"}, {Name: "wwan0"}}
+	tests := []struct {
+		name      string
+		overrides map[string]string
+		excluded  []string
+		labels    map[string]string
+		want      []unknownName
+	}{
+		{name: "nothing configured"},
+		{name: "all exist", overrides: map[string]string{"eth0": "x:1"}, excluded: []string{"wwan0"}, labels: map[string]string{"eth0": "fibre"}},
+		{name: "one of each", overrides: map[string]string{"eth9": "x:1", "eth0": "x:2"}, excluded: []string{"wg0", "wwan0"}, labels: map[string]string{"Ethernet 2": "office"},
+			want: []unknownName{{"Ethernet 2", []string{"interfaceLabels"}}, {"eth9", []string{"dstOverrides"}}, {"wg0", []string{"excludedInterfaces"}}}},
+		{name: "one name, every key, listed twice", overrides: map[string]string{"usb0": "x:1"}, excluded: []string{"usb0", "usb0"}, labels: map[string]string{"usb0": "phone"},
+			want: []unknownName{{"usb0", []string{"dstOverrides", "excludedInterfaces", "interfaceLabels"}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := unknownNames(tt.overrides, tt.excluded, tt.labels, ifs)
+			if !slices.EqualFunc(got, tt.want, func(a, b unknownName) bool { return a.name == b.name && slices.Equal(a.keys, b.keys) }) {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

@@ -147,7 +147,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	lo := o
 	lo.ReusePort = true
 	lo.PacketInfo = true
-	if s.listen, err = s.opts.Backend.Listen(laddr, lo); err != nil {
+	err = claimPort(s.opts.Backend, laddr, o) // a second server on the port would take half the new clients
+	if err == nil {
+		s.listen, err = s.opts.Backend.Listen(laddr, lo)
+	}
+	if err != nil {
 		s.pool.Close()
 		return nil, fmt.Errorf("listening on %s: %w", cfg.ListenAddr, err)
 	}

@@ -35,3 +35,13 @@ func IsFiltered(err error) bool {
 	var e syscall.Errno
 	return errors.As(err, &e) && (e == syscall.EPERM || e == syscall.EACCES)
 }
+
+// IsAddrInUse reports whether err, returned by a bind, is EADDRINUSE: a
+// socket holds the address and port already, without sharing them.
+func IsAddrInUse(err error) bool { return errors.Is(err, syscall.EADDRINUSE) }
+
+// ErrMarkPermission is wrapped by SetMark's error when the kernel refuses
+// SO_MARK for want of a capability: sk_setsockopt in net/core/sock.c
+// returns EPERM unless the process has CAP_NET_ADMIN, or since Linux 5.17
+// CAP_NET_RAW, in the user namespace of the socket's network namespace.
+var ErrMarkPermission = errors.New("SO_MARK needs CAP_NET_ADMIN")

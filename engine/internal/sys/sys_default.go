@@ -48,3 +48,6 @@ func (w *LinkWatcher) Wait() error { return errors.ErrUnsupported }
 
 // Close does nothing.
 func (w *LinkWatcher) Close() error { return nil }
+
+// Links is unavailable here: package net's flags are all there is.
+func Links() (map[int]Link, error) { return nil, errors.ErrUnsupported }

@@ -38,9 +38,14 @@ func BindToDevice(fd uintptr, dev string) error {
 	return os.NewSyscallError("setsockopt SO_BINDTODEVICE", unix.BindToDevice(int(fd), dev))
 }
 
-// SetMark sets SO_MARK.
+// SetMark sets SO_MARK. A refusal for want of a capability wraps
+// ErrMarkPermission as well as EPERM.
 func SetMark(fd uintptr, mark uint32) error {
-	return os.NewSyscallError("setsockopt SO_MARK", unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark)))
+	err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+	if err == unix.EPERM {
+		return fmt.Errorf("%w (%w)", os.NewSyscallError("setsockopt SO_MARK", err), ErrMarkPermission)
+	}
+	return os.NewSyscallError("setsockopt SO_MARK", err)
 }
 
 // SetReusePort sets SO_REUSEPORT.
@@ -338,33 +343,3 @@ func (w *LinkWatcher) Wait() error {
 
 // Close stops the watcher; a blocked Wait returns an error.
 func (w *LinkWatcher) Close() error { return w.f.Close() }
-
-// CarrierUp returns, by interface index, whether each interface has its
-// carrier (IFF_LOWER_UP). net.Interface reports IFF_RUNNING instead, which
-// the kernel's linkwatch may update up to a second after the carrier
-// changes.
-func CarrierUp() (map[int]bool, error) {
-	rib, err := syscall.NetlinkRIB(unix.RTM_GETLINK, unix.AF_UNSPEC)
-	if err != nil {
-		return nil, os.NewSyscallError("netlink RTM_GETLINK", err)
-	}
-	return parseCarrier(rib)
-}
-
-// parseCarrier reads the carrier bit of each interface from an
-// RTM_GETLINK dump.
-func parseCarrier(rib []byte) (map[int]bool, error) {
-	msgs, err := syscall.ParseNetlinkMessage(rib)
-	if err != nil {
-		return nil, fmt.Errorf("parsing netlink links: %w", err)
-	}
-	out := make(map[int]bool, len(msgs))
-	for _, m := range msgs {
-		if m.Header.Type != unix.RTM_NEWLINK || len(m.Data) < unix.SizeofIfInfomsg {
-			continue
-		}
-		ifi := (*unix.IfInfomsg)(unsafe.Pointer(&m.Data[0]))
-		out[int(ifi.Index)] = ifi.Flags&unix.IFF_LOWER_UP != 0
-	}
-	return out, nil
-}
