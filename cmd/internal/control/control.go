@@ -9,8 +9,8 @@
 // clock. Of the engine it imports only public types; it imports neither the
 // configuration nor a logging library, so tests drive it with fakes.
 //
-// Endpoints (every one behind Basic authentication when a username and a
-// password are set):
+// Endpoints (every one but /healthz behind Basic authentication when a
+// username and a password are set):
 //
 //	GET  /                          the web page
 //	GET  /api/v1/get-list           state, as ClientList or ServerList
@@ -20,6 +20,10 @@
 //	POST /api/v1/exclude            {"interface": NAME} (client)
 //	POST /api/v1/reset-exclusions   drop run-time toggles (client)
 //	GET  /metrics                   Prometheus text format
+//	GET  /healthz                   200 while the tunnel is up or degraded, 503 down (no login)
+//
+// Options.MetricsListenAddr adds a second listener that serves only
+// /metrics and /healthz, without a login (see metrics_listen.go).
 //
 // State changes only by POST: a GET can be sent by any page the operator
 // visits (an <img> tag) with the browser's stored credentials, so the
@@ -55,6 +59,9 @@ import (
 type Options struct {
 	// ListenAddr is the host:port to serve on; empty serves nothing.
 	ListenAddr string
+	// MetricsListenAddr is a second host:port that serves only /metrics
+	// and /healthz, without a login; empty serves none.
+	MetricsListenAddr string
 	// Username and Password turn on HTTP Basic authentication; set both
 	// or neither.
 	Username, Password string
@@ -121,6 +128,9 @@ type Server struct {
 	handler http.Handler
 	auth    atomic.Pointer[credentials] // nil: no authentication
 	hosts   atomic.Pointer[hostPolicy]  // the Host headers answered
+	mhosts  atomic.Pointer[hostPolicy]  // those the metrics listener answers
+	metrics http.Handler                // GET /metrics
+	mroutes http.Handler                // the metrics listener's handler
 	cert    atomic.Pointer[tls.Certificate]
 	refused hostRefusals
 	httpLog rateLimit
@@ -134,6 +144,7 @@ type Server struct {
 	srvTLS  bool       // srv serves HTTPS
 	srv     *http.Server
 	ln      net.Listener
+	msrv    metricsSide   // the metrics listener
 	stop    chan struct{} // closed to stop the sampler; nil when it is not running
 	stopped sync.WaitGroup
 }
@@ -158,10 +169,13 @@ func New(o Options, role Role) (*Server, error) {
 	}
 	s := &Server{role: role, version: o.Version, log: o.Log, rates: newSampler(), history: newHistory()}
 	s.setAuth(o)
+	s.metrics = s.metricsHandler()
 	s.handler = s.routes()
+	s.mroutes = s.metricsRoutes()
 	s.addr, s.allowed, s.useTLS = o.ListenAddr, o.AllowedHosts, o.CertFile != ""
 	s.opts = o
 	s.hosts.Store(newHostPolicy(o.ListenAddr, nil, o.AllowedHosts))
+	s.mhosts.Store(newHostPolicy(o.MetricsListenAddr, nil, o.AllowedHosts))
 	return s, nil
 }
 
@@ -216,7 +230,8 @@ func (s *Server) routes() http.Handler {
 	list := methods(http.HandlerFunc(s.handleList), http.MethodGet, http.MethodHead)
 	mux.Handle("/api/v1/get-list", list)
 	mux.Handle("/api/v1/history", methods(http.HandlerFunc(s.handleHistory), http.MethodGet, http.MethodHead))
-	mux.Handle("/metrics", methods(http.HandlerFunc(s.handleMetrics), http.MethodGet, http.MethodHead))
+	mux.Handle("/metrics", methods(s.metrics, http.MethodGet, http.MethodHead))
+	mux.Handle("/healthz", methods(http.HandlerFunc(s.handleHealth), http.MethodGet, http.MethodHead))
 	if s.role.Client != nil {
 		// The original's page reset with GET; a GET must change nothing.
 		reset := methods(http.HandlerFunc(s.handleReset), http.MethodPost)
@@ -272,7 +287,9 @@ func headers(h http.Handler) http.Handler {
 // authenticate requires Basic credentials when they are configured.
 func (s *Server) authenticate(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c := s.auth.Load(); c != nil {
+		// /healthz needs no login (see handleHealth); the mux serves it
+		// on this exact path only.
+		if c := s.auth.Load(); c != nil && r.URL.Path != "/healthz" {
 			user, pass, ok := r.BasicAuth()
 			u, p := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(pass))
 			// Both comparisons always run: the time taken says nothing
@@ -296,7 +313,7 @@ func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.started = true
-	if s.addr == "" {
+	if s.addr == "" && s.opts.MetricsListenAddr == "" {
 		return nil
 	}
 	c, err := s.loadCert(s.opts)
@@ -304,7 +321,10 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.cert.Store(c)
-	return s.listenLocked(s.addr, s.useTLS)
+	if s.addr != "" {
+		err = s.listenLocked(s.addr, s.useTLS)
+	}
+	return errors.Join(err, s.listenMetricsLocked(s.opts.MetricsListenAddr, s.useTLS))
 }
 
 // Addr returns the address the server listens on, or nil.
@@ -376,23 +396,9 @@ func (s *Server) serveLocked(ln net.Listener, addr string, useTLS bool) {
 	s.hosts.Store(newHostPolicy(addr, ln.Addr(), s.allowed))
 	ln = newLimitListener(ln, maxConns)
 	if useTLS {
-		ln = tls.NewListener(ln, &tls.Config{
-			MinVersion: tls.VersionTLS12,
-			NextProtos: []string{"http/1.1"},
-			// Read at each handshake, so that a reload renews the
-			// certificate without closing the listener.
-			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil },
-		})
+		ln = s.tlsListener(ln)
 	}
-	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          log.New(logWriter{s.log, &s.httpLog}, "web manager: ", 0),
-	}
+	srv := s.httpServer(s.handler)
 	s.srv, s.ln, s.addr, s.srvTLS = srv, ln, addr, useTLS
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -403,6 +409,30 @@ func (s *Server) serveLocked(ln net.Listener, addr string, useTLS bool) {
 		s.stop = make(chan struct{})
 		s.stopped.Add(1)
 		go s.sampleLoop(s.stop)
+	}
+}
+
+// tlsListener serves HTTPS on ln with s.cert.
+func (s *Server) tlsListener(ln net.Listener) net.Listener {
+	return tls.NewListener(ln, &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"http/1.1"},
+		// Read at each handshake, so that a reload renews the
+		// certificate without closing the listener.
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil },
+	})
+}
+
+// httpServer returns a server of h with the control plane's limits.
+func (s *Server) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          log.New(logWriter{s.log, &s.httpLog}, "web manager: ", 0),
 	}
 }
 
@@ -492,7 +522,7 @@ func (s *Server) Reconfigure(o Options) error {
 	}
 	useTLS := o.CertFile != ""
 	var cert *tls.Certificate
-	if useTLS && o.ListenAddr != "" {
+	if useTLS && (o.ListenAddr != "" || o.MetricsListenAddr != "") {
 		c, err := s.loadCert(o)
 		if err != nil {
 			return err
@@ -507,11 +537,17 @@ func (s *Server) Reconfigure(o Options) error {
 		// Not started: Start listens where the last options say.
 		s.addr = o.ListenAddr
 		s.hosts.Store(newHostPolicy(o.ListenAddr, nil, o.AllowedHosts))
+		s.mhosts.Store(newHostPolicy(o.MetricsListenAddr, nil, o.AllowedHosts))
 		return nil
 	}
 	if cert != nil {
 		s.cert.Store(cert)
 	}
+	return errors.Join(s.reconfigureLocked(o, useTLS), s.listenMetricsLocked(o.MetricsListenAddr, useTLS))
+}
+
+// reconfigureLocked applies o to the main listener.
+func (s *Server) reconfigureLocked(o Options, useTLS bool) error {
 	if o.ListenAddr == s.addr && (o.ListenAddr == "" || s.srv != nil && s.srvTLS == useTLS) {
 		var bound net.Addr
 		if s.ln != nil {
@@ -556,10 +592,12 @@ func (s *Server) stopSamplerLocked() {
 // Close stops serving, letting requests under way finish for a moment.
 func (s *Server) Close() error {
 	s.mu.Lock()
-	srv, ln := s.srv, s.ln
+	srv, ln, m := s.srv, s.ln, s.msrv
 	s.srv, s.ln, s.started = nil, nil, false
+	s.msrv = metricsSide{}
 	s.stopSamplerLocked()
 	s.mu.Unlock()
 	shutdown(srv, ln)
+	shutdown(m.srv, m.ln)
 	return nil
 }

@@ -92,9 +92,12 @@ const logHostEvery = time.Minute
 // server does not serve that authority) to requests whose Host header the
 // current policy refuses, before anything else looks at them, so a
 // rebinding page gets neither data nor a login prompt.
-func (s *Server) checkHost(h http.Handler) http.Handler {
+func (s *Server) checkHost(h http.Handler) http.Handler { return s.checkHostBy(&s.hosts, h) }
+
+// checkHostBy is checkHost with the policy in hosts.
+func (s *Server) checkHostBy(hosts *atomic.Pointer[hostPolicy], h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p := s.hosts.Load(); p != nil && !p.allows(r.Host) {
+		if p := hosts.Load(); p != nil && !p.allows(r.Host) {
 			n := s.refused.n.Add(1)
 			now, last := time.Now().UnixNano(), s.refused.logged.Load()
 			if now-last >= int64(logHostEvery) && s.refused.logged.CompareAndSwap(last, now) {

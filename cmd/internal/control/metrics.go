@@ -1,299 +1,464 @@
 package control
 
 import (
-	"bytes"
-	"math"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/engarde-project/engarde/engine"
 )
 
-// Metrics are written in the Prometheus text exposition format (version
-// 0.0.4) directly: every value is a counter or gauge read from the role at
-// scrape time, which is what a client library's const-metric collector
-// would do too, without its dependencies.
+// Metrics are served by client_golang from a registry of the server's
+// own: the role's collector, which reads the role's status once per
+// scrape and turns it into const metrics (nothing is counted on the
+// packet path for Prometheus; the engine's own atomics are read), and the
+// library's process and Go runtime collectors, whose series every Go
+// dashboard knows.
+//
+// Series are keyed by what is stable: an interface name on the client, a
+// session and its slot (the address's link number, reused after it
+// leaves) on the server, so that a NAT rebind does not start a new set of
+// series; addresses and free-text labels are in *_info series, which
+// PromQL joins with group_left.
 
-// handleMetrics serves GET /metrics.
-func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	var m metrics
-	if c := s.role.Client; c != nil {
-		m.client(c.ClientStatus(), s.version)
+// metricsHandler returns the handler of GET /metrics for s.
+func (s *Server) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.registry(), promhttp.HandlerOpts{
+		// A scrape that cannot gather every collector still serves what
+		// it gathered, and says why once in a while.
+		ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog:      promLog{s},
+		// Each scrape reads the whole status: a few at a time is plenty
+		// for any number of Prometheus servers; the others get 503.
+		MaxRequestsInFlight: maxScrapes,
+	})
+}
+
+// registry returns a registry of every collector of s.
+func (s *Server) registry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		newRoleCollector(s),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(),
+	)
+	return reg
+}
+
+// maxScrapes bounds the scrapes served at once.
+const maxScrapes = 4
+
+// promLog passes the registry's errors to the logger, as rate-limited as
+// net/http's own messages.
+type promLog struct{ s *Server }
+
+func (l promLog) Println(v ...any) {
+	if ok, _ := l.s.httpLog.allow(time.Now()); ok {
+		l.s.log.warnf("metrics: %s", fmtln(v...))
+	}
+}
+
+func fmtln(v ...any) string {
+	var b []byte
+	for i, x := range v {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		if e, ok := x.(error); ok {
+			b = append(b, e.Error()...)
+		} else if s, ok := x.(string); ok {
+			b = append(b, s...)
+		}
+	}
+	return string(b)
+}
+
+// desc makes a family's descriptor.
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+// linkStates and tunnelStates are the values of the state label: every
+// one is written, 1 for the current state, so that a query for one state
+// never finds a gap.
+var (
+	linkStates   = []engine.LinkStatus{engine.LinkActive, engine.LinkStalled, engine.LinkDown, engine.LinkExcluded}
+	peerStates   = []engine.LinkStatus{engine.LinkActive, engine.LinkStalled}
+	tunnelStates = []engine.TunnelState{engine.TunnelUp, engine.TunnelDegraded, engine.TunnelDown}
+	probeModes   = []string{"on", "off", "unanswered"}
+)
+
+// sockDescs are the families of a group of sockets: prefix_*.
+type sockDescs struct {
+	rxPackets, rxBytes, txPackets, txBytes, rxErrors, sendErrors, drops, lastRx *prometheus.Desc
+	extra                                                                       []string // drop reasons beyond the socket's own
+}
+
+// newSockDescs describes the counters of a group of sockets, labelled
+// with labels; extra lists drop reasons beyond the socket's own.
+func newSockDescs(prefix, what string, labels []string, extra ...string) sockDescs {
+	withReason := append(labels[:len(labels):len(labels)], "reason")
+	reasons := ""
+	for _, r := range extra {
+		reasons += ", " + r
+	}
+	return sockDescs{
+		rxPackets:  desc(prefix+"_rx_packets_total", "Datagrams received by "+what+".", labels...),
+		rxBytes:    desc(prefix+"_rx_bytes_total", "Payload bytes received by "+what+".", labels...),
+		txPackets:  desc(prefix+"_tx_packets_total", "Datagrams sent by "+what+".", labels...),
+		txBytes:    desc(prefix+"_tx_bytes_total", "Payload bytes sent by "+what+".", labels...),
+		rxErrors:   desc(prefix+"_receive_errors_total", "Failed receive calls of "+what+".", labels...),
+		sendErrors: desc(prefix+"_send_errors_total", "Failed send calls of "+what+".", labels...),
+		drops: desc(prefix+"_drops_total", "Datagrams dropped by "+what+", by reason: full (backlog full), timeout (not sent within writeTimeout), error (refused by the kernel), closed (socket closed first), oversize (received, larger than a buffer)"+reasons+".",
+			withReason...),
+		lastRx: desc(prefix+"_last_receive_timestamp_seconds", "When "+what+" last received a datagram, in seconds since the Unix epoch (absent if never).", labels...),
+		extra:  extra,
+	}
+}
+
+func (d sockDescs) describe(ch chan<- *prometheus.Desc) {
+	for _, x := range []*prometheus.Desc{d.rxPackets, d.rxBytes, d.txPackets, d.txBytes, d.rxErrors, d.sendErrors, d.drops, d.lastRx} {
+		ch <- x
+	}
+}
+
+// collect writes one socket's counters; extra are its drops for the
+// reasons beyond the socket's own, in the order newSockDescs got them.
+func (d sockDescs) collect(ch chan<- prometheus.Metric, c *engine.Counters, labels []string, extra ...uint64) {
+	counter(ch, d.rxPackets, c.RxPackets, labels...)
+	counter(ch, d.rxBytes, c.RxBytes, labels...)
+	counter(ch, d.txPackets, c.TxPackets, labels...)
+	counter(ch, d.txBytes, c.TxBytes, labels...)
+	counter(ch, d.rxErrors, c.RxErrors, labels...)
+	counter(ch, d.sendErrors, c.SendErrors, labels...)
+	l := append(labels[:len(labels):len(labels)], "")
+	for _, x := range []struct {
+		reason string
+		n      uint64
+	}{{"full", c.DropFull}, {"timeout", c.DropTimeout}, {"error", c.DropError}, {"closed", c.DropClosed}, {"oversize", c.Oversize}} {
+		l[len(l)-1] = x.reason
+		counter(ch, d.drops, x.n, l...)
+	}
+	for i, n := range extra {
+		l[len(l)-1] = d.extra[i]
+		counter(ch, d.drops, n, l...)
+	}
+	if !c.LastRx.IsZero() {
+		gauge(ch, d.lastRx, unixSeconds(c.LastRx), labels...)
+	}
+}
+
+// qualityDescs are the quality families of a group of links: prefix_*.
+type qualityDescs struct {
+	sampled, first, lost, late, firstRatio, lossRatio, lateSeconds *prometheus.Desc
+}
+
+func newQualityDescs(prefix, what string, labels []string) qualityDescs {
+	withQ := append(labels[:len(labels):len(labels)], "percentile")
+	return qualityDescs{
+		sampled:     desc(prefix+"_sampled_total", "Sampled WireGuard transport messages (one in 16) judged, for "+what+".", labels...),
+		first:       desc(prefix+"_sampled_first_total", "Sampled messages delivered before any other link, for "+what+".", labels...),
+		lost:        desc(prefix+"_sampled_lost_total", "Sampled messages never delivered although another link did, for "+what+".", labels...),
+		late:        desc(prefix+"_sampled_late_total", "Sampled messages delivered after another link, for "+what+".", labels...),
+		firstRatio:  desc(prefix+"_first_ratio", "Share of the sampled messages delivered first, from 0 to 1, for "+what+" (absent without samples).", labels...),
+		lossRatio:   desc(prefix+"_loss_ratio", "Share of the sampled messages never delivered although another link did, from 0 to 1, for "+what+" (absent without samples).", labels...),
+		lateSeconds: desc(prefix+"_late_seconds", "How far behind the first copy the late copies came, by percentile (50, 99), for "+what+" (absent without late copies).", withQ...),
+	}
+}
+
+func (d qualityDescs) describe(ch chan<- *prometheus.Desc) {
+	for _, x := range []*prometheus.Desc{d.sampled, d.first, d.lost, d.late, d.firstRatio, d.lossRatio, d.lateSeconds} {
+		ch <- x
+	}
+}
+
+// collect writes one link's quality: the sample counters always, the
+// ratios only with samples and the lateness only with late copies, so
+// that no series shows a measurement never made.
+func (d qualityDescs) collect(ch chan<- prometheus.Metric, q engine.Quality, labels []string) {
+	counter(ch, d.sampled, q.Samples, labels...)
+	counter(ch, d.first, q.First, labels...)
+	counter(ch, d.lost, q.Lost, labels...)
+	counter(ch, d.late, q.Copies, labels...)
+	if q.Samples > 0 {
+		gauge(ch, d.firstRatio, q.FirstShare(), labels...)
+		gauge(ch, d.lossRatio, q.LossRate(), labels...)
+	}
+	if q.Copies > 0 {
+		l := append(labels[:len(labels):len(labels)], "50")
+		gauge(ch, d.lateSeconds, q.LateP50.Seconds(), l...)
+		l[len(l)-1] = "99"
+		gauge(ch, d.lateSeconds, q.LateP99.Seconds(), l...)
+	}
+}
+
+// probeDescs are the families of the links' probes.
+type probeDescs struct {
+	sent, answered, lossRatio, rtt, jitter, lastAnswer *prometheus.Desc
+}
+
+func newProbeDescs() probeDescs {
+	l := []string{"interface"}
+	return probeDescs{
+		sent:       desc("engarde_link_probe_sent_total", "Probes sent on each link since its socket opened.", l...),
+		answered:   desc("engarde_link_probe_answered_total", "Probes answered by the server on each link since its socket opened.", l...),
+		lossRatio:  desc("engarde_link_probe_loss_ratio", "Share of the probes of the last window that went unanswered, from 0 to 1, per link (absent before a probe was judged).", l...),
+		rtt:        desc("engarde_link_probe_rtt_seconds", "Round-trip time of the answered probes of the last window, by percentile (50, 99), per link (absent without answers).", "interface", "percentile"),
+		jitter:     desc("engarde_link_probe_jitter_seconds", "Mean difference between consecutive probe round trips of the last window, per link (absent without answers).", l...),
+		lastAnswer: desc("engarde_link_probe_last_answer_timestamp_seconds", "When a probe was last answered on each link, in seconds since the Unix epoch (absent if never).", l...),
+	}
+}
+
+func (d probeDescs) describe(ch chan<- *prometheus.Desc) {
+	for _, x := range []*prometheus.Desc{d.sent, d.answered, d.lossRatio, d.rtt, d.jitter, d.lastAnswer} {
+		ch <- x
+	}
+}
+
+// collect writes one link's probe figures; nothing for a nil p (no
+// socket, or probes off): no made-up zero RTT.
+func (d probeDescs) collect(ch chan<- prometheus.Metric, p *engine.ProbeStats, iface string) {
+	if p == nil {
+		return
+	}
+	counter(ch, d.sent, p.Sent, iface)
+	counter(ch, d.answered, p.Answered, iface)
+	if p.Window > 0 {
+		gauge(ch, d.lossRatio, float64(p.Lost)/float64(p.Window), iface)
+	}
+	if p.Answered > 0 && p.Window > p.Lost {
+		gauge(ch, d.rtt, p.RTT50.Seconds(), iface, "50")
+		gauge(ch, d.rtt, p.RTT99.Seconds(), iface, "99")
+		gauge(ch, d.jitter, p.Jitter.Seconds(), iface)
+	}
+	if !p.LastAnswer.IsZero() {
+		gauge(ch, d.lastAnswer, unixSeconds(p.LastAnswer), iface)
+	}
+}
+
+// roleCollector is the prometheus.Collector of a role: every family of
+// the role, read from one status per scrape.
+type roleCollector struct {
+	s *Server
+
+	buildInfo, started, duplicates               *prometheus.Desc
+	tunnelState, tunnelChanged, probes           *prometheus.Desc
+	linkState, linkChanged, linkInfo             *prometheus.Desc
+	resolved, lookupFailing                      *prometheus.Desc
+	links, wireguard                             sockDescs
+	linkQuality                                  qualityDescs
+	probe                                        probeDescs
+	sessions, addresses, clientTimeout, dropped  *prometheus.Desc
+	initiations, initCopies, joins, joinsRefused *prometheus.Desc
+	pendingEvicted, sessionInfo, sessionIndexes  *prometheus.Desc
+	addrInfo, addrLive, addrState                *prometheus.Desc
+	session, addr, listen, upstream              sockDescs
+	addrQuality                                  qualityDescs
+	all                                          []*prometheus.Desc
+	socks                                        []sockDescs
+	quals                                        []qualityDescs
+}
+
+// newRoleCollector describes the families of s's role.
+func newRoleCollector(s *Server) *roleCollector {
+	c := &roleCollector{s: s}
+	c.buildInfo = desc("engarde_build_info", "Always 1; the labels say which engarde runs, as which role, on which data-path backend.", "version", "goversion", "role", "backend")
+	c.started = desc("engarde_start_time_seconds", "When engarde started, in seconds since the Unix epoch.")
+	c.tunnelState = desc("engarde_tunnel_state", "1 for the state the tunnel is in (up, degraded: some links fail, down: none works), 0 for the others.", "state")
+	c.tunnelChanged = desc("engarde_tunnel_state_changed_timestamp_seconds", "When the tunnel took its state, in seconds since the Unix epoch (absent if unknown).")
+	c.probes = desc("engarde_probes_state", "1 for what the link probes do (on, off, unanswered: the server never answered one, as an original engarde server does not), 0 for the others.", "state")
+	c.all = append(c.all, c.buildInfo, c.started, c.tunnelState, c.tunnelChanged, c.probes)
+	if s.role.Client != nil {
+		c.duplicates = desc("engarde_duplicates_total", "Replies not handed to WireGuard because another link had delivered them already: the duplicate filter's normal work, not a loss.")
+		c.linkState = desc("engarde_link_state", "1 for the state each interface is in (active, stalled: sends but nothing comes back, down: no interface, carrier or socket, excluded), 0 for the others.", "interface", "state")
+		c.linkChanged = desc("engarde_link_state_changed_timestamp_seconds", "When each interface took its state, in seconds since the Unix epoch (absent if unknown).", "interface")
+		c.linkInfo = desc("engarde_link_info", "Always 1 for each interface; the labels give its label from the configuration, the address it sends from and where it sends to.", "interface", "label", "local", "destination")
+		c.resolved = desc("engarde_destination_resolved_timestamp_seconds", "When each destination name (label name) last resolved, in seconds since the Unix epoch (absent if never); its last good answer is used while lookups fail.", "name")
+		c.lookupFailing = desc("engarde_destination_lookup_failing", "1 while the last lookup of each destination name (label name) failed, 0 once one succeeds.", "name")
+		c.links = newSockDescs("engarde_link", "each link socket (label interface)", []string{"interface"})
+		c.wireguard = newSockDescs("engarde_wireguard", "the socket facing WireGuard (rx: from WireGuard, tx: to it)", nil, "no_link", "foreign")
+		c.linkQuality = newQualityDescs("engarde_link", "each link's replies (label interface)", []string{"interface"})
+		c.probe = newProbeDescs()
+		c.all = append(c.all, c.duplicates, c.linkState, c.linkChanged, c.linkInfo, c.resolved, c.lookupFailing)
+		c.socks = append(c.socks, c.links, c.wireguard)
+		c.quals = append(c.quals, c.linkQuality)
+		return c
+	}
+	c.duplicates = desc("engarde_duplicates_total", "Datagrams not forwarded to WireGuard because another link had delivered them already: the duplicate filter's normal work, not a loss.")
+	c.sessions = desc("engarde_sessions", "Sessions: clients as WireGuard knows them, each with its own socket to WireGuard.")
+	c.addresses = desc("engarde_client_addresses", "Client addresses heard from within the client timeout (those that get replies).")
+	c.clientTimeout = desc("engarde_client_timeout_seconds", "How long a silent client address keeps getting replies.")
+	c.dropped = desc("engarde_dropped_total", "Datagrams from clients dropped before WireGuard, by reason: not_wireguard (not shaped like WireGuard's), not_member (WireGuard-shaped, from an address in no session, no initiation), foreign (a transport message with an index not of the sender's session).", "reason")
+	c.initiations = desc("engarde_initiations_total", "Handshake initiations passed to WireGuard.")
+	c.initCopies = desc("engarde_initiation_copies_total", "Copies of handshake initiations from other links, not passed to WireGuard again.")
+	c.joins = desc("engarde_joins_total", "Client addresses that joined a session with a copy of its initiation that came after WireGuard's answer.")
+	c.joinsRefused = desc("engarde_joins_refused_total", "Copies of an answered initiation that found their session full of addresses carrying traffic.")
+	c.pendingEvicted = desc("engarde_pending_initiations_evicted_total", "Unanswered initiations forgotten to make room.")
+	c.sessionInfo = desc("engarde_session_info", "Always 1 for each session; the labels give its endpoint (its own socket towards WireGuard, where WireGuard sees the client) and whether it is forwardAnyUDP's session of non-WireGuard sources.", "session", "endpoint", "any_udp")
+	c.sessionIndexes = desc("engarde_session_indexes", "Receiver indexes of each session that the duplicate filter judges now.", "session")
+	addr := []string{"session", "slot"}
+	c.addrInfo = desc("engarde_client_address_info", "Always 1 for each client address, by session and slot (its link number in the session, reused after it leaves); the labels give the address and the server address it sends to.", "session", "slot", "address", "local")
+	c.addrLive = desc("engarde_client_address_live", "1 while a client address gets replies (it sent within the client timeout), 0 while it lingers silent.", addr...)
+	c.addrState = desc("engarde_client_address_state", "1 for the state each client address is in (active, stalled: silent while another address of its session sends), 0 for the other.", "session", "slot", "state")
+	c.session = newSockDescs("engarde_session", "each session's socket to WireGuard (label session; tx: to WireGuard, rx: its replies)", []string{"session"})
+	c.addr = newSockDescs("engarde_client_address", "each client address's socket (labels session, slot)", addr)
+	c.listen = newSockDescs("engarde_listen", "the listen socket (datagrams from addresses in no session)", nil)
+	c.upstream = newSockDescs("engarde_upstream", "the handshake socket to WireGuard (tx: to WireGuard, rx: its answers)", nil, "no_client", "unrouted")
+	c.addrQuality = newQualityDescs("engarde_client_address", "each client address (labels session, slot)", addr)
+	c.all = append(c.all, c.duplicates, c.sessions, c.addresses, c.clientTimeout, c.dropped, c.initiations, c.initCopies, c.joins, c.joinsRefused,
+		c.pendingEvicted, c.sessionInfo, c.sessionIndexes, c.addrInfo, c.addrLive, c.addrState)
+	c.socks = append(c.socks, c.session, c.addr, c.listen, c.upstream)
+	c.quals = append(c.quals, c.addrQuality)
+	return c
+}
+
+// Describe implements prometheus.Collector.
+func (c *roleCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.all {
+		ch <- d
+	}
+	for _, d := range c.socks {
+		d.describe(ch)
+	}
+	for _, d := range c.quals {
+		d.describe(ch)
+	}
+	if c.s.role.Client != nil {
+		c.probe.describe(ch)
+	}
+}
+
+// Collect implements prometheus.Collector: one status read, every family.
+func (c *roleCollector) Collect(ch chan<- prometheus.Metric) {
+	if rc := c.s.role.Client; rc != nil {
+		c.client(ch, rc.ClientStatus())
 	} else {
-		m.server(s.role.Server.ServerStatus(), s.version)
+		c.server(ch, c.s.role.Server.ServerStatus())
 	}
-	m.process()
-	h := w.Header()
-	h.Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	w.Write(m.b.Bytes())
 }
 
-type metrics struct{ b bytes.Buffer }
-
-// family starts a metric family.
-func (m *metrics) family(name, typ, help string) {
-	m.b.WriteString("# HELP " + name + " " + help + "\n# TYPE " + name + " " + typ + "\n")
-}
-
-// sample writes one sample; labels alternate names and values.
-func (m *metrics) sample(name string, v float64, labels ...string) {
-	m.b.WriteString(name)
-	if len(labels) > 0 {
-		m.b.WriteByte('{')
-		for i := 0; i+1 < len(labels); i += 2 {
-			if i > 0 {
-				m.b.WriteByte(',')
-			}
-			m.b.WriteString(labels[i] + `="` + labelEscaper.Replace(labels[i+1]) + `"`)
-		}
-		m.b.WriteByte('}')
+func (c *roleCollector) common(ch chan<- prometheus.Metric, role, backend string, started time.Time, t engine.TunnelInfo) {
+	gauge(ch, c.buildInfo, 1, c.s.version, runtime.Version(), role, backend)
+	gauge(ch, c.started, unixSeconds(started))
+	for _, st := range tunnelStates {
+		gauge(ch, c.tunnelState, one(t.State == st), string(st))
 	}
-	m.b.WriteByte(' ')
-	if v == math.Trunc(v) && math.Abs(v) < 1<<53 {
-		// Counters: exact, without an exponent.
-		m.b.WriteString(strconv.FormatInt(int64(v), 10))
-	} else {
-		m.b.WriteString(strconv.FormatFloat(v, 'f', -1, 64))
+	if !t.Since.IsZero() {
+		gauge(ch, c.tunnelChanged, unixSeconds(t.Since))
 	}
-	m.b.WriteByte('\n')
-}
-
-var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
-
-func (m *metrics) common(role, backend, version string, started time.Time) {
-	m.family("engarde_build_info", "gauge", "Always 1; the labels say which engarde runs, as which role, on which data-path backend.")
-	m.sample("engarde_build_info", 1, "version", version, "goversion", runtime.Version(), "role", role, "backend", backend)
-	m.family("engarde_start_time_seconds", "gauge", "When engarde started, in seconds since the Unix epoch.")
-	m.sample("engarde_start_time_seconds", unixSeconds(started))
-}
-
-// socket is one socket's counters with its identifying labels.
-type socket struct {
-	labels []string
-	c      *engine.Counters
-}
-
-// drop is a count of dropped datagrams and its reason label.
-type drop struct {
-	reason string
-	n      uint64
-}
-
-// sockets writes the counter families of a group of sockets, prefix_*,
-// each sample labelled with its socket's labels. extra adds drops for
-// reasons beyond the socket's own (no link, no client).
-func (m *metrics) sockets(prefix, what string, socks []socket, extra ...drop) {
-	counter := func(name, help string, v func(*engine.Counters) uint64) {
-		m.family(prefix+name, "counter", help+" "+what+".")
-		for _, s := range socks {
-			m.sample(prefix+name, float64(v(s.c)), s.labels...)
-		}
-	}
-	counter("_rx_packets_total", "Datagrams received by", func(c *engine.Counters) uint64 { return c.RxPackets })
-	counter("_rx_bytes_total", "Payload bytes received by", func(c *engine.Counters) uint64 { return c.RxBytes })
-	counter("_tx_packets_total", "Datagrams sent by", func(c *engine.Counters) uint64 { return c.TxPackets })
-	counter("_tx_bytes_total", "Payload bytes sent by", func(c *engine.Counters) uint64 { return c.TxBytes })
-	counter("_receive_errors_total", "Failed receive calls of", func(c *engine.Counters) uint64 { return c.RxErrors })
-	counter("_send_errors_total", "Failed send calls of", func(c *engine.Counters) uint64 { return c.SendErrors })
-
-	name := prefix + "_drops_total"
-	m.family(name, "counter", "Datagrams dropped by "+what+", by reason: full (backlog full), timeout (not sent within writeTimeout), error (refused by the kernel), closed (socket closed first), oversize (received, larger than a buffer)"+extraReasons(extra)+".")
-	for _, s := range socks {
-		for _, d := range []drop{{"full", s.c.DropFull}, {"timeout", s.c.DropTimeout}, {"error", s.c.DropError}, {"closed", s.c.DropClosed}, {"oversize", s.c.Oversize}} {
-			m.sample(name, float64(d.n), append(s.labels[:len(s.labels):len(s.labels)], "reason", d.reason)...)
-		}
-	}
-	for _, d := range extra {
-		m.sample(name, float64(d.n), "reason", d.reason)
-	}
-
-	name = prefix + "_last_receive_timestamp_seconds"
-	m.family(name, "gauge", "When "+what+" last received a datagram, in seconds since the Unix epoch (absent if never).")
-	for _, s := range socks {
-		if !s.c.LastRx.IsZero() {
-			m.sample(name, unixSeconds(s.c.LastRx), s.labels...)
+	if t.Probes != "" {
+		for _, m := range probeModes {
+			gauge(ch, c.probes, one(t.Probes == m), m)
 		}
 	}
 }
 
-func extraReasons(extra []drop) string {
-	var b strings.Builder
-	for _, d := range extra {
-		b.WriteString(", " + d.reason)
-	}
-	return b.String()
-}
-
-// measured is one link's or client address's quality with its labels.
-type measured struct {
-	labels []string
-	q      engine.Quality
-}
-
-// quality writes the quality families of a group of links or addresses,
-// prefix_*: the sample counters always, the ratios only with samples and
-// the lateness only with late copies, so that no series shows a
-// measurement never made.
-func (m *metrics) quality(prefix, what string, qs []measured) {
-	counter := func(name, help string, v func(engine.Quality) uint64) {
-		m.family(prefix+name, "counter", help+", for "+what+".")
-		for _, x := range qs {
-			m.sample(prefix+name, float64(v(x.q)), x.labels...)
+func (c *roleCollector) client(ch chan<- prometheus.Metric, st ClientStatus) {
+	c.common(ch, "client", st.Backend, st.Started, st.Tunnel)
+	counter(ch, c.duplicates, st.Duplicates)
+	seen := map[string]bool{}
+	for i := range st.Links {
+		l := &st.Links[i]
+		for _, s := range linkStates {
+			gauge(ch, c.linkState, one(l.Status == string(s)), l.Name, string(s))
 		}
-	}
-	counter("_sampled_total", "Sampled WireGuard transport messages (one in 16) judged", func(q engine.Quality) uint64 { return q.Samples })
-	counter("_sampled_first_total", "Sampled messages delivered before any other link", func(q engine.Quality) uint64 { return q.First })
-	counter("_sampled_lost_total", "Sampled messages never delivered although another link did", func(q engine.Quality) uint64 { return q.Lost })
-	counter("_sampled_late_total", "Sampled messages delivered after another link", func(q engine.Quality) uint64 { return q.Copies })
-
-	ratio := func(name, help string, v func(engine.Quality) float64) {
-		m.family(prefix+name, "gauge", help+", from 0 to 1, for "+what+" (absent without samples).")
-		for _, x := range qs {
-			if x.q.Samples > 0 {
-				m.sample(prefix+name, v(x.q), x.labels...)
-			}
+		if !l.Since.IsZero() {
+			gauge(ch, c.linkChanged, unixSeconds(l.Since), l.Name)
 		}
-	}
-	ratio("_first_ratio", "Share of the sampled messages delivered first", engine.Quality.FirstShare)
-	ratio("_loss_ratio", "Share of the sampled messages never delivered although another link did", engine.Quality.LossRate)
-
-	name := prefix + "_late_seconds"
-	m.family(name, "gauge", "How far behind the first copy the late copies came, by quantile (0.5, 0.99), for "+what+" (absent without late copies).")
-	for _, x := range qs {
-		if x.q.Copies > 0 {
-			l := x.labels[:len(x.labels):len(x.labels)]
-			m.sample(name, x.q.LateP50.Seconds(), append(l, "quantile", "0.5")...)
-			m.sample(name, x.q.LateP99.Seconds(), append(l, "quantile", "0.99")...)
-		}
-	}
-}
-
-func (m *metrics) client(st ClientStatus, version string) {
-	m.common("client", st.Backend, version, st.Started)
-
-	m.family("engarde_link_status", "gauge", "1 for the status each interface is in (active, idle or excluded), 0 for the others.")
-	var links []socket
-	var qs []measured
-	for _, l := range st.Links {
-		for _, status := range []string{"active", "idle", "excluded"} {
-			v := 0.0
-			if l.Status == status {
-				v = 1
-			}
-			m.sample("engarde_link_status", v, "interface", l.Name, "label", l.Label, "status", status)
-		}
+		gauge(ch, c.linkInfo, 1, l.Name, l.Label, ipString(l.Local), l.Dst)
 		if l.Counters != nil {
-			labels := []string{"interface", l.Name}
-			links = append(links, socket{labels, l.Counters})
-			qs = append(qs, measured{labels, l.Quality})
+			c.links.collect(ch, l.Counters, []string{l.Name})
+			c.linkQuality.collect(ch, l.Quality, []string{l.Name})
+			c.probe.collect(ch, l.Probe, l.Name)
+		}
+		if r := l.Resolution; r != nil && !seen[r.Name] {
+			seen[r.Name] = true
+			if !r.Resolved.IsZero() {
+				gauge(ch, c.resolved, unixSeconds(r.Resolved), r.Name)
+			}
+			gauge(ch, c.lookupFailing, one(r.Err != ""), r.Name)
 		}
 	}
-	m.sockets("engarde_link", "each link socket (label interface)", links)
-	m.quality("engarde_link", "each link's replies (label interface)", qs)
-	m.names(st.Links)
-	m.sockets("engarde_wireguard", "the socket facing WireGuard (rx: from WireGuard, tx: to it)", []socket{{nil, &st.WireGuard}},
-		drop{"no_link", st.NoLink}, drop{"duplicate", st.Duplicates}, drop{"foreign", st.Foreign})
+	c.wireguard.collect(ch, &st.WireGuard, nil, st.NoLink, st.Foreign)
 }
 
-func (m *metrics) server(st ServerStatus, version string) {
-	m.common("server", st.Backend, version, st.Started)
-
-	var peers, sessions []socket
-	var qs []measured
+func (c *roleCollector) server(ch chan<- prometheus.Metric, st ServerStatus) {
+	c.common(ch, "server", st.Backend, st.Started, st.Tunnel)
+	counter(ch, c.duplicates, st.Duplicates)
 	live := 0
 	for i := range st.Sessions {
 		ss := &st.Sessions[i]
 		id := strconv.FormatUint(ss.ID, 10)
-		sessions = append(sessions, socket{[]string{"session", id}, &ss.Counters})
+		gauge(ch, c.sessionInfo, 1, id, addrString(ss.Endpoint), strconv.FormatBool(ss.AnyUDP))
+		gauge(ch, c.sessionIndexes, float64(len(ss.Indexes)), id)
+		c.session.collect(ch, &ss.Counters, []string{id})
+		slots := map[int]bool{}
 		for j := range ss.Addrs {
 			p := &ss.Addrs[j]
-			labels := []string{"address", p.Addr.String(), "session", id}
-			peers = append(peers, socket{labels, &p.Counters})
-			qs = append(qs, measured{labels, p.Quality})
 			if p.Live {
 				live++
 			}
-		}
-	}
-
-	m.family("engarde_sessions", "gauge", "Sessions: clients as WireGuard knows them, each with its own socket to WireGuard.")
-	m.sample("engarde_sessions", float64(len(st.Sessions)))
-	m.family("engarde_client_addresses", "gauge", "Client addresses heard from within the client timeout (those that get replies).")
-	m.sample("engarde_client_addresses", float64(live))
-	m.family("engarde_client_timeout_seconds", "gauge", "How long a silent client address keeps getting replies.")
-	m.sample("engarde_client_timeout_seconds", st.ClientTimeout.Seconds())
-
-	m.family("engarde_dropped_total", "counter", "Datagrams from clients dropped before WireGuard, by reason: not_wireguard (not shaped like WireGuard's), not_member (WireGuard-shaped, from an address in no session, no initiation), foreign (a transport message with an index not of the sender's session).")
-	for _, d := range []drop{{"not_wireguard", st.NotWireGuard}, {"not_member", st.NotMember}, {"foreign", st.Foreign}} {
-		m.sample("engarde_dropped_total", float64(d.n), "reason", d.reason)
-	}
-	for _, c := range []struct {
-		name, help string
-		n          uint64
-	}{
-		{"engarde_initiations_total", "Handshake initiations passed to WireGuard.", st.Initiations},
-		{"engarde_initiation_copies_total", "Copies of handshake initiations from other links, not passed to WireGuard again.", st.InitCopies},
-		{"engarde_joins_total", "Client addresses that joined a session with a copy of its initiation that came after WireGuard's answer.", st.Joins},
-		{"engarde_joins_refused_total", "Copies of an answered initiation that found their session full of addresses carrying traffic.", st.JoinsRefused},
-		{"engarde_pending_initiations_evicted_total", "Unanswered initiations forgotten to make room.", st.PendingEvicted},
-	} {
-		m.family(c.name, "counter", c.help)
-		m.sample(c.name, float64(c.n))
-	}
-
-	m.family("engarde_session_info", "gauge", "Always 1 for each session; the labels give its endpoint (its own socket towards WireGuard, where WireGuard sees the client) and whether it is forwardAnyUDP's session of non-WireGuard sources.")
-	for _, ss := range st.Sessions {
-		m.sample("engarde_session_info", 1, "session", strconv.FormatUint(ss.ID, 10), "endpoint", addrString(ss.Endpoint), "any_udp", strconv.FormatBool(ss.AnyUDP))
-	}
-	m.family("engarde_session_indexes", "gauge", "Receiver indexes of each session that the duplicate filter judges now.")
-	for _, ss := range st.Sessions {
-		m.sample("engarde_session_indexes", float64(len(ss.Indexes)), "session", strconv.FormatUint(ss.ID, 10))
-	}
-	m.sockets("engarde_session", "each session's socket to WireGuard (label session; tx: to WireGuard, rx: its replies)", sessions)
-
-	m.family("engarde_client_address_live", "gauge", "1 while a client address gets replies (it sent within the client timeout), 0 while it lingers silent.")
-	for _, ss := range st.Sessions {
-		for _, p := range ss.Addrs {
-			v := 0.0
-			if p.Live {
-				v = 1
+			// A slot is one member's at a time; should two ever share
+			// one, the first keeps the series rather than the whole
+			// scrape failing on a duplicate.
+			if slots[p.Slot] {
+				continue
 			}
-			m.sample("engarde_client_address_live", v, "address", p.Addr.String(), "session", strconv.FormatUint(ss.ID, 10))
+			slots[p.Slot] = true
+			labels := []string{id, strconv.Itoa(p.Slot)}
+			gauge(ch, c.addrInfo, 1, id, labels[1], p.Addr.String(), addrString(p.Local))
+			gauge(ch, c.addrLive, one(p.Live), labels...)
+			for _, s := range peerStates {
+				gauge(ch, c.addrState, one(p.Status == string(s)), id, labels[1], string(s))
+			}
+			c.addr.collect(ch, &p.Counters, labels)
+			c.addrQuality.collect(ch, p.Quality, labels)
 		}
 	}
-	m.sockets("engarde_client_address", "each client address's socket (labels address, session)", peers)
-	m.quality("engarde_client_address", "each client address (labels address, session)", qs)
-	m.sockets("engarde_listen", "the listen socket (datagrams from addresses in no session)", []socket{{nil, &st.Listen}})
-	m.sockets("engarde_upstream", "the handshake socket to WireGuard (tx: to WireGuard, rx: its answers)", []socket{{nil, &st.Upstream}},
-		drop{"no_client", st.NoPeer}, drop{"duplicate", st.Duplicates}, drop{"unrouted", st.Unrouted})
+	gauge(ch, c.sessions, float64(len(st.Sessions)))
+	gauge(ch, c.addresses, float64(live))
+	gauge(ch, c.clientTimeout, st.ClientTimeout.Seconds())
+	counter(ch, c.dropped, st.NotWireGuard, "not_wireguard")
+	counter(ch, c.dropped, st.NotMember, "not_member")
+	counter(ch, c.dropped, st.Foreign, "foreign")
+	counter(ch, c.initiations, st.Initiations)
+	counter(ch, c.initCopies, st.InitCopies)
+	counter(ch, c.joins, st.Joins)
+	counter(ch, c.joinsRefused, st.JoinsRefused)
+	counter(ch, c.pendingEvicted, st.PendingEvicted)
+	c.listen.collect(ch, &st.Listen, nil)
+	c.upstream.collect(ch, &st.Upstream, nil, st.NoPeer, st.Unrouted)
+}
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+// ipString is a's text, empty for none.
+func ipString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+func one(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func unixSeconds(t time.Time) float64 {
 	return float64(t.UnixNano()) / 1e9
-}
-
-// names writes the state of each destination name the links use.
-func (m *metrics) names(links []Link) {
-	m.family("engarde_destination_resolved_timestamp_seconds", "gauge", "When each destination name (label name) last resolved, in seconds since the Unix epoch (absent if never); its last good answer is used while lookups fail.")
-	m.family("engarde_destination_lookup_failing", "gauge", "1 while the last lookup of each destination name (label name) failed, 0 once one succeeds.")
-	seen := map[string]bool{}
-	for _, l := range links {
-		r := l.Resolution
-		if r == nil || seen[r.Name] {
-			continue
-		}
-		seen[r.Name] = true
-		if !r.Resolved.IsZero() {
-			m.sample("engarde_destination_resolved_timestamp_seconds", unixSeconds(r.Resolved), "name", r.Name)
-		}
-		failing := 0.0
-		if r.Err != "" {
-			failing = 1
-		}
-		m.sample("engarde_destination_lookup_failing", failing, "name", r.Name)
-	}
 }

@@ -19,8 +19,7 @@ func TestMetricsNames(t *testing.T) {
 	f.links[1].Resolution = f.links[0].Resolution
 	f.links[2].Resolution = &engine.NameStatus{Name: "never.example:1", Err: "no such host"}
 	s := newTest(t, Options{}, Role{Client: f})
-	_, _, body := do(t, s.Handler(), "GET", "/metrics", "")
-	m := parseMetrics(t, body)
+	m, _ := scrape(t, s)
 	for k, want := range map[string]float64{
 		`engarde_destination_resolved_timestamp_seconds{name="vpn.example:59402"}`: 1700000000,
 		`engarde_destination_lookup_failing{name="vpn.example:59402"}`:             1,
