@@ -24,14 +24,73 @@ type Net struct {
 	nextPort uint16
 	stalled  map[netip.Addr]chan struct{} // closed when the stall ends
 	refused  map[netip.Addr]error         // sends from here fail with it
+	dropped  map[netip.Addr]bool          // what is sent from here is lost
 	calls    map[netip.Addr]uint64        // write calls from each address
+	filter   Filter
+}
+
+// Filter decides the fate of a datagram from src to dst on a Net: drop it
+// (a lossy path), or deliver it after delay (a slow one; 0: at once). It
+// sees the payload, which it must not keep or change, and may count it (a
+// tap). It runs on the sender's goroutine, with no lock of the Net held.
+type Filter func(src, dst netip.AddrPort, b []byte) (drop bool, delay time.Duration)
+
+// SetFilter makes f judge every datagram from now on; nil delivers all.
+func (n *Net) SetFilter(f Filter) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.filter = f
+}
+
+// Inject delivers b to whatever socket receives from src at dst, as if src
+// had sent it: a forged source address, as a raw socket can write. It
+// passes the Filter like any datagram, and reports whether a socket
+// received it.
+func (n *Net) Inject(src, dst netip.AddrPort, b []byte) bool {
+	n.mu.Lock()
+	to := n.route(src, dst)
+	n.mu.Unlock()
+	if to == nil {
+		return false
+	}
+	return n.deliver(to, fakePacket{data: append([]byte(nil), b...), src: src, local: dst.Addr()}, dst)
+}
+
+// deliver queues p for to, after the filter's delay, unless the filter
+// drops it or to's queue is full; it reports whether p was queued (or is
+// on its way).
+func (n *Net) deliver(to *fakeConn, p fakePacket, dst netip.AddrPort) bool {
+	n.mu.Lock()
+	f := n.filter
+	n.mu.Unlock()
+	if f != nil {
+		drop, delay := f(p.src, dst, p.data)
+		if drop {
+			return false
+		}
+		if delay > 0 {
+			time.AfterFunc(delay, func() {
+				select {
+				case to.q <- p:
+				default:
+				}
+			})
+			return true
+		}
+	}
+	select {
+	case to.q <- p:
+		return true
+	default: // receive buffer full: dropped, as the kernel would
+		return false
+	}
 }
 
 var _ conn.Backend = (*Net)(nil)
 
 // NewNet returns an empty network.
 func NewNet() *Net {
-	return &Net{conns: map[*fakeConn]bool{}, nextPort: 40000, stalled: map[netip.Addr]chan struct{}{}, refused: map[netip.Addr]error{}, calls: map[netip.Addr]uint64{}}
+	return &Net{conns: map[*fakeConn]bool{}, nextPort: 40000, stalled: map[netip.Addr]chan struct{}{}, refused: map[netip.Addr]error{}, dropped: map[netip.Addr]bool{}, calls: map[netip.Addr]uint64{}}
 }
 
 // Refuse makes every send from a fail with errno, as the kernel's does on
@@ -46,6 +105,19 @@ func (n *Net) Refuse(a netip.Addr, errno syscall.Errno) {
 		return
 	}
 	n.refused[a] = os.NewSyscallError("sendmmsg", errno)
+}
+
+// Drop makes every datagram sent from a vanish on the way while drop is
+// set, as behind a firewall that drops it or a path that died past the
+// first hop: the send succeeds, nothing arrives, nothing comes back.
+func (n *Net) Drop(a netip.Addr, drop bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if drop {
+		n.dropped[a] = true
+	} else {
+		delete(n.dropped, a)
+	}
 }
 
 // SendCalls returns the number of WriteBatch and TryWriteBatch calls made
@@ -102,19 +174,15 @@ func (n *Net) open(laddr, raddr netip.AddrPort, o conn.SocketOptions) (conn.Conn
 	}
 	for c := range n.conns {
 		if c.laddr == laddr && c.raddr == raddr && !(o.ReusePort && c.reuse) {
-			return nil, &net.OpError{Op: "bind", Err: os.NewSyscallError("bind", errAddrInUse)}
+			// The kernel's errno, so that callers classify it as
+			// they would a real bind's.
+			return nil, &net.OpError{Op: "bind", Err: os.NewSyscallError("bind", syscall.EADDRINUSE)}
 		}
 	}
 	c := &fakeConn{net: n, laddr: laddr, raddr: raddr, reuse: o.ReusePort, q: make(chan fakePacket, 1<<16), closed: make(chan struct{})}
 	n.conns[c] = true
 	return c, nil
 }
-
-var errAddrInUse = &fakeErr{"address already in use"}
-
-type fakeErr struct{ s string }
-
-func (e *fakeErr) Error() string { return e.s }
 
 // route finds the socket that receives a datagram from src to dst.
 func (n *Net) route(src, dst netip.AddrPort) *fakeConn {
@@ -295,6 +363,9 @@ func (c *fakeConn) write(msgs []conn.Message, wait bool) (int, error) {
 		}
 		c.net.mu.Lock()
 		to := c.net.route(c.laddr, dst)
+		if c.net.dropped[c.laddr.Addr()] {
+			to = nil
+		}
 		c.net.mu.Unlock()
 		if to == nil {
 			continue // nobody listening: UDP drops silently
@@ -303,10 +374,7 @@ func (c *fakeConn) write(msgs []conn.Message, wait bool) (int, error) {
 		if p.seg >= m.N {
 			p.seg = 0
 		}
-		select {
-		case to.q <- p:
-		default: // receive buffer full: dropped, as the kernel would
-		}
+		c.net.deliver(to, p, dst)
 	}
 	return len(msgs), nil
 }
