@@ -143,6 +143,10 @@ type WebManager struct {
 	CertFile string
 	// KeyFile is the private key of CertFile.
 	KeyFile string
+	// MetricsListenAddr is a second host:port that serves only /metrics
+	// and /healthz, without the login, for Prometheus; empty disables it.
+	// It uses CertFile and KeyFile too when they are set.
+	MetricsListenAddr string
 }
 
 // Log configures logging.

@@ -175,7 +175,8 @@ func TestSampleUncommented(t *testing.T) {
 			w = cfg.Client.WebManager
 		}
 		want := WebManager{ListenAddr: "127.0.0.1:9001", Username: "engarde", Password: "a long secret",
-			AllowedHosts: []string{"engarde.example.net"}, CertFile: "/etc/engarde/web.crt", KeyFile: "/etc/engarde/web.key"}
+			AllowedHosts: []string{"engarde.example.net"}, CertFile: "/etc/engarde/web.crt", KeyFile: "/etc/engarde/web.key",
+			MetricsListenAddr: "127.0.0.1:9002"}
 		if !reflect.DeepEqual(w, want) {
 			t.Errorf("%s: webManager = %+v, want %+v", role, w, want)
 		}

@@ -27,7 +27,7 @@ var (
 	serverKeys     = []string{"description", "listenAddr", "dstAddr", "clientTimeout", "writeTimeout", "forwardAnyUDP", "stateFile", "controlSocket", "webManager", "log", "engine"}
 	overrideKeys   = []string{"ifName", "dstAddr"}
 	labelKeys      = []string{"ifName", "label"}
-	webManagerKeys = []string{"listenAddr", "username", "password", "allowedHosts", "certFile", "keyFile"}
+	webManagerKeys = []string{"listenAddr", "username", "password", "allowedHosts", "certFile", "keyFile", "metricsListenAddr"}
 	logKeys        = []string{"level", "format"}
 	engineKeys     = []string{"backend", "batchSize", "queueLength", "bufferSize", "gso", "gro", "dedup"}
 )
@@ -783,12 +783,16 @@ func (d *decoder) webManager(path string, n *yaml.Node) WebManager {
 	var w WebManager
 	ps, _ := d.mapping(path, n)
 	set := map[string]*yaml.Node{} // the keys set to a non-empty value
+	var metricsAt *yaml.Node
 	for _, p := range ps {
 		kp := join(path, p.name)
 		var v string
 		switch p.name {
 		case "listenAddr":
 			w.ListenAddr, _ = d.addr(kp, p.val, false)
+		case "metricsListenAddr":
+			w.MetricsListenAddr, _ = d.addr(kp, p.val, false)
+			metricsAt = p.val
 		case "username":
 			w.Username, _ = d.str(kp, p.val)
 			v = w.Username
@@ -813,7 +817,23 @@ func (d *decoder) webManager(path string, n *yaml.Node) WebManager {
 	d.pair(path, set, "username", "password", "a login needs both; set neither for none")
 	d.pair(path, set, "certFile", "keyFile", "HTTPS needs both; set neither for plain HTTP")
 	w.CertFile, w.KeyFile = d.relative(w.CertFile), d.relative(w.KeyFile)
+	if w.MetricsListenAddr != "" && w.ListenAddr != "" && samePort(w.ListenAddr, w.MetricsListenAddr) {
+		d.errorf(metricsAt, join(path, "metricsListenAddr"), "%s takes the port of listenAddr (%s): the metrics listener needs its own address", quote(w.MetricsListenAddr), quote(w.ListenAddr))
+	}
 	return w
+}
+
+// samePort reports whether two listen addresses (host:port, checked)
+// would take the same socket: the same port, and the same host or a
+// wildcard one (empty, 0.0.0.0 or ::) on either side.
+func samePort(a, b string) bool {
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil || pa != pb {
+		return false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return strings.EqualFold(ha, hb) || wild(ha) || wild(hb)
 }
 
 // pair reports a key of the pair a, b that is set (in set) without the

@@ -147,13 +147,14 @@ func (s *ServerControl) ServerStatus() control.ServerStatus {
 // WebOptions maps the webManager section to the control server's options.
 func WebOptions(w config.WebManager, zl zerolog.Logger) control.Options {
 	return control.Options{
-		ListenAddr:   w.ListenAddr,
-		Username:     w.Username,
-		Password:     w.Password,
-		AllowedHosts: w.AllowedHosts,
-		CertFile:     w.CertFile,
-		KeyFile:      w.KeyFile,
-		Version:      Version,
+		ListenAddr:        w.ListenAddr,
+		MetricsListenAddr: w.MetricsListenAddr,
+		Username:          w.Username,
+		Password:          w.Password,
+		AllowedHosts:      w.AllowedHosts,
+		CertFile:          w.CertFile,
+		KeyFile:           w.KeyFile,
+		Version:           Version,
 		Log: &control.Logger{
 			Infof:  func(f string, a ...any) { zl.Info().Msgf(f, a...) },
 			Warnf:  func(f string, a ...any) { zl.Warn().Msgf(f, a...) },
