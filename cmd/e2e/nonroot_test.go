@@ -227,7 +227,8 @@ func TestNetnsNonRoot(t *testing.T) {
 // c427bfec18f2 "net: core: enable SO_BINDTODEVICE for non-root users"),
 // buffers fall back to the system limits, and only fwmark (SO_MARK, which
 // needs CAP_NET_ADMIN or, since 5.17, CAP_NET_RAW) is refused, with a log
-// line naming the option and the kernel's answer for every link, and no
+// line naming the option and the kernel's answer for every link, once,
+// one line saying which capability is missing and how to grant it, and no
 // link up without its mark.
 func TestNetnsNonRootNoCaps(t *testing.T) {
 	if !kernelAtLeast(t, 5, 7) {
@@ -245,10 +246,30 @@ func TestNetnsNonRootNoCaps(t *testing.T) {
 		for _, l := range []string{"eth-a", "eth-b"} {
 			e.waitLog(e.Client, 5*time.Second, 1, `"link `+l+`: `, `setting fwmark 0xca6c`, `operation not permitted`)
 		}
-		if up := strings.Count(e.Client.Stderr.String(), ` up: `); up != 0 {
-			t.Errorf("%d links up without their fwmark:\n%s", up, e.Client.Stderr.String())
+		// Rescans (every second) and netlink events retry the links:
+		// the refusal is logged once per link, and what to do about it
+		// once in all, not at every retry.
+		time.Sleep(2500 * time.Millisecond)
+		out := e.Client.Stderr.String()
+		if up := strings.Count(out, ` up: `); up != 0 {
+			t.Errorf("%d links up without their fwmark:\n%s", up, out)
 		}
-		t.Logf("the client says: %s", firstLine(e.Client.Stderr.String(), "setting fwmark"))
+		for _, l := range []string{"eth-a", "eth-b"} {
+			if n := strings.Count(out, `"link `+l+`: `); n != 1 {
+				t.Errorf("link %s's refusal logged %d times, want once:\n%s", l, n, out)
+			}
+		}
+		hint := `"fwmark 0xca6c cannot be set: the kernel allows SO_MARK only with CAP_NET_ADMIN`
+		if n := strings.Count(out, hint); n != 1 {
+			t.Errorf("the capability's explanation logged %d times, want once:\n%s", n, out)
+		}
+		for _, want := range []string{"run engarde-client as root", "AmbientCapabilities=CAP_NET_ADMIN"} {
+			if !strings.Contains(firstLine(out, hint), want) {
+				t.Errorf("the explanation does not say %q: %s", want, firstLine(out, hint))
+			}
+		}
+		t.Logf("the client says: %s", firstLine(out, "setting fwmark"))
+		t.Logf("and: %s", firstLine(out, hint))
 	})
 }
 

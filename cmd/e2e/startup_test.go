@@ -92,3 +92,88 @@ func TestRefusesBrokenConfigs(t *testing.T) {
 		})
 	}
 }
+
+// TestSecondServerExits starts engarde-server twice on one port in one
+// namespace, the second through the IPv4 address of a wildcard the first
+// holds for both families: the second must exit non-zero at once, naming
+// the port and saying that another server holds it, and leave the first
+// running; it pins the bug where the second started silently beside the
+// first (SO_REUSEPORT on both) and new clients were split between them.
+// Once the first has stopped, the same configuration starts again: a
+// restart is no second server.
+func TestSecondServerExits(t *testing.T) {
+	if bin == "" {
+		t.Skip("skipping: binaries are built only when namespace tests can run (root)")
+	}
+	tp, err := topo.New(fmt.Sprintf("eg%d-su", os.Getpid()%100000), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	dir := t.TempDir()
+	write := func(name, listen string) string {
+		path := filepath.Join(dir, name)
+		yml := "server:\n  listenAddr: \"" + listen + "\"\n  dstAddr: \"127.0.0.1:59301\"\n"
+		if err := os.WriteFile(path, []byte(yml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	first, second := write("first.yml", ":59402"), write("second.yml", "127.0.0.1:59402")
+	start := func(config string) *topo.Proc {
+		t.Helper()
+		p, err := tp.Start(tp.Server, nil, filepath.Join(bin, "engarde-server"), config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ready := func(p *topo.Proc) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(p.Stderr.String(), `"waiting for clients"`); time.Sleep(20 * time.Millisecond) {
+			select {
+			case <-p.Done():
+				t.Fatalf("engarde-server exited:\n%s", p.Stderr.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("engarde-server did not start:\n%s", p.Stderr.String())
+			}
+		}
+	}
+	a := start(first)
+	ready(a)
+	b := start(second)
+	select {
+	case <-b.Done():
+	case <-time.After(5 * time.Second):
+		b.Stop()
+		t.Fatalf("a second engarde-server on port 59402 kept running:\n%s", b.Stderr.String())
+	}
+	if err := b.Cmd.ProcessState; err == nil || err.Success() {
+		t.Errorf("the second engarde-server exited with %v, want a failure", b.Cmd.ProcessState)
+	}
+	out := b.Stderr.String()
+	t.Logf("the second server says: %s", strings.TrimSpace(out))
+	for _, want := range []string{"port 59402/udp", "is in use", "another engarde-server"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the second server's error does not say %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "waiting for clients") {
+		t.Errorf("the second server said it was ready:\n%s", out)
+	}
+	select {
+	case <-a.Done():
+		t.Fatalf("the first engarde-server exited:\n%s", a.Stderr.String())
+	default:
+	}
+	if err := a.Stop(); err != nil {
+		t.Errorf("the first engarde-server did not stop cleanly: %v\n%s", err, a.Stderr.String())
+	}
+	c := start(first)
+	ready(c)
+	if err := c.Stop(); err != nil {
+		t.Errorf("the restarted engarde-server did not stop cleanly: %v\n%s", err, c.Stderr.String())
+	}
+}
