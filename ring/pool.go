@@ -117,7 +117,7 @@ var (
 // NewPool returns a pool of buffers of size bytes, with initial buffers
 // allocated now and room to grow to limit.
 func NewPool(size, initial, limit int) (*Pool, error) {
-	if size <= 0 || initial < 0 || limit < 1 || initial > limit || limit >= 1<<32-1 {
+	if size <= 0 || initial < 0 || limit < 1 || initial > limit || uint64(limit) >= 1<<32-1 {
 		return nil, fmt.Errorf("ring: bad pool shape size=%d initial=%d max=%d", size, initial, limit)
 	}
 	per := max(1, min(limit, (1<<20)/size)) // about 1 MiB per slab
