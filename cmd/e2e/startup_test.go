@@ -177,3 +177,81 @@ func TestSecondServerExits(t *testing.T) {
 		t.Errorf("the restarted engarde-server did not stop cleanly: %v\n%s", err, c.Stderr.String())
 	}
 }
+
+// TestTunnelInterfaceSkipped gives the client's namespace a TUN device,
+// up and addressed as a VPN's would be, beside a cable: the client's
+// netlink dump reports its kind, list-interfaces says why it carries no
+// link and how to make it one, and the running client logs that once,
+// with a link on the cable only. (The device has no carrier, nothing
+// reading it: without the kind, its reason would be "no carrier", which
+// the first carrier would end.) Names in the configuration that match no
+// interface are warned about once each.
+func TestTunnelInterfaceSkipped(t *testing.T) {
+	if bin == "" {
+		t.Skip("skipping: binaries are built only when namespace tests can run (root)")
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		t.Skipf("skipping: no TUN driver: %v", err)
+	}
+	tp, err := topo.New(fmt.Sprintf("eg%d-sut", os.Getpid()%100000), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	for _, args := range [][]string{
+		{"ip", "tuntap", "add", "mode", "tun", "name", "tun-su"},
+		{"ip", "addr", "add", "198.19.77.2/24", "dev", "tun-su"},
+		{"ip", "link", "set", "tun-su", "up"},
+	} {
+		if _, err := tp.Exec(tp.Client, args...); err != nil {
+			t.Skipf("skipping: %v", err)
+		}
+	}
+	config := filepath.Join(t.TempDir(), "engarde.yml")
+	yml := "client:\n  listenAddr: \"127.0.0.1:59401\"\n  dstAddr: \"198.18.1.1:59402\"\n" +
+		"  excludedInterfaces: [\"wg9\"]\n" +
+		"  dstOverrides:\n    - ifName: eth-z\n      dstAddr: \"198.18.1.1:59403\"\n"
+	if err := os.WriteFile(config, []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const why = "TUN/TAP interface, not a link unless named in interfaceLabels or dstOverrides"
+	out, err := tp.Exec(tp.Client, filepath.Join(bin, "engarde-client"), "list-interfaces", config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line := firstLine(out, "tun-su"); !strings.Contains(line, why) {
+		t.Errorf("list-interfaces says of tun-su %q, want %q:\n%s", line, why, out)
+	}
+	p, err := tp.Start(tp.Client, nil, filepath.Join(bin, "engarde-client"), config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The line that says a link opened, whatever its wording: it names
+	// the link's addresses.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(p.Stderr.String(), `198.18.1.2 -> 198.18.1.1:59402`); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no link on eth-a within 5 s:\n%s", p.Stderr.String())
+		}
+	}
+	time.Sleep(2500 * time.Millisecond) // a few rescans
+	if err := p.Stop(); err != nil {
+		t.Errorf("engarde-client did not stop cleanly: %v", err)
+	}
+	log := p.Stderr.String()
+	for _, c := range []struct {
+		line string
+		n    int
+	}{
+		{`"interface tun-su is a TUN/TAP interface`, 1},
+		{`"link tun-su`, 0},
+		{`"link":"tun-su"`, 0},
+		{`198.19.77.2 ->`, 0},
+		{`"interface eth-z, named in dstOverrides, does not exist (yet)`, 1},
+		{`"interface wg9, named in excludedInterfaces, does not exist (yet)`, 1},
+	} {
+		if n := strings.Count(log, c.line); n != c.n {
+			t.Errorf("%d lines %s, want %d:\n%s", n, c.line, c.n, log)
+		}
+	}
+	t.Logf("the client says: %s", firstLine(log, "interface tun-su"))
+}
