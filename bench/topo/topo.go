@@ -37,8 +37,13 @@ type Topo struct {
 	// Links are the links in creation order.
 	Links []*Link
 
-	mu    sync.Mutex // guards procs
+	mu    sync.Mutex // guards procs and runDir
 	procs []*Proc
+	// runDir is the $RUNTIME_DIRECTORY of the processes Start starts, so
+	// that their control sockets (NAME.ROLE.sock) are this topology's
+	// own: several tests or benchmarks as root at once, each with its
+	// engarde.yml, must not meet in /run/engarde.
+	runDir string
 	// more are further namespaces Close deletes (a Star's sites and
 	// attackers).
 	more []string
@@ -287,6 +292,17 @@ type Proc struct {
 // copied to extra if not nil); Close stops it.
 func (t *Topo) Start(ns string, extra io.Writer, name string, args ...string) (*Proc, error) {
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
+	t.mu.Lock()
+	if t.runDir == "" {
+		dir, err := os.MkdirTemp("", "engarde-run-")
+		if err != nil {
+			t.mu.Unlock()
+			return nil, err
+		}
+		t.runDir = dir
+	}
+	cmd.Env = append(os.Environ(), "RUNTIME_DIRECTORY="+t.runDir)
+	t.mu.Unlock()
 	p := &Proc{Cmd: cmd, Name: name, Stderr: &SafeBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.Stderr
 	if extra != nil {
@@ -326,11 +342,14 @@ func (p *Proc) Done() <-chan struct{} { return p.done }
 // namespaces (and with them their interfaces and rules).
 func (t *Topo) Close() error {
 	t.mu.Lock()
-	procs := t.procs
-	t.procs = nil
+	procs, runDir := t.procs, t.runDir
+	t.procs, t.runDir = nil, ""
 	t.mu.Unlock()
 	for _, p := range procs {
 		_ = p.Stop()
+	}
+	if runDir != "" {
+		_ = os.RemoveAll(runDir) // a temporary directory; the OS cleans up after a failure
 	}
 	var errs []error
 	for _, ns := range append([]string{t.Client, t.Server}, t.more...) {

@@ -74,14 +74,19 @@ func run(path string) error {
 		return err
 	}
 	view := app.NewClientControl(cl, c.Description)
-	web, err := app.StartWeb(zl, c.WebManager, control.Role{Client: view})
+	web, sock, err := app.StartControl(zl, cfg, control.Role{Client: view})
 	if err != nil {
 		return err
 	}
 	defer web.Close()
+	sd, err := app.NewNotifier()
+	if err != nil {
+		zl.Warn().Err(err).Msg("not reporting to systemd")
+	}
+	sig.Supervise(sd, view.Ready, view.Health, func(f string, a ...any) { zl.Warn().Msgf(f, a...) })
 	zl.Info().Str("listen", cl.ListenAddr().String()).Str("dst", c.DstAddr).Msg("waiting for WireGuard")
 
-	reload := app.NewReloader(zl, cfg, web, func(next *config.Config) error {
+	reload := app.NewReloader(zl, cfg, web, sock, func(next *config.Config) error {
 		n := next.Client
 		// The engine settings stay as they run; the write timeout
 		// follows the file.

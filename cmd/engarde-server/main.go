@@ -51,14 +51,20 @@ func run(path string) error {
 		return err
 	}
 	view := app.NewServerControl(srv, c.DstAddr, c.Description)
-	web, err := app.StartWeb(zl, c.WebManager, control.Role{Server: view})
+	web, sock, err := app.StartControl(zl, cfg, control.Role{Server: view})
 	if err != nil {
 		return err
 	}
 	defer web.Close()
+	sd, err := app.NewNotifier()
+	if err != nil {
+		zl.Warn().Err(err).Msg("not reporting to systemd")
+	}
+	// The listen socket is bound: ready as soon as Run runs.
+	sig.Supervise(sd, nil, view.Health, func(f string, a ...any) { zl.Warn().Msgf(f, a...) })
 	zl.Info().Str("listen", srv.ListenAddr().String()).Str("dst", c.DstAddr).Msg("waiting for clients")
 
-	reload := app.NewReloader(zl, cfg, web, func(next *config.Config) error {
+	reload := app.NewReloader(zl, cfg, web, sock, func(next *config.Config) error {
 		n := next.Server
 		o := opts
 		o.WriteTimeout = n.WriteTimeout

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"fmt"
 	"net/netip"
 	"sync/atomic"
 
@@ -164,15 +165,36 @@ func WebOptions(w config.WebManager, zl zerolog.Logger) control.Options {
 }
 
 // StartWeb starts the web manager (when listenAddr is set). A failure to
-// listen is logged, not fatal: the tunnel matters more, and a reload can
-// try again.
+// listen, or to read the certificate, is an error: the daemon stops
+// rather than run without the page, API and metrics its file asks for, so
+// that a supervisor sees it (under systemd a unit that looks fine while
+// status and /metrics are dead is worse than one that failed). A reload
+// that cannot listen keeps the running listener and logs why instead.
 func StartWeb(zl zerolog.Logger, w config.WebManager, role control.Role) (*control.Server, error) {
 	web, err := control.New(WebOptions(w, zl), role)
 	if err != nil {
 		return nil, err
 	}
 	if err := web.Start(); err != nil {
-		zl.Error().Err(err).Msg("web manager not started; the tunnel runs without it (fix webManager and send SIGHUP)")
+		web.Close()
+		return nil, err
 	}
 	return web, nil
+}
+
+// StartControl starts cfg's control plane: the web manager (StartWeb)
+// and the control socket (StartSocket) serving the same API. An error
+// names the file and the key to fix; the daemon stops with it.
+func StartControl(zl zerolog.Logger, cfg *config.Config, role control.Role) (*control.Server, *Socket, error) {
+	_, _, wm := sections(cfg)
+	web, err := StartWeb(zl, wm, role)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %s.webManager: %w", cfg.File, cfg.Role, err)
+	}
+	sock, err := StartSocket(zl, web, cfg)
+	if err != nil {
+		web.Close()
+		return nil, nil, fmt.Errorf("%s: %s.controlSocket: %w", cfg.File, cfg.Role, err)
+	}
+	return web, sock, nil
 }

@@ -20,6 +20,11 @@ type Signals struct {
 	ctx  context.Context
 	stop context.CancelFunc
 	hup  chan os.Signal
+	// What Supervise set: nil sd for no systemd.
+	sd     *Notifier
+	ready  func(context.Context)
+	health func() string
+	logf   func(string, ...any)
 }
 
 // CatchSignals starts catching; Stop undoes it.
@@ -36,6 +41,16 @@ func (s *Signals) Stop() {
 	s.stop()
 }
 
+// Supervise makes Serve report to systemd, when it started the daemon as
+// a Type=notify service: READY=1 once ready returns (nil: as soon as run
+// is started) and health answers, RELOADING=1 and READY=1 around each
+// reload, STOPPING=1 at a stop, and watchdog pings while health keeps
+// answering (see Notifier.Run). health must be cheap: a status read of
+// the engine. Problems with $NOTIFY_SOCKET are logged through logf.
+func (s *Signals) Supervise(sd *Notifier, ready func(context.Context), health func() string, logf func(string, ...any)) {
+	s.sd, s.ready, s.health, s.logf = sd, ready, health, logf
+}
+
 // Serve runs run until SIGINT or SIGTERM, and calls reload on every
 // SIGHUP meanwhile (one at a time, in this goroutine). On SIGINT or
 // SIGTERM it stops web (nil: none) first, letting its requests under way
@@ -47,13 +62,24 @@ func (s *Signals) Serve(web *control.Server, run func(context.Context) error, re
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- run(ctx) }()
+	supervised := make(chan struct{})
+	go func() { defer close(supervised); s.sd.Run(ctx, s.ready, s.health, s.logf) }()
+	defer func() { cancel(); <-supervised }()
+	notify := func(state string) {
+		if err := s.sd.Notify(state); err != nil && s.logf != nil {
+			s.logf("%v", err)
+		}
+	}
 	for {
 		select {
 		case err := <-done:
 			return err
 		case <-s.hup:
+			notify("RELOADING=1")
 			reload()
+			notify("READY=1")
 		case <-s.ctx.Done():
+			notify("STOPPING=1")
 			if web != nil {
 				web.Close()
 			}
@@ -84,19 +110,21 @@ type Reloader struct {
 	path  string
 	role  config.Role
 	web   *control.Server
+	sock  *Socket
 	apply func(next *config.Config) error
 	// The running values of what only a restart changes, and the level.
 	level, format string
 	engine        config.Engine
 }
 
-// NewReloader returns a Reloader for a program that started with cfg.
+// NewReloader returns a Reloader for a program that started with cfg,
+// whose web manager is web and control socket sock (nil: none).
 // apply hands the new configuration to the engine (and whatever else
 // shows it); its error, which names settings that need a restart, is
 // logged as a warning.
-func NewReloader(zl zerolog.Logger, cfg *config.Config, web *control.Server, apply func(next *config.Config) error) *Reloader {
+func NewReloader(zl zerolog.Logger, cfg *config.Config, web *control.Server, sock *Socket, apply func(next *config.Config) error) *Reloader {
 	lg, eng, _ := sections(cfg)
-	return &Reloader{log: zl, path: cfg.File, role: cfg.Role, web: web, apply: apply, level: lg.Level, format: lg.Format, engine: eng}
+	return &Reloader{log: zl, path: cfg.File, role: cfg.Role, web: web, sock: sock, apply: apply, level: lg.Level, format: lg.Format, engine: eng}
 }
 
 // sections returns the parts both roles' sections have.
@@ -136,8 +164,16 @@ func (r *Reloader) Reload() {
 	if err := r.apply(next); err != nil {
 		zl.Warn().Err(err).Msg("reload")
 	}
+	// A web manager or control socket that cannot move keeps serving
+	// where it did: unlike at start-up, the daemon keeps running (the
+	// tunnel is up and status still answers), and says why.
 	if err := r.web.Reconfigure(WebOptions(web, zl)); err != nil {
 		zl.Error().Err(err).Msg("web manager kept its previous address")
+	}
+	if r.sock != nil {
+		if err := r.sock.Reconfigure(next); err != nil {
+			zl.Error().Err(err).Str("socket", r.sock.Path()).Msg("control socket kept its previous path")
+		}
 	}
 	zl.Info().Str("config", r.path).Msg("configuration reloaded")
 }

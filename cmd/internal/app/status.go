@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"encoding/pem"
@@ -9,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -48,7 +50,6 @@ func Status(w io.Writer, prog string, role config.Role, args []string) error {
 		return usageError{fmt.Sprintf("too many arguments (usage: %s %s)", prog, cmd.Line())}
 	}
 	asJSON, wide := *set["json"], *set["wide"]
-	_ = wide
 	path := DefaultConfig
 	if fl.NArg() == 1 {
 		path = fl.Arg(0)
@@ -57,13 +58,7 @@ func Status(w io.Writer, prog string, role config.Role, args []string) error {
 	if err != nil {
 		return err
 	}
-	var web config.WebManager
-	if role == config.RoleClient {
-		web = cfg.Client.WebManager
-	} else {
-		web = cfg.Server.WebManager
-	}
-	body, err := fetchList(web, path, role)
+	body, err := fetch(cfg)
 	if err != nil {
 		return err
 	}
@@ -76,13 +71,67 @@ func Status(w io.Writer, prog string, role config.Role, args []string) error {
 		if err := json.Unmarshal(body, &l); err != nil {
 			return fmt.Errorf("reading the answer: %w", err)
 		}
-		return printClient(w, &l)
+		if wide {
+			return printClient(w, &l)
+		}
+		return compactClient(w, &l)
 	}
 	var l control.ServerList
 	if err := json.Unmarshal(body, &l); err != nil {
 		return fmt.Errorf("reading the answer: %w", err)
 	}
-	return printServer(w, &l)
+	if wide {
+		return printServer(w, &l)
+	}
+	return compactServer(w, &l)
+}
+
+// fetch asks the daemon cfg configures for its state: through its control
+// socket when the socket is there, else through its web manager.
+func fetch(cfg *config.Config) ([]byte, error) {
+	_, _, web := sections(cfg)
+	sock, _ := socketPath(cfg)
+	var sockErr error
+	if sock != "" {
+		if st, err := os.Stat(sock); err == nil && st.Mode().Type() == fs.ModeSocket {
+			body, err := fetchSocket(sock, cfg.Role)
+			if err == nil || web.ListenAddr == "" {
+				return body, err
+			}
+			sockErr = err // try the web manager
+		}
+	}
+	if web.ListenAddr == "" {
+		where := "it is off (controlSocket: off)"
+		if sock != "" {
+			where = "there is none at " + sock
+		}
+		return nil, fmt.Errorf("is engarde-%s running? the status command asks the daemon through its control socket, but %s, and %s.webManager.listenAddr is not set in %s", cfg.Role, where, cfg.Role, cfg.File)
+	}
+	body, err := fetchList(web, cfg.File, cfg.Role)
+	if err != nil && sockErr != nil {
+		return nil, fmt.Errorf("%w; and through the web manager: %w", sockErr, err)
+	}
+	return body, err
+}
+
+// fetchSocket asks the daemon through its control socket at path.
+func fetchSocket(path string, role config.Role) ([]byte, error) {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}
+	// The host is a formality on a unix socket.
+	resp, err := c.Get("http://localhost/api/v1/get-list")
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("control socket %s: %w (run as the daemon's user or group, engarde under systemd, or root)", path, err)
+		}
+		return nil, fmt.Errorf("is engarde-%s running? control socket %s: %w", role, path, err)
+	}
+	return readList(resp, "control socket "+path, "", role)
 }
 
 // webURL returns where to reach a web manager listening on listenAddr,
@@ -160,25 +209,32 @@ func fetchList(web config.WebManager, path string, role config.Role) ([]byte, er
 	if err != nil {
 		return nil, fmt.Errorf("is engarde-%s running? %w", role, err)
 	}
+	return readList(resp, url, path, role)
+}
+
+// readList reads the API's answer from where (the web manager's URL or
+// the control socket), checks it is role's, and returns its body. path
+// names the configuration file the credentials came from.
+func readList(resp *http.Response, where, path string, role config.Role) ([]byte, error) {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", url, err)
+		return nil, fmt.Errorf("reading %s: %w", where, err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
-		return nil, fmt.Errorf("%s: the web manager refused the credentials in %s (webManager.username and password)", url, path)
+		return nil, fmt.Errorf("%s: the web manager refused the credentials in %s (webManager.username and password)", where, path)
 	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("%s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
+		return nil, fmt.Errorf("%s: %s: %s", where, resp.Status, strings.TrimSpace(string(body)))
 	}
 	var head struct {
 		Type string `json:"type"`
 	}
 	if err := json.Unmarshal(body, &head); err != nil {
-		return nil, fmt.Errorf("%s: not engarde's API: %w", url, err)
+		return nil, fmt.Errorf("%s: not engarde's API: %w", where, err)
 	}
 	if head.Type != role.String() {
-		return nil, fmt.Errorf("%s answers as engarde-%s, not engarde-%s: check webManager.listenAddr in both sections", url, head.Type, role)
+		return nil, fmt.Errorf("%s answers as engarde-%s, not engarde-%s: check webManager.listenAddr and controlSocket in both sections", where, head.Type, role)
 	}
 	return body, nil
 }

@@ -88,11 +88,13 @@ func serve(t *testing.T, v any, role string) string {
 
 func writeConfig(t *testing.T, role, addr, user, pass string) string {
 	t.Helper()
-	yml := "client:\n  listenAddr: \"127.0.0.1:59401\"\n  dstAddr: \"203.0.113.10:59402\"\n"
+	// No control socket: the tests ask the web manager they serve, not a
+	// daemon that may run on this host.
+	yml := "client:\n  listenAddr: \"127.0.0.1:59401\"\n  dstAddr: \"203.0.113.10:59402\"\n  controlSocket: off\n"
 	if role == "client" && addr != "" {
 		yml += "  webManager: {listenAddr: \"" + addr + "\", username: \"" + user + "\", password: \"" + pass + "\"}\n"
 	}
-	yml += "server:\n  listenAddr: \"0.0.0.0:59402\"\n  dstAddr: \"127.0.0.1:59301\"\n"
+	yml += "server:\n  listenAddr: \"0.0.0.0:59402\"\n  dstAddr: \"127.0.0.1:59301\"\n  controlSocket: off\n"
 	if role == "server" && addr != "" {
 		yml += "  webManager: {listenAddr: \"" + addr + "\", username: \"" + user + "\", password: \"" + pass + "\"}\n"
 	}
@@ -163,7 +165,7 @@ func TestStatusTable(t *testing.T) {
 		t.Run(c.role.String(), func(t *testing.T) {
 			path := serve(t, c.v, c.role.String())
 			var out bytes.Buffer
-			if err := Status(&out, "engarde-"+c.role.String(), c.role, []string{path}); err != nil {
+			if err := Status(&out, "engarde-"+c.role.String(), c.role, []string{"-wide", path}); err != nil {
 				t.Fatal(err)
 			}
 			if out.String() != c.want {

@@ -85,7 +85,7 @@ func TestReloadRefusesHalfLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer web.Close()
-	r := NewReloader(zl, cfg, web, func(*config.Config) error { return nil })
+	r := NewReloader(zl, cfg, web, nil, func(*config.Config) error { return nil })
 
 	os.WriteFile(path, []byte(head+"    password: pw\n"), 0o600)
 	r.Reload()

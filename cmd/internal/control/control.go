@@ -147,6 +147,7 @@ type Server struct {
 	msrv    metricsSide   // the metrics listener
 	stop    chan struct{} // closed to stop the sampler; nil when it is not running
 	stopped sync.WaitGroup
+	local   localSide // the control socket (local.go)
 }
 
 // credentials hold digests, so that comparing them takes the same time
@@ -255,6 +256,7 @@ func (s *Server) routes() http.Handler {
 	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "cross-origin request refused")
 	}))
+	s.local.handler = headers(csrf.Handler(mux))
 	return headers(s.checkHost(s.authenticate(csrf.Handler(mux))))
 }
 
@@ -359,7 +361,9 @@ func (s *Server) listenLocked(addr string, useTLS bool) error {
 	if addr == "" {
 		shutdown(s.srv, s.ln)
 		s.srv, s.ln, s.addr = nil, nil, ""
-		s.stopSamplerLocked()
+		if s.local.srv == nil { // else the control socket still shows rates
+			s.stopSamplerLocked()
+		}
 		s.hosts.Store(newHostPolicy("", nil, s.allowed))
 		return nil
 	}
@@ -591,6 +595,7 @@ func (s *Server) stopSamplerLocked() {
 
 // Close stops serving, letting requests under way finish for a moment.
 func (s *Server) Close() error {
+	s.ServeLocal(nil)
 	s.mu.Lock()
 	srv, ln, m := s.srv, s.ln, s.msrv
 	s.srv, s.ln, s.started = nil, nil, false
