@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -39,15 +40,7 @@ const chromium = "/usr/bin/chromium"
 // /tmp/engarde-screenshots-<uid>).
 func TestBrowserPage(t *testing.T) {
 	needTool(t, chromium, "chromium")
-	shots := os.Getenv("ENGARDE_SCREENSHOTS")
-	if shots == "" {
-		// One directory per user: in a shared /tmp, another user's
-		// screenshots from an earlier run cannot be overwritten.
-		shots = filepath.Join(os.TempDir(), fmt.Sprintf("engarde-screenshots-%d", os.Getuid()))
-	}
-	if err := os.MkdirAll(shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	shots := shotDir(t)
 	tun := startLoopbackTunnel(t)
 	role := &stallable{ClientControl: tun.view}
 	web, err := control.New(control.Options{ListenAddr: "127.0.0.1:0", Username: "admin", Password: "s3cret", Version: "browser-test"},
@@ -79,7 +72,32 @@ func TestBrowserPage(t *testing.T) {
 		t.Errorf("heading %q", heading)
 	}
 	t.Logf("before: eth-a out %q, eth-b out %q, eth-a last %q", jsString(t, ctx, `cell("eth-a","out")`), jsString(t, ctx, `cell("eth-b","out")`), jsString(t, ctx, `cell("eth-a","last")`))
+	// The history draws: the tunnel's and each link's rates as lines of
+	// real points (the sampler's, one a second), not an empty chart.
+	waitJS(t, ctx, 10*time.Second, `drawn('.hist[data-key="link/eth-a"] path.rx') >= 3 && drawn('.hist[data-key="link/eth-b"] path.tx') >= 3 && drawn('svg[data-key="tunnel"] path.rx') >= 3`)
+	pts := jsString(t, ctx, `document.querySelector('.hist[data-key="link/eth-a"] path.rx').getAttribute("d")`)
+	if xs := pathXs(pts); len(xs) < 3 || xs[len(xs)-1] <= xs[0] {
+		t.Errorf("eth-a's rate line %q: want three points or more, left to right", pts)
+	}
+	if n := jsString(t, ctx, `document.querySelectorAll('.hist[data-key="link/eth-a"] svg.strip rect.st-active').length`); n == "0" {
+		t.Errorf("eth-a's state strip has no active run")
+	}
 	screenshot(t, ctx, shots+"/engarde-page-active.png")
+
+	// A pulled cable (the interface goes down) is loud on the client as
+	// on the server: the row in the down colour, a banner naming it.
+	tun.lb.SetUp("eth-a", false)
+	waitJS(t, ctx, 5*time.Second, `rowState("eth-a") === "down" && row("eth-a").classList.contains("down") && row("eth-a").querySelector(".badge.down") !== null && document.getElementById("alert").textContent.includes("eth-a (Fiber) is down")`)
+	t.Logf("pulled cable: banner %q, eth-a state %q", jsString(t, ctx, `document.getElementById("alert").textContent`), jsString(t, ctx, `row("eth-a").querySelector("td.status").textContent`))
+	if st := jsString(t, ctx, `document.getElementById("tunnel").dataset.state`); st == "down" {
+		t.Errorf("tunnel %s with eth-b still carrying", st)
+	}
+	if !eventually(ctx, 5*time.Second, `[...document.querySelectorAll("#event-list li")].some(li => li.dataset.link === "eth-a" && li.dataset.to === "down")`) {
+		t.Errorf("the change of eth-a to down is not in the list of changes: %s", jsString(t, ctx, `document.getElementById("event-list").innerText`))
+	}
+	screenshot(t, ctx, shots+"/engarde-page-cable-pulled.png")
+	tun.lb.SetUp("eth-a", true)
+	waitJS(t, ctx, 10*time.Second, `rowState("eth-a") === "active" && document.getElementById("alert").hidden`)
 
 	// A link that has stopped receiving while the other receives is
 	// flagged in its row and in a banner.
@@ -89,8 +107,8 @@ func TestBrowserPage(t *testing.T) {
 	if !strings.Contains(alert, "eth-a (Fiber) has received nothing for") || !strings.Contains(alert, "while other links receive") {
 		t.Errorf("banner %q", alert)
 	}
-	if s := jsString(t, ctx, `document.querySelector('tr[data-name="eth-a"] .badge').textContent`); s != "not receiving" {
-		t.Errorf("eth-a badge %q, want \"not receiving\"", s)
+	if s := jsString(t, ctx, `document.querySelector('tr[data-name="eth-a"] .badge').textContent`); s != "stalled" {
+		t.Errorf("eth-a badge %q, want \"stalled\"", s)
 	}
 	screenshot(t, ctx, shots+"/engarde-page-stalled.png")
 	role.stallA.Store(false)
@@ -102,7 +120,7 @@ func TestBrowserPage(t *testing.T) {
 		t.Fatal("no link stats")
 	}
 	run(t, ctx, chromedp.Click(chromedp.CSS(`tr[data-name="eth-a"] button.exclude`)))
-	waitJS(t, ctx, 5*time.Second, `rowStatus("eth-a") === "excluded" && cell("eth-a", "out") === "–"`)
+	waitJS(t, ctx, 5*time.Second, `rowStatus("eth-a") === "excluded" && row("eth-a").querySelector(".badge.quiet") !== null`)
 	if !tun.client.Excluded("eth-a") {
 		t.Errorf("the engine does not have eth-a excluded")
 	}
@@ -127,6 +145,14 @@ func TestBrowserPage(t *testing.T) {
 	time.Sleep(1200 * time.Millisecond)
 	if w := jsString(t, ctx, `String(document.documentElement.scrollWidth) + " " + String(window.innerWidth)`); strings.Fields(w)[0] != strings.Fields(w)[1] {
 		t.Errorf("page wider than a phone's screen (scroll width, screen width): %s", w)
+	}
+	// The excluded row is one line, not a card of dashes, and no
+	// address breaks inside a number.
+	if h, _ := strconv.ParseFloat(jsString(t, ctx, `row("eth-a").getBoundingClientRect().height / window.innerHeight`), 64); h > 0.1 {
+		t.Errorf("the excluded eth-a row takes %.2f of a phone's screen height, want at most a tenth", h)
+	}
+	if broken := jsString(t, ctx, `[...document.querySelectorAll(".ap")].filter(e => e.getClientRects().length > 1).map(e => e.textContent).join(", ")`); broken != "" {
+		t.Errorf("addresses broken across lines on a phone: %s", broken)
 	}
 	screenshot(t, ctx, shots+"/engarde-page-phone.png")
 	run(t, ctx, chromedp.EmulateViewport(1100, 760))
@@ -158,11 +184,131 @@ func TestBrowserPage(t *testing.T) {
 	if h := jsString(t, tab, `document.querySelector("h1").textContent`); !strings.Contains(h, "engarde server") {
 		t.Errorf("server page heading %q", h)
 	}
+	waitJS(t, tab, 10*time.Second, `drawn('.hist[data-key^="session/"] path.rx') >= 3 && document.querySelector("tr.socket td.since").textContent.length > 3`)
+	// "Since" has a date when it is not today.
+	if s := jsString(t, tab, `when(new Date(Date.now() - 3 * 86400e3)) + " | " + when(new Date())`); !strings.Contains(strings.Split(s, " | ")[0], " ") || strings.Split(s, " | ")[0] == strings.Split(s, " | ")[1] {
+		t.Errorf("three days ago and now shown as %q: want a date before the first", s)
+	} else {
+		t.Logf("three days ago, now: %s", s)
+	}
 	screenshot(t, tab, shots+"/engarde-page-server.png")
 }
 
-// stallable makes eth-a look as if it had stopped receiving 5 s ago, on
-// demand: an in-process link over loopback cannot be cut on one side only.
+// pathXs returns the x coordinates of an SVG path's points.
+func pathXs(d string) []float64 {
+	var xs []float64
+	for _, seg := range strings.FieldsFunc(d, func(r rune) bool { return r == 'M' || r == 'L' }) {
+		f := strings.Fields(seg)
+		if len(f) != 2 {
+			continue
+		}
+		if x, err := strconv.ParseFloat(f[0], 64); err == nil {
+			xs = append(xs, x)
+		}
+	}
+	return xs
+}
+
+// TestBrowserCredentialsInURL opens the page as
+// http://user:pass@host:port/, as an operator may type it: the browser
+// logs in with them, and the page's own requests (the list, the history,
+// an exclusion) must not carry them, which fetch refuses.
+func TestBrowserCredentialsInURL(t *testing.T) {
+	needTool(t, chromium, "chromium")
+	tun := startLoopbackTunnel(t)
+	web, err := control.New(control.Options{ListenAddr: "127.0.0.1:0", Username: "admin", Password: "s3cret", Version: "browser-test"},
+		control.Role{Client: tun.view})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := web.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer web.Close()
+	ctx, cancel := browser(t)
+	defer cancel()
+	run(t, ctx, chromedp.Navigate("http://admin:s3cret@"+web.Addr().String()+"/"))
+	waitJS(t, ctx, 10*time.Second, `rowState("eth-a") === "active" && rowState("eth-b") === "active" && drawn('.hist[data-key="link/eth-b"] path.rx') >= 2`)
+	if a := jsString(t, ctx, `document.getElementById("alert").textContent`); a != "" {
+		t.Errorf("banner %q with credentials in the URL", a)
+	}
+	run(t, ctx, chromedp.Click(chromedp.CSS(`tr[data-name="eth-b"] button.exclude`)))
+	waitJS(t, ctx, 5*time.Second, `rowState("eth-b") === "excluded"`)
+	if !tun.client.Excluded("eth-b") {
+		t.Errorf("the exclusion from the page did not reach the engine")
+	}
+	run(t, ctx, chromedp.Click(chromedp.ID("reset")))
+	waitJS(t, ctx, 5*time.Second, `rowState("eth-b") === "active"`)
+}
+
+// TestBrowserTunnelDown cuts every link at once, as a firewall dropping
+// all UDP to the server or a wrong server port does: the client's links
+// are sent to a socket that never answers. The page must say the tunnel
+// is down, at the top and in the banner, not show green links; when the
+// server answers again, the tunnel comes back up.
+func TestBrowserTunnelDown(t *testing.T) {
+	needTool(t, chromium, "chromium")
+	tun := startLoopbackTunnel(t)
+	web, err := control.New(control.Options{ListenAddr: "127.0.0.1:0", Version: "browser-test"}, control.Role{Client: tun.view})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := web.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer web.Close()
+	ctx, cancel := browser(t)
+	defer cancel()
+	run(t, ctx, chromedp.Navigate("http://"+web.Addr().String()+"/"))
+	waitJS(t, ctx, 10*time.Second, `rowState("eth-a") === "active" && rowState("eth-b") === "active" && document.getElementById("tunnel").dataset.state === "up"`)
+
+	// A socket that reads nothing: no answer, and no ICMP refusal either.
+	silent, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	cut := tun.cfg
+	cut.DstAddr = silent.LocalAddr().String()
+	if err := tun.client.Reconfigure(cut); err != nil {
+		t.Logf("reconfigure: %v (the destination applies all the same)", err)
+	}
+	waitJS(t, ctx, 20*time.Second, `document.getElementById("tunnel").dataset.state === "down" && document.getElementById("alert").textContent.includes("Tunnel down")`)
+	t.Logf("every link cut: tunnel %q, banner %q, links %s", jsString(t, ctx, `document.getElementById("tunnel").innerText`),
+		jsString(t, ctx, `document.getElementById("alert").textContent`), jsString(t, ctx, `rowState("eth-a") + ", " + rowState("eth-b")`))
+	if n := jsString(t, ctx, `document.querySelectorAll("#links .badge.active").length`); n != "0" {
+		t.Errorf("%s links still shown active with every link cut", n)
+	}
+	if !eventually(ctx, 5*time.Second, `[...document.querySelectorAll("#event-list li")].some(li => li.dataset.link === "" && li.dataset.to === "down")`) {
+		t.Errorf("the tunnel's change to down is not in the list of changes: %s", jsString(t, ctx, `document.getElementById("event-list").innerText`))
+	}
+	screenshot(t, ctx, shotDir(t)+"/engarde-page-tunnel-down.png")
+
+	if err := tun.client.Reconfigure(tun.cfg); err != nil {
+		t.Logf("reconfigure: %v (the destination applies all the same)", err)
+	}
+	waitJS(t, ctx, 20*time.Second, `document.getElementById("tunnel").dataset.state === "up"`)
+}
+
+// shotDir is where screenshots go: $ENGARDE_SCREENSHOTS, or
+// /tmp/engarde-screenshots-<uid>.
+func shotDir(t *testing.T) string {
+	t.Helper()
+	shots := os.Getenv("ENGARDE_SCREENSHOTS")
+	if shots == "" {
+		// One directory per user: in a shared /tmp, another user's
+		// screenshots from an earlier run cannot be overwritten.
+		shots = filepath.Join(os.TempDir(), fmt.Sprintf("engarde-screenshots-%d", os.Getuid()))
+	}
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return shots
+}
+
+// stallable makes eth-a look stalled, as the engine says it when it has
+// received nothing for 5 s, on demand: an in-process link over loopback
+// cannot be cut on one side only.
 type stallable struct {
 	*app.ClientControl
 	stallA atomic.Bool
@@ -176,6 +322,7 @@ func (s *stallable) ClientStatus() control.ClientStatus {
 				c := *l.Counters
 				c.LastRx = time.Now().Add(-5 * time.Second)
 				st.Links[i].Counters = &c
+				st.Links[i].Status = string(engine.LinkStalled)
 			}
 		}
 	}
@@ -185,6 +332,8 @@ func (s *stallable) ClientStatus() control.ClientStatus {
 // loopbackTunnel is a client and a server in this process (topo's
 // loopback harness) with a stream through them.
 type loopbackTunnel struct {
+	lb     *topo.Loopback
+	cfg    engine.ClientConfig // as reconfigured
 	client *engine.Client
 	view   *app.ClientControl
 	server *engine.Server
@@ -227,7 +376,7 @@ func startLoopbackTunnel(t *testing.T) *loopbackTunnel {
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	return &loopbackTunnel{client: lb.Client, view: app.NewClientControl(lb.Client, "browser test client"), server: lb.Server, dst: lb.Sink.Addr().String()}
+	return &loopbackTunnel{lb: lb, cfg: ccfg, client: lb.Client, view: app.NewClientControl(lb.Client, "browser test client"), server: lb.Server, dst: lb.Sink.Addr().String()}
 }
 
 // browser starts headless Chromium with no network beyond this host: the
@@ -296,6 +445,8 @@ const helpers = `
 function row(name) { return document.querySelector('tr[data-name="' + name + '"]'); }
 function rowStatus(name) { const r = row(name); return r ? r.dataset.status : ""; }
 function cell(name, cls) { const r = row(name); return r ? r.querySelector("td." + cls).textContent : ""; }
+function rowState(name) { const r = row(name); return r ? r.dataset.state : ""; }
+function drawn(sel) { const p = document.querySelector(sel); return p ? Number(p.dataset.points) : 0; }
 `
 
 // waitJS waits until the expression is true in the page.
@@ -313,6 +464,17 @@ func waitJS(t *testing.T, ctx context.Context, d time.Duration, expr string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// eventually reports whether the expression became true in the page
+// within d.
+func eventually(ctx context.Context, d time.Duration, expr string) bool {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("(() => {"+helpers+"return Boolean("+expr+");})()")); err == nil && ok {
+			return true
+		}
+	}
+	return false
 }
 
 func jsString(t *testing.T, ctx context.Context, expr string) string {

@@ -146,6 +146,7 @@ func TestHistoryAPI(t *testing.T) {
 	r50, r99 := 12*time.Millisecond, 30*time.Millisecond
 	f.links[0].Probe = &engine.ProbeStats{Sent: 50, Answered: 48, Window: 40, Lost: 2, RTT50: r50, RTT99: r99, Jitter: time.Millisecond, LastAnswer: time.Now()}
 	f.links[0].Quality = engine.Quality{Samples: 100, Lost: 0}
+	f.links[1].Status = "stalled"
 	s := newTest(t, Options{Username: "u", Password: "p"}, Role{Client: f})
 	s.sample(t0)
 	f.mu.Lock()
@@ -179,7 +180,7 @@ func TestHistoryAPI(t *testing.T) {
 		math.Abs(float64(eth0.Loss[1])-0.05) > 1e-6 || math.Abs(float64(eth0.Missed[1])-0.25) > 1e-6 {
 		t.Errorf("eth0 series %+v", eth0)
 	}
-	// wlan0 never received while eth0 did: stalled, as in the list.
+	// wlan0 is stalled, as in the list.
 	if w := seriesOf(t, h, "link/wlan0"); h.States[w.State[1]] != "stalled" || !math.IsNaN(float64(w.RTTP50Ms[1])) {
 		t.Errorf("wlan0 series %+v", w)
 	}
@@ -220,6 +221,7 @@ func TestHistoryAPI(t *testing.T) {
 func TestHistoryServer(t *testing.T) {
 	f := newFakeServer()
 	f.sessions[0].Addrs[0].Slot, f.sessions[0].Addrs[1].Slot = 1, 2
+	f.sessions[0].Addrs[1].Status = "stalled"
 	s := newTest(t, Options{}, Role{Server: f})
 	s.sample(t0)
 	// The first address rebinds: a new port, the same slot.
