@@ -70,6 +70,9 @@ type Client struct {
 	// StateFile is where the client keeps WireGuard's last handshake
 	// across a restart; see Server.StateFile.
 	StateFile string
+	// ProbeInterval is the time between probes on each link: 250ms when
+	// the file leaves it out, -1 (no probes) when the file sets 0.
+	ProbeInterval time.Duration
 	// ControlSocket is the control socket's path; see
 	// Server.ControlSocket.
 	ControlSocket string

@@ -104,10 +104,11 @@ func TestSample(t *testing.T) {
 		want *Config
 	}{
 		{RoleClient, &Config{File: samplePath, Role: RoleClient, Client: &Client{
-			Description:  "My engarde-client instance",
-			ListenAddr:   "127.0.0.1:59401",
-			DstAddr:      "203.0.113.10:59501",
-			WriteTimeout: 10 * time.Millisecond,
+			Description:   "My engarde-client instance",
+			ListenAddr:    "127.0.0.1:59401",
+			DstAddr:       "203.0.113.10:59501",
+			WriteTimeout:  10 * time.Millisecond,
+			ProbeInterval: 250 * time.Millisecond,
 			ExcludedInterfaces: []string{"wg0", "Local Area Connection 2", "VirtualBox Host-Only Network",
 				"Bluetooth Network Connection", "Loopback Pseudo-Interface 1"},
 			InterfaceLabels: map[string]string{"eth0": "Fiber", "wlan0": "Wi-Fi"},
@@ -252,10 +253,11 @@ func TestOriginal(t *testing.T) {
 		want *Config
 	}{
 		{RoleClient, &Config{File: file, Role: RoleClient, Client: &Client{
-			Description:  "My engarde-client instance",
-			ListenAddr:   "127.0.0.1:59401",
-			DstAddr:      "203.0.113.10:59501",
-			WriteTimeout: 10 * time.Millisecond,
+			Description:   "My engarde-client instance",
+			ListenAddr:    "127.0.0.1:59401",
+			DstAddr:       "203.0.113.10:59501",
+			WriteTimeout:  10 * time.Millisecond,
+			ProbeInterval: 250 * time.Millisecond,
 			ExcludedInterfaces: []string{"Local Area Connection 2", "VirtualBox Host-Only Network",
 				"Bluetooth Network Connection", "Loopback Pseudo-Interface 1"},
 			InterfaceLabels: map[string]string{"Local Area Connection": "Office fiber", "Wi-Fi": "Backup Wi-Fi"},
@@ -301,6 +303,7 @@ func TestReadmeScenarios(t *testing.T) {
 			ListenAddr:         "127.0.0.1:59401",
 			DstAddr:            dst,
 			WriteTimeout:       10 * time.Millisecond,
+			ProbeInterval:      250 * time.Millisecond,
 			ExcludedInterfaces: excluded,
 			InterfaceLabels:    map[string]string{},
 			DstOverrides:       overrides,
@@ -367,6 +370,7 @@ func TestDefaults(t *testing.T) {
 			ListenAddr:      "127.0.0.1:59401",
 			DstAddr:         "192.0.2.1:59501",
 			WriteTimeout:    10 * time.Millisecond,
+			ProbeInterval:   250 * time.Millisecond,
 			InterfaceLabels: map[string]string{},
 			Log:             Log{Level: "info", Format: "auto"},
 			Engine:          Engine{Backend: "auto", BatchSize: 64, QueueLength: 1024, BufferSize: 65536, GSO: true, GRO: true, Dedup: true},

@@ -23,7 +23,7 @@ import (
 // checks them against engarde.yml.sample, which loads without error.
 var (
 	topKeys        = []string{"client", "server"}
-	clientKeys     = []string{"description", "listenAddr", "dstAddr", "writeTimeout", "excludedInterfaces", "interfaceLabels", "dstOverrides", "webManager", "fwmark", "stateFile", "controlSocket", "log", "engine"}
+	clientKeys     = []string{"description", "listenAddr", "dstAddr", "writeTimeout", "excludedInterfaces", "interfaceLabels", "dstOverrides", "webManager", "fwmark", "stateFile", "controlSocket", "probeInterval", "log", "engine"}
 	serverKeys     = []string{"description", "listenAddr", "dstAddr", "clientTimeout", "writeTimeout", "forwardAnyUDP", "stateFile", "controlSocket", "webManager", "log", "engine"}
 	overrideKeys   = []string{"ifName", "dstAddr"}
 	labelKeys      = []string{"ifName", "label"}
@@ -468,6 +468,7 @@ func (d *decoder) document(doc *yaml.Node, role Role) *Config {
 func (d *decoder) client(path string, sec pair) *Client {
 	c := &Client{
 		WriteTimeout:    defaults.WriteTimeout,
+		ProbeInterval:   defaults.ProbeInterval,
 		InterfaceLabels: map[string]string{},
 		Log:             defaultLog(),
 		Engine:          defaultEngine(),
@@ -486,6 +487,8 @@ func (d *decoder) client(path string, sec pair) *Client {
 			c.StateFile = d.relative(f)
 		case "controlSocket":
 			c.ControlSocket = d.controlSocket(kp, p.val)
+		case "probeInterval":
+			c.ProbeInterval = d.probeInterval(kp, p.val)
 		case "fwmark":
 			if v, ok := d.integer(kp, p.val, "an integer"); ok {
 				if v < 0 || v > maxFwMark {
@@ -596,6 +599,26 @@ func (d *decoder) writeTimeout(path string, n *yaml.Node) time.Duration {
 	case v > maxMillis:
 		d.errorf(n, path, "%d is too large; must be at most %d milliseconds", v, maxMillis)
 		return defaults.WriteTimeout
+	}
+	return time.Duration(v) * time.Millisecond
+}
+
+// probeInterval decodes milliseconds: null is the default, 0 turns probes
+// off (-1), anything else must be within the bounds.
+func (d *decoder) probeInterval(path string, n *yaml.Node) time.Duration {
+	if isNull(d.resolve(n)) {
+		return defaults.ProbeInterval
+	}
+	v, ok := d.integer(path, n, "an integer number of milliseconds")
+	lo, hi := int64(defaults.MinProbeInterval/time.Millisecond), int64(defaults.MaxProbeInterval/time.Millisecond)
+	switch {
+	case !ok:
+		return defaults.ProbeInterval
+	case v == 0:
+		return -1
+	case v < lo || v > hi:
+		d.errorf(n, path, "%d is out of range; must be between %d and %d milliseconds, or 0 for no probes", v, lo, hi)
+		return defaults.ProbeInterval
 	}
 	return time.Duration(v) * time.Millisecond
 }

@@ -56,6 +56,8 @@ var table = []documented{
 	{key: "writeTimeout", client: true, server: true, want: millis(defaults.WriteTimeout)},
 	{key: "clientTimeout", server: true, want: seconds(defaults.ClientTimeout)},
 	{key: "forwardAnyUDP", server: true, want: strconv.FormatBool(defaults.ForwardAnyUDP)},
+	{key: "probeInterval", client: true, want: millis(defaults.ProbeInterval),
+		min: millis(defaults.MinProbeInterval), max: millis(defaults.MaxProbeInterval)},
 	{key: "log.level", client: true, server: true, want: defaults.LogLevel, allowed: defaults.LogLevels},
 	{key: "log.format", client: true, server: true, want: defaults.LogFormat, allowed: defaults.LogFormats},
 	{key: "engine.backend", client: true, server: true, want: defaults.Backend, allowed: defaults.Backends},
@@ -379,7 +381,7 @@ server:
 		if c.Engine != wantEngine {
 			t.Errorf("client.engine = %+v, want config/defaults' %+v", c.Engine, wantEngine)
 		}
-		want := config.Client{ListenAddr: "127.0.0.1:59401", DstAddr: "192.0.2.1:59501", WriteTimeout: defaults.WriteTimeout,
+		want := config.Client{ListenAddr: "127.0.0.1:59401", DstAddr: "192.0.2.1:59501", WriteTimeout: defaults.WriteTimeout, ProbeInterval: defaults.ProbeInterval,
 			InterfaceLabels: map[string]string{}, Log: wantLog, Engine: wantEngine}
 		if !reflect.DeepEqual(*c, want) {
 			t.Errorf("client section =\n%+v\nwant\n%+v", *c, want)

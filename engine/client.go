@@ -38,6 +38,9 @@ type ClientConfig struct {
 	// StateFile, when set, keeps WireGuard's last handshake across a
 	// restart (see clientState).
 	StateFile string
+	// ProbeInterval is the time between probes on each link (probe.go):
+	// the default when 0, no probes when negative. Reloadable.
+	ProbeInterval time.Duration
 }
 
 // Client is the client role: it receives from local WireGuard and sends
@@ -59,8 +62,10 @@ type Client struct {
 	// Foreign counts datagrams on the listen socket dropped because they
 	// came from another address than WireGuard's and were no handshake.
 	Foreign atomic.Uint64
+	ProbeCounters
 
-	win windows // the duplicate filter, judging the indexes WireGuard handed out
+	probes clientProbes
+	win    windows // the duplicate filter, judging the indexes WireGuard handed out
 
 	initMu   sync.Mutex // guards lastInit
 	lastInit struct {
@@ -129,6 +134,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	c.applyLocked(c.cfg)
 	c.notes.names = true
 	c.active.Store(&[]*sender{})
+	c.probes.interval.Store(int64(probeInterval(cfg.ProbeInterval)))
 	c.wg, err = c.opts.Backend.Listen(laddr, c.opts.socket())
 	if err != nil {
 		c.pool.Close()
@@ -153,6 +159,7 @@ func (c *Client) Reconfigure(cfg ClientConfig) error {
 	fixed.check("fwmark", cfg.FwMark != c.cfg.FwMark)
 	fixed.check("stateFile", cfg.StateFile != c.cfg.StateFile)
 	fixed.engine(cfg.Options, c.cfg.Options)
+	c.probes.interval.Store(int64(probeInterval(cfg.ProbeInterval)))
 	c.mu.Lock()
 	c.applyLocked(cfg)
 	c.cfg.DstAddr, c.cfg.DstOverrides, c.cfg.Labels = cfg.DstAddr, cfg.DstOverrides, cfg.Labels
@@ -182,6 +189,8 @@ func (c *Client) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); c.keepState(watchCtx) }()
 	go func() { defer wg.Done(); c.watch(watchCtx) }()
 	go func() { defer wg.Done(); c.scanLoop(watchCtx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); c.probeLoop(watchCtx.Done()) }()
 
 	<-ctx.Done()
 	stopWatch()
@@ -289,6 +298,7 @@ func (c *Client) setWireGuardAddr(a netip.AddrPort) *netip.AddrPort {
 // WireGuard.
 func (c *Client) fromLink(l *link) func([]*ring.Packet, []conn.Message) {
 	return func(bufs []*ring.Packet, msgs []conn.Message) {
+		bufs, msgs = c.takeReplies(l, bufs, msgs)
 		c.toWireGuard(c.wgTx, &c.win, l.path, bufs, msgs)
 	}
 }

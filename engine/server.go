@@ -94,6 +94,7 @@ type Server struct {
 	// Unrouted counts WireGuard's messages on the handshake socket that
 	// answer no initiation seen.
 	Unrouted atomic.Uint64
+	ServerProbeCounters
 
 	mu        sync.Mutex // guards what follows, and opening and closing sockets
 	sessions  []*session
@@ -259,6 +260,10 @@ func (s *Server) fromListen(bufs []*ring.Packet, msgs []conn.Message) {
 	k := 0 // bufs[:k] go to WireGuard through the handshake socket
 	for i := range msgs {
 		m := &msgs[i]
+		if probeShaped(m.Buf[:m.N], m.Seg) {
+			s.probe((*s.members.Load())[m.Addr], bufs[i:i+1], msgs[i:i+1], now)
+			continue
+		}
 		// Looked up for each datagram: one earlier in the batch may have
 		// made its address a member.
 		if mb := (*s.members.Load())[m.Addr]; mb != nil {
@@ -349,6 +354,10 @@ func (s *Server) fromMember(m *member) func([]*ring.Packet, []conn.Message) {
 				// when it was one more listener on the port: someone
 				// else's, to be judged as the listen socket would.
 				s.fromListen(bufs[i:i+1], msgs[i:i+1])
+				continue
+			}
+			if probeShaped(msgs[i].Buf[:msgs[i].N], msgs[i].Seg) {
+				s.probe(m, bufs[i:i+1], msgs[i:i+1], now)
 				continue
 			}
 			if !s.judge(m, bufs[i], &msgs[i], now) {

@@ -76,6 +76,7 @@ type member struct {
 	tx       *sender
 	rx       *pump
 	lastSeen atomic.Int64 // nanotime of its last datagram of the session
+	probeTAT atomic.Int64 // its probes' rate limit (allowProbe)
 	live     atomic.Bool  // it gets replies
 	stats    Stats
 	quality  pathQuality

@@ -63,9 +63,9 @@ type Event struct {
 // socket opened, figures over the last probe window.
 type ProbeStats struct {
 	Sent, Answered uint64
-	// Window is how many probes of the window were judged (answered, or
-	// older than the probe timeout); Lost how many of them went
-	// unanswered.
+	// Window is how many probes of the window were judged (those older
+	// than the probe timeout, answered or not); Lost how many of them
+	// went unanswered.
 	Window, Lost int
 	// RTT50, RTT99 are percentiles of the answered probes' round trips;
 	// Jitter the mean difference between consecutive round trips.
@@ -117,6 +117,7 @@ func (c *Client) Links() []LinkInfo {
 			li.Stats = &l.stats
 			li.Local, li.Dst = l.local, l.dst
 			li.Quality = l.quality.read()
+			li.Probe = l.probe.stats()
 			if l.up {
 				li.Status = LinkActive
 			}

@@ -45,14 +45,15 @@ func engineConfig(c *config.Client, file string, opts engine.Options) engine.Cli
 		overrides[o.IfName] = o.DstAddr
 	}
 	return engine.ClientConfig{
-		Options:      opts,
-		ListenAddr:   c.ListenAddr,
-		DstAddr:      c.DstAddr,
-		DstOverrides: overrides,
-		Excluded:     c.ExcludedInterfaces,
-		Labels:       c.InterfaceLabels,
-		FwMark:       c.FwMark,
-		StateFile:    config.StateFilePath(c.StateFile, file, os.Getenv("STATE_DIRECTORY"), config.RoleClient),
+		Options:       opts,
+		ListenAddr:    c.ListenAddr,
+		DstAddr:       c.DstAddr,
+		DstOverrides:  overrides,
+		Excluded:      c.ExcludedInterfaces,
+		Labels:        c.InterfaceLabels,
+		FwMark:        c.FwMark,
+		ProbeInterval: c.ProbeInterval,
+		StateFile:     config.StateFilePath(c.StateFile, file, os.Getenv("STATE_DIRECTORY"), config.RoleClient),
 	}
 }
 

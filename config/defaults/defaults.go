@@ -24,6 +24,16 @@ const (
 	ForwardAnyUDP = false
 )
 
+// Probes (probeInterval): the client probes each link this often, to
+// measure its round trip and loss without traffic; 0 in the file turns
+// them off. The bounds keep a probe's share of a link negligible and the
+// server's per-address rate limit, four times the fastest, out of the way.
+const (
+	ProbeInterval    = 250 * time.Millisecond
+	MinProbeInterval = 50 * time.Millisecond
+	MaxProbeInterval = 60 * time.Second
+)
+
 // ServerStateSuffix and ClientStateSuffix name a role's state file when
 // stateFile is empty and systemd gives the service a state directory
 // ($STATE_DIRECTORY): the configuration file's name without its
