@@ -278,7 +278,7 @@ func TestProbeForgedReplies(t *testing.T) {
 	if !probeWait(5*time.Second, func() bool { return tp.lastReply(la) != nil && tu.client.ProbesAnswered.Load() > 0 }) {
 		t.Fatal("no reply on link a")
 	}
-	tu.probeEvery(time.Hour) // still on, so that the figures stay
+	tu.probeEvery(time.Hour)           // still on, so that the figures stay
 	time.Sleep(200 * time.Millisecond) // the last probes' replies land
 	genuine := tp.lastReply(la)
 	srv := netip.AddrPortFrom(n.server, tu.server.ListenAddr().Port())
