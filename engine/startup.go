@@ -102,7 +102,15 @@ func claimPort(be conn.Backend, laddr netip.AddrPort, o conn.SocketOptions) erro
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("port %d/udp on %v is in use: another engarde-server, or another program, holds it (stop it, or give this server another listenAddr): %w", laddr.Port(), laddr.Addr(), err)
+			by := ""
+			if hs := sys.PortHolders(laddr.Port()); len(hs) > 0 {
+				names := make([]string, len(hs))
+				for i, h := range hs {
+					names[i] = fmt.Sprintf("%s (PID %d)", h.Name, h.PID)
+				}
+				by = " by " + strings.Join(names, ", ")
+			}
+			return fmt.Errorf("port %d/udp on %v is in use%s: another engarde-server, or another program, holds it (stop it, or give this server another listenAddr): %w", laddr.Port(), laddr.Addr(), by, err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

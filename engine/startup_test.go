@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -107,6 +108,9 @@ func secondServer(t *testing.T, be conn.Backend, first, second string, refused b
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
+	}
+	if _, fake := be.(*conntest.Net); !fake && !strings.Contains(err.Error(), fmt.Sprintf("in use by engine.test (PID %d)", os.Getpid())) {
+		t.Errorf("error %q does not name this process as the holder", err)
 	}
 	if !sys.IsAddrInUse(err) {
 		t.Errorf("error %q does not wrap EADDRINUSE", err)

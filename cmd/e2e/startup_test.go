@@ -96,7 +96,7 @@ func TestRefusesBrokenConfigs(t *testing.T) {
 // TestSecondServerExits starts engarde-server twice on one port in one
 // namespace, the second through the IPv4 address of a wildcard the first
 // holds for both families: the second must exit non-zero at once, naming
-// the port and saying that another server holds it, and leave the first
+// the port and the process that holds it, and leave the first
 // running; it pins the bug where the second started silently beside the
 // first (SO_REUSEPORT on both) and new clients were split between them.
 // Once the first has stopped, the same configuration starts again: a
@@ -155,7 +155,8 @@ func TestSecondServerExits(t *testing.T) {
 	}
 	out := b.Stderr.String()
 	t.Logf("the second server says: %s", strings.TrimSpace(out))
-	for _, want := range []string{"port 59402/udp", "is in use", "another engarde-server"} {
+	holder := fmt.Sprintf("in use by engarde-server (PID %d)", a.Cmd.Process.Pid)
+	for _, want := range []string{"port 59402/udp", holder, "another engarde-server"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the second server's error does not say %q:\n%s", want, out)
 		}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -234,14 +235,27 @@ func TestLinksHere(t *testing.T) {
 	}
 	done := make(chan result)
 	go func() {
-		// Never unlocked: the thread, in its own namespace, ends with
-		// the goroutine instead of going back to the scheduler.
+		// The thread goes back to its namespace before it goes back to
+		// the scheduler; if it cannot, it stays locked and ends with the
+		// goroutine (the main thread, which cannot end, would stay
+		// wedged: /proc/self/net is the main thread's).
 		runtime.LockOSThread()
 		r := result{kinds: map[string]Link{}}
 		defer func() { done <- r }()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			r.err = err
+			return
+		}
+		defer unix.Close(orig)
 		if r.err = unix.Unshare(unix.CLONE_NEWNET); r.err != nil {
 			return
 		}
+		defer func() {
+			if unix.Setns(orig, unix.CLONE_NEWNET) == nil {
+				runtime.UnlockOSThread()
+			}
+		}()
 		for _, d := range []struct {
 			name  string
 			flags uint16
@@ -331,4 +345,18 @@ func FuzzParseLinks(f *testing.F) {
 			t.Fatalf("parsed %v, want %v", got, want)
 		}
 	})
+}
+
+// TestPortHolders finds this process as the holder of a port it binds.
+func TestPortHolders(t *testing.T) {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	port := uint16(c.LocalAddr().(*net.UDPAddr).Port)
+	got := PortHolders(port)
+	if !slices.ContainsFunc(got, func(h Holder) bool { return h.PID == os.Getpid() && h.Name != "" }) {
+		t.Errorf("holders of port %d: %v, want this process (%d)", port, got, os.Getpid())
+	}
 }

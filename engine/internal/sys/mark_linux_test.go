@@ -14,7 +14,7 @@ import (
 // process without CAP_NET_ADMIN and CAP_NET_RAW is reported as
 // ErrMarkPermission, which the client explains; with the capabilities the
 // mark is set. Capabilities are per thread (capset(2)): the test drops
-// them on a thread of its own that ends with its goroutine.
+// them on a thread of its own, and restores them.
 func TestSetMarkWithoutCapability(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: not root (the test sets a mark, then drops the capability)")
@@ -22,7 +22,9 @@ func TestSetMarkWithoutCapability(t *testing.T) {
 	type result struct{ with, without error }
 	done := make(chan result)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread goes with the goroutine
+		// Unlocked once its capabilities are back; if they cannot be,
+		// the thread ends with the goroutine.
+		runtime.LockOSThread()
 		var r result
 		defer func() { done <- r }()
 		mark := func() error {
@@ -40,6 +42,7 @@ func TestSetMarkWithoutCapability(t *testing.T) {
 			r.without = err
 			return
 		}
+		saved := data
 		for i := range data {
 			data[i].Effective = 0
 		}
@@ -48,6 +51,10 @@ func TestSetMarkWithoutCapability(t *testing.T) {
 			return
 		}
 		r.without = mark()
+		// The permitted set was kept: the effective one can come back.
+		if unix.Capset(&hdr, &saved[0]) == nil {
+			runtime.UnlockOSThread()
+		}
 	}()
 	r := <-done
 	if r.with != nil {

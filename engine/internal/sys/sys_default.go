@@ -51,3 +51,6 @@ func (w *LinkWatcher) Close() error { return nil }
 
 // Links is unavailable here: package net's flags are all there is.
 func Links() (map[int]Link, error) { return nil, errors.ErrUnsupported }
+
+// PortHolders finds nothing here.
+func PortHolders(port uint16) []Holder { return nil }
