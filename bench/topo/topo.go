@@ -176,11 +176,34 @@ func (t *Topo) SetUp(link string, up bool) error {
 
 // Exec runs a command in namespace ns and returns its combined output.
 func (t *Topo) Exec(ns string, args ...string) (string, error) {
-	out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
+	env, err := t.environ()
+	if err != nil {
+		return "", err
+	}
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("%s in %s: %w: %s", strings.Join(args, " "), ns, err, bytes.TrimSpace(out))
 	}
 	return string(out), nil
+}
+
+// environ is the environment of what Start and Exec run: this process's,
+// with RUNTIME_DIRECTORY set to the topology's own directory (made at the
+// first call), where the daemons put their control sockets and where the
+// status command run by Exec finds them.
+func (t *Topo) environ() ([]string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.runDir == "" {
+		dir, err := os.MkdirTemp("", "engarde-run-")
+		if err != nil {
+			return nil, err
+		}
+		t.runDir = dir
+	}
+	return append(os.Environ(), "RUNTIME_DIRECTORY="+t.runDir), nil
 }
 
 // Nft loads an nftables ruleset (nft -f -) into namespace ns.
@@ -292,17 +315,11 @@ type Proc struct {
 // copied to extra if not nil); Close stops it.
 func (t *Topo) Start(ns string, extra io.Writer, name string, args ...string) (*Proc, error) {
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
-	t.mu.Lock()
-	if t.runDir == "" {
-		dir, err := os.MkdirTemp("", "engarde-run-")
-		if err != nil {
-			t.mu.Unlock()
-			return nil, err
-		}
-		t.runDir = dir
+	env, err := t.environ()
+	if err != nil {
+		return nil, err
 	}
-	cmd.Env = append(os.Environ(), "RUNTIME_DIRECTORY="+t.runDir)
-	t.mu.Unlock()
+	cmd.Env = env
 	p := &Proc{Cmd: cmd, Name: name, Stderr: &SafeBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.Stderr
 	if extra != nil {
