@@ -121,8 +121,8 @@ func TestNetnsReload(t *testing.T) {
 		t.Errorf("after the reload: eth-a %+v, eth-b %+v", a, b)
 	}
 	t.Logf("engarde-client status during the stream:\n%s", midStream)
-	out := e.status(e.Topo.Client, "engarde-client")
-	t.Logf("engarde-client status after it:\n%s", out)
+	out := e.status(e.Topo.Client, "engarde-client", "-wide")
+	t.Logf("engarde-client status -wide after it:\n%s", out)
 	for _, want := range []string{"engarde test client", "INTERFACE", "eth-a", "excluded", "eth-b", "Backup", "198.18.2.2", "198.18.2.1:59402"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("client status lacks %q", want)
@@ -141,8 +141,8 @@ func TestNetnsReload(t *testing.T) {
 	// The warnings again, on reload.
 	e.waitLog(e.Server, time.Second, 2, "serves plain HTTP beyond loopback")
 	e.waitLog(e.Server, time.Second, 2, "reachable from other hosts without a password")
-	out = e.status(e.Topo.Server, "engarde-server")
-	t.Logf("engarde-server status:\n%s", out)
+	out = e.status(e.Topo.Server, "engarde-server", "-wide")
+	t.Logf("engarde-server status -wide:\n%s", out)
 	for _, want := range []string{"engarde test server", "client timeout 20s", "CLIENT ADDRESS", "198.18.2.2:", "198.18.2.1:59402"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("server status lacks %q", want)
@@ -184,9 +184,11 @@ func TestNetnsReload(t *testing.T) {
 }
 
 // TestNetnsStatusErrors checks what the status command says when it
-// cannot help: no web manager configured, wrong credentials.
+// cannot help: no control socket and no web manager configured, wrong
+// credentials.
 func TestNetnsStatusErrors(t *testing.T) {
-	e := newEnv(t, topo.TunnelConfig{ClientExtra: clientWeb})
+	const noSocket = "  controlSocket: off\n"
+	e := newEnv(t, topo.TunnelConfig{ClientExtra: clientWeb + noSocket, ServerExtra: noSocket})
 	e.waitLog(e.Client, 5*time.Second, 1, "web manager listening")
 	out, err := e.Exec(e.Topo.Server, filepath.Join(bin, "engarde-server"), "status", e.ConfigPath)
 	if err == nil || !strings.Contains(out, "server.webManager.listenAddr is not set") {
