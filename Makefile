@@ -40,7 +40,7 @@ install: ## install bin/ (make build first), the systemd units and the engarde u
 
 # The commands some tests run; a test whose command is missing skips, naming
 # it (.ci/run installs them all).
-TESTTOOLS := ip sysctl tc nft wg iperf3 /usr/bin/chromium
+TESTTOOLS := ip sysctl tc nft wg iperf3 /usr/bin/chromium promtool
 
 test: ## run every test (the namespace tests need root and skip without it)
 	@missing=; for c in $(TESTTOOLS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
@@ -55,6 +55,16 @@ race: ## run the tests with the race detector
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# contrib/: the Prometheus rules and their unit tests (promtool, from
+# Debian's prometheus package), the Grafana dashboard parsed, and every
+# metric the two name checked against a real scrape of both roles.
+.PHONY: contrib-check
+contrib-check: ## check contrib/: promtool check and test rules, the dashboard's JSON, their metric names against a scrape
+	@command -v promtool >/dev/null || { echo "make contrib-check: promtool not found (Debian: apt-get install --no-install-recommends prometheus)"; exit 1; }
+	promtool check rules contrib/prometheus/engarde.rules.yml
+	cd contrib/prometheus && promtool test rules engarde.rules.test.yml
+	$(GO) test -count=1 -run '^(TestContribNames|TestCheckExpr|TestPromtoolMetrics|TestPromtoolRules)$$' ./cmd/internal/control/
 
 bench: build bench-tools ## engarde vs the direct path in namespaces, WireGuard included (root; ~4 min): bench/results/latest/
 	$(BIN)/engarde-bench -bin $(BIN) $(BENCHFLAGS)
