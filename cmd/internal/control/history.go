@@ -249,7 +249,10 @@ type Values []float32
 
 // MarshalJSON writes the values as numbers, NaN as null.
 func (v Values) MarshalJSON() ([]byte, error) {
-	b := make([]byte, 0, 2+6*len(v))
+	return v.appendJSON(make([]byte, 0, 2+6*len(v))), nil
+}
+
+func (v Values) appendJSON(b []byte) []byte {
 	b = append(b, '[')
 	for i, x := range v {
 		if i > 0 {
@@ -261,7 +264,7 @@ func (v Values) MarshalJSON() ([]byte, error) {
 		}
 		b = strconv.AppendFloat(b, float64(x), 'f', -1, 32)
 	}
-	return append(b, ']'), nil
+	return append(b, ']')
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.
@@ -286,7 +289,10 @@ type Codes []uint8
 // MarshalJSON writes the codes as numbers, 0 as null (not base64, as
 // encoding/json would a []uint8).
 func (c Codes) MarshalJSON() ([]byte, error) {
-	b := make([]byte, 0, 2+2*len(c))
+	return c.appendJSON(make([]byte, 0, 2+2*len(c))), nil
+}
+
+func (c Codes) appendJSON(b []byte) []byte {
 	b = append(b, '[')
 	for i, x := range c {
 		if i > 0 {
@@ -298,7 +304,7 @@ func (c Codes) MarshalJSON() ([]byte, error) {
 		}
 		b = strconv.AppendUint(b, uint64(x), 10)
 	}
-	return append(b, ']'), nil
+	return append(b, ']')
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.
@@ -449,5 +455,92 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 		}
 		since = n
 	}
-	writeJSON(w, http.StatusOK, s.history.snapshot(since))
+	h := s.history.snapshot(since)
+	b := h.appendJSON(make([]byte, 0, 64<<10))
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json")
+	hd.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	w.Write(append(b, '\n'))
+}
+
+// appendJSON appends h as json.Marshal would write it, without the
+// validation pass encoding/json makes over every Marshaler's output:
+// a full history is a million values (BenchmarkHistory).
+func (h *History) appendJSON(b []byte) []byte {
+	b = append(b, `{"step":`...)
+	b = strconv.AppendFloat(b, h.Step, 'f', -1, 64)
+	b = append(b, `,"length":`...)
+	b = strconv.AppendInt(b, int64(h.Length), 10)
+	b = append(b, `,"since":`...)
+	b = strconv.AppendInt(b, h.Since, 10)
+	b = append(b, `,"states":`...)
+	b = appendStrings(b, h.States)
+	b = append(b, `,"times":[`...)
+	for i, t := range h.Times {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, t, 10)
+	}
+	b = append(b, `],"series":[`...)
+	for i := range h.Series {
+		s := &h.Series[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"key":`...)
+		b = appendString(b, s.Key)
+		b = append(b, `,"kind":`...)
+		b = appendString(b, s.Kind)
+		if s.Link != "" {
+			b = append(b, `,"link":`...)
+			b = appendString(b, s.Link)
+		}
+		if s.Session != 0 {
+			b = append(b, `,"session":`...)
+			b = strconv.AppendUint(b, s.Session, 10)
+		}
+		if s.Slot != 0 {
+			b = append(b, `,"slot":`...)
+			b = strconv.AppendInt(b, int64(s.Slot), 10)
+		}
+		if s.Address != "" {
+			b = append(b, `,"address":`...)
+			b = appendString(b, s.Address)
+		}
+		b = append(b, `,"state":`...)
+		b = s.State.appendJSON(b)
+		for _, f := range []struct {
+			name string
+			v    Values
+		}{{"rttP50Ms", s.RTTP50Ms}, {"loss", s.Loss}, {"missed", s.Missed}, {"rxPps", s.RxPps}, {"txPps", s.TxPps}} {
+			b = append(b, `,"`...)
+			b = append(b, f.name...)
+			b = append(b, `":`...)
+			b = f.v.appendJSON(b)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `],"refused":`...)
+	b = strconv.AppendUint(b, h.Refused, 10)
+	return append(b, '}')
+}
+
+// appendString appends s as a JSON string, escaped as encoding/json
+// escapes it.
+func appendString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // a string always marshals
+	return append(b, q...)
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, s)
+	}
+	return append(b, ']')
 }

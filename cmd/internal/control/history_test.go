@@ -214,6 +214,26 @@ func TestHistoryAPI(t *testing.T) {
 	}
 }
 
+// TestHistoryJSON: the handler's hand-written JSON is what json.Marshal
+// writes of the same History.
+func TestHistoryJSON(t *testing.T) {
+	h := newHistory()
+	p := linkPoint("eth\"0<", "active", 1.5)
+	p.quality = &qualityCounts{samples: 10, lost: 1}
+	q := newPoint("session/3/slot/2", seriesMeta{kind: "slot", session: 3, slot: 2, address: "[fd00::1]:5"}, "stalled")
+	h.record(t0, []point{p, q})
+	p.quality = &qualityCounts{samples: 30, lost: 2}
+	h.record(t0.Add(time.Second), []point{p})
+	snap := h.snapshot(0)
+	want, err := json.Marshal(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := snap.appendJSON(nil); string(got) != string(want) {
+		t.Errorf("appendJSON:\n%s\njson.Marshal:\n%s", got, want)
+	}
+}
+
 // TestHistoryServer: a server's history has a series per session slot,
 // named by session and slot so that a NAT rebind continues it; an address
 // no longer live is down; two addresses sharing a slot (an engine without
@@ -268,4 +288,47 @@ func TestHistorySampled(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// BenchmarkHistory measures the sampler's cost per tick and the answer to
+// a first load (everything kept) with the history full: maxSeries series
+// of historyLen samples each.
+func BenchmarkHistory(b *testing.B) {
+	h := newHistory()
+	pts := make([]point, maxSeries)
+	for i := range pts {
+		pts[i] = linkPoint("x"+strconv.Itoa(i), "active", 1234.5)
+		pts[i].vals[valRTT], pts[i].vals[valLoss] = 12.34, 0.0125
+		pts[i].quality = &qualityCounts{}
+	}
+	for i := range historyLen {
+		h.record(t0.Add(time.Duration(i)*time.Second), pts)
+	}
+	b.Run("record", func(b *testing.B) {
+		b.ReportAllocs()
+		i := historyLen
+		for b.Loop() {
+			h.record(t0.Add(time.Duration(i)*time.Second), pts)
+			i++
+		}
+	})
+	b.Run("first-load", func(b *testing.B) {
+		b.ReportAllocs()
+		var n int
+		for b.Loop() {
+			snap := h.snapshot(0)
+			n = len(snap.appendJSON(nil))
+		}
+		b.ReportMetric(float64(n), "bytes/answer")
+	})
+	b.Run("one-second", func(b *testing.B) {
+		b.ReportAllocs()
+		since := h.snapshot(0).Times[historyLen-2]
+		var n int
+		for b.Loop() {
+			snap := h.snapshot(since)
+			n = len(snap.appendJSON(nil))
+		}
+		b.ReportMetric(float64(n), "bytes/answer")
+	})
 }

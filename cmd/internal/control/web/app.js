@@ -170,8 +170,10 @@ function probeCells(tr, p, hasSocket) {
     if (p.rttP50Ms == null) {
       rtt.textContent = "no answer";
     } else {
-      rtt.textContent = `${ms(p.rttP50Ms)} / ${ms(p.rttP99Ms)} ms`;
-      rtt.appendChild(el("small", "", `± ${ms(p.jitterMs)} ms jitter`));
+      // One box, so that a phone's line keeps the jitter beside it.
+      const v = el("span", "", `${ms(p.rttP50Ms)} / ${ms(p.rttP99Ms)} ms`);
+      v.appendChild(el("small", "", `± ${ms(p.jitterMs)} ms jitter`));
+      rtt.appendChild(v);
     }
     loss.textContent = pct(p.loss);
     lossClass(loss, p.loss);
@@ -243,7 +245,7 @@ function stateCell(state, reason, age, since) {
   const q = quiet(state, reason);
   st.appendChild(el("span", "badge " + (q ? "quiet" : state), state));
   if (reason && state !== "active" && state !== "excluded") st.appendChild(el("span", "reason", reason));
-  if (age !== null && age !== undefined) {
+  if (age) {
     const a = el("span", "age", "for " + duration(age));
     a.title = "since " + when(Date.now() - age * 1000);
     st.appendChild(a);
