@@ -1,6 +1,7 @@
 package control
 
 import (
+	"fmt"
 	"net/http/httptest"
 	"net/netip"
 	"testing"
@@ -31,10 +32,24 @@ func bigServer(sessions int) *fakeServer {
 	return f
 }
 
-// BenchmarkScrapeServer scrapes /metrics of a server with 100 sessions of
-// two addresses each (the process and Go series included).
+// BenchmarkScrapeServer scrapes /metrics of a server with 0, 10 and 100
+// sessions of two addresses each (the process and Go series included):
+// what a scrape costs the control plane. The packet path pays nothing.
 func BenchmarkScrapeServer(b *testing.B) {
-	s, err := New(Options{Version: "v9"}, Role{Server: bigServer(100)})
+	for _, n := range []int{0, 10, 100} {
+		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) {
+			benchScrape(b, Role{Server: bigServer(n)})
+		})
+	}
+}
+
+// BenchmarkScrapeClient scrapes a client with the test's four interfaces.
+func BenchmarkScrapeClient(b *testing.B) {
+	benchScrape(b, Role{Client: newFakeClient()})
+}
+
+func benchScrape(b *testing.B, role Role) {
+	s, err := New(Options{Version: "v9"}, role)
 	if err != nil {
 		b.Fatal(err)
 	}
