@@ -158,4 +158,3 @@ func probeMs(v *float64) string {
 	}
 	return fmt.Sprintf("%.2fms", *v)
 }
-
