@@ -4,10 +4,11 @@
 //
 // Usage:
 //
-//	engarde-client [config.yml]                 run (engarde.yml by default)
-//	engarde-client list-interfaces [config.yml] show which interfaces would carry traffic
-//	engarde-client status [-json] [config.yml]  ask the running client for its links
-//	engarde-client -v                           print the version
+//	engarde-client [config.yml]                        run (engarde.yml by default)
+//	engarde-client list-interfaces [config.yml]        show which interfaces would carry traffic
+//	engarde-client status [-json] [-wide] [config.yml] ask the running client for its tunnel and links
+//	engarde-client -v                                  print the version
+//	engarde-client -h                                  print the usage (app.Help)
 //
 // SIGHUP reloads the configuration: exclusions, destinations, labels,
 // timeouts, the log level and the web manager change without restarting

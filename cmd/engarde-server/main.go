@@ -4,9 +4,10 @@
 //
 // Usage:
 //
-//	engarde-server [config.yml]                 run (engarde.yml by default)
-//	engarde-server status [-json] [config.yml]  ask the running server for its client addresses
-//	engarde-server -v                           print the version
+//	engarde-server [config.yml]                        run (engarde.yml by default)
+//	engarde-server status [-json] [-wide] [config.yml] ask the running server for its client addresses
+//	engarde-server -v                                  print the version
+//	engarde-server -h                                  print the usage (app.Help)
 //
 // SIGHUP reloads the configuration: the client and write timeouts, the log
 // level and the web manager change at once. A file with a mistake is

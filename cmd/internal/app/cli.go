@@ -117,12 +117,6 @@ func SignalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-// Fatal prints err and exits with status 1.
-func Fatal(prog string, err error) {
-	fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
-	os.Exit(1)
-}
-
 // PrintVersion prints the version, the commit it was built from, the Go
 // version and platform, and the default backend.
 func PrintVersion(w io.Writer, prog string) {
