@@ -138,7 +138,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	c.wg, err = c.opts.Backend.Listen(laddr, c.opts.socket())
 	if err != nil {
 		c.pool.Close()
-		return nil, fmt.Errorf("listening on %s: %w", cfg.ListenAddr, err)
+		return nil, fmt.Errorf("listening on %s: %w", cfg.ListenAddr, portInUse("engarde-client", laddr, err, nil))
 	}
 	return c, nil
 }

@@ -85,8 +85,10 @@ func (c *Client) noteOpenLocked(err error) {
 // a kernel work queue (io_ring_exit_work in io_uring/io_uring.c), measured
 // here up to 10 ms after the ring's close; a closed netpoller socket took
 // up to 90 µs. A restart (systemd's, or a test's in one process) would
-// find its own predecessor's port held, so a port in use is tried again
-// for up to claimWait before it is refused.
+// find its own predecessor's port held. So a port in use is refused at
+// once when /proc shows a process holding it, and otherwise tried again
+// for up to claimWait: a socket no process holds is on its way out, or
+// another user's, which SO_REUSEPORT would not have let us share anyway.
 func claimPort(be conn.Backend, laddr netip.AddrPort, o conn.SocketOptions) error {
 	if laddr.Port() == 0 {
 		return nil // the kernel picks a free port
@@ -101,21 +103,35 @@ func claimPort(be conn.Backend, laddr netip.AddrPort, o conn.SocketOptions) erro
 		if !sys.IsAddrInUse(err) {
 			return err
 		}
-		if time.Now().After(deadline) {
-			by := ""
-			if hs := sys.PortHolders(laddr.Port()); len(hs) > 0 {
-				names := make([]string, len(hs))
-				for i, h := range hs {
-					names[i] = fmt.Sprintf("%s (PID %d)", h.Name, h.PID)
-				}
-				by = " by " + strings.Join(names, ", ")
-			}
-			return fmt.Errorf("port %d/udp on %v is in use%s: another engarde-server, or another program, holds it (stop it, or give this server another listenAddr): %w", laddr.Port(), laddr.Addr(), by, err)
+		if hs := sys.PortHolders(laddr.Port()); len(hs) > 0 || time.Now().After(deadline) {
+			return portInUse("engarde-server", laddr, err, hs)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
 
-// claimWait is how long claimPort waits for a port in use to be released:
-// a hundred times what a closing process was measured to take.
+// claimWait is how long claimPort waits for a port that no process holds
+// to be released: a hundred times what a closing process was measured to
+// take.
 const claimWait = time.Second
+
+// portInUse explains a bind's EADDRINUSE on laddr: the port, the
+// processes that hold it (hs, or where /proc shows them when nil), and
+// what to do; other errors are returned as they are.
+func portInUse(role string, laddr netip.AddrPort, err error, hs []sys.Holder) error {
+	if !sys.IsAddrInUse(err) {
+		return err
+	}
+	if hs == nil {
+		hs = sys.PortHolders(laddr.Port())
+	}
+	by := ""
+	if len(hs) > 0 {
+		names := make([]string, len(hs))
+		for i, h := range hs {
+			names[i] = fmt.Sprintf("%s (PID %d)", h.Name, h.PID)
+		}
+		by = " by " + strings.Join(names, ", ")
+	}
+	return fmt.Errorf("port %d/udp on %v is in use%s: another %s, or another program, holds it (stop it, or give this one another listenAddr): %w", laddr.Port(), laddr.Addr(), by, role, err)
+}

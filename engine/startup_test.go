@@ -62,7 +62,6 @@ func TestSecondServerRefused(t *testing.T) {
 			conntest.CheckGoroutines(t)
 			for _, tt := range tests {
 				t.Run(fmt.Sprintf("%s then %s", tt.first, tt.second), func(t *testing.T) {
-					t.Parallel() // a refusal takes claimWait
 					if tt.v6 && !v6 {
 						t.Skip("skipping: no IPv6 loopback")
 					}
@@ -292,5 +291,39 @@ func TestFwmarkHint(t *testing.T) {
 	hint(2)
 	if n := log.count("cannot be set"); n != 2 {
 		t.Errorf("%d lines in all, want 2", n)
+	}
+}
+
+// TestSecondClientRefused: a client whose listen address another holds
+// says which port, and which process holds it.
+func TestSecondClientRefused(t *testing.T) {
+	conntest.CheckGoroutines(t)
+	for _, be := range conntest.Platform(t) {
+		t.Run(be.Name(), func(t *testing.T) {
+			newClient := func(listen string) (*Client, error) {
+				return NewClient(ClientConfig{
+					Options:    Options{Backend: be, Log: testLogger(t), QueueLength: 16, BufferSize: 2048},
+					ListenAddr: listen,
+					DstAddr:    "127.0.0.1:9",
+					Interfaces: func() ([]Iface, error) { return nil, nil },
+				})
+			}
+			a, err := newClient("127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); a.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			_, err = newClient(a.ListenAddr().String())
+			if err == nil {
+				t.Fatal("a second client started on the first's listen address")
+			}
+			want := fmt.Sprintf("port %d/udp on 127.0.0.1 is in use by engine.test (PID %d): another engarde-client", a.ListenAddr().Port(), os.Getpid())
+			if !strings.Contains(err.Error(), want) || !sys.IsAddrInUse(err) {
+				t.Errorf("error %q, want it to say %q and wrap EADDRINUSE", err, want)
+			}
+		})
 	}
 }
