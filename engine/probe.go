@@ -440,16 +440,19 @@ func (c *Client) probeLoop(done <-chan struct{}) {
 		}
 		iv := time.Duration(c.probes.interval.Load())
 		c.probeTick(nanotime(), iv)
-		if iv <= 0 {
-			iv = time.Second // watching for a reload that turns probes on
+		// At least every second: a reload's new interval takes effect
+		// within one, and the lost are judged within one of their time.
+		if iv <= 0 || iv > time.Second {
+			iv = time.Second
 		}
 		t.Reset(iv)
 	}
 }
 
-// probeTick sends a probe on every link that is up (once per
-// probeSlowEvery when the server does not answer probes), judges those
-// past their time, and decides whether the server answers probes.
+// probeTick sends a probe on every link that is up whose last probe left
+// iv ago or more (probeSlowEvery when the server does not answer probes),
+// judges those past their time, and decides whether the server answers
+// probes.
 func (c *Client) probeTick(now int64, iv time.Duration) {
 	c.mu.Lock()
 	ls := c.probes.links[:0]
@@ -469,12 +472,16 @@ func (c *Client) probeTick(now int64, iv time.Duration) {
 	}
 	wgTx := c.WireGuardStats.TxPackets.Load()
 	slow := c.probes.unanswered.Load()
+	every := int64(iv)
+	if slow {
+		every = int64(probeSlowEvery)
+	}
 	lostAlive := 0
 	for _, l := range ls {
 		p := &l.probe
 		p.judge(now, wgTx)
 		lostAlive += p.lostAlive
-		if slow && now-p.lastSent < int64(probeSlowEvery) {
+		if p.key.Load() != nil && now-p.lastSent < every {
 			continue
 		}
 		if p.send(l, c.pool, now, wgTx) {
