@@ -1,5 +1,6 @@
 // Package controltest holds what the web manager's tests share: a
-// self-signed certificate for its HTTPS.
+// self-signed certificate for its HTTPS, and the check of the metric
+// names in contrib/'s rules and dashboard against a scrape.
 package controltest
 
 import (
