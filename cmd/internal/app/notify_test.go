@@ -83,7 +83,7 @@ func TestNotifier(t *testing.T) {
 			for len(got) > 0 || n.pings.Load() == 0 {
 				<-got
 			}
-			time.Sleep(30 * time.Millisecond) // the call under way ends
+			time.Sleep(100 * time.Millisecond) // a ping under way lands
 			for len(got) > 0 {
 				<-got
 			}

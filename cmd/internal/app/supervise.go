@@ -24,16 +24,21 @@ func (c *ClientControl) Ready(ctx context.Context) {
 }
 
 // Health reads the client's status as the API does, and sums it up in a
-// line for systemctl status: "tunnel up; 2 of 3 links active".
+// line for systemctl status: "tunnel up; 2 of 3 links active", counting
+// the interfaces that have a socket (not loopback, say).
 func (c *ClientControl) Health() string {
 	st := c.ClientStatus()
-	active := 0
+	active, links := 0, 0
 	for _, l := range st.Links {
+		if l.Counters == nil {
+			continue
+		}
+		links++
 		if l.Status == string(engine.LinkActive) {
 			active++
 		}
 	}
-	return tunnelLine(st.Tunnel) + fmt.Sprintf("; %d of %d links active", active, len(st.Links))
+	return tunnelLine(st.Tunnel) + fmt.Sprintf("; %d of %d links active", active, links)
 }
 
 // Health reads the server's status as the API does, and sums it up in a
