@@ -66,6 +66,7 @@ func compactClient(w io.Writer, l *control.ClientList) error {
 	if err := tw.write(&b); err != nil {
 		return err
 	}
+	writeEvents(&b, l.Events, compactEvents, time.Now())
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -84,6 +85,7 @@ func compactServer(w io.Writer, l *control.ServerList) error {
 	}
 	if len(addrs) == 0 {
 		b.WriteString("no client session yet\n")
+		writeEvents(&b, l.Events, compactEvents, time.Now())
 		_, err := io.WriteString(w, b.String())
 		return err
 	}
@@ -107,8 +109,50 @@ func compactServer(w io.Writer, l *control.ServerList) error {
 	if err := tw.write(&b); err != nil {
 		return err
 	}
+	writeEvents(&b, l.Events, compactEvents, time.Now())
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// How many of the last changes of state the views show, newest last.
+const (
+	compactEvents = 3
+	wideEvents    = 20
+)
+
+// writeEvents writes the last n of events (oldest first, as the API
+// lists them), a line each cut at statusWidth: when, what, from, to, why.
+func writeEvents(b *strings.Builder, events []control.Event, n int, now time.Time) {
+	if len(events) == 0 {
+		return
+	}
+	events = events[max(0, len(events)-n):]
+	b.WriteString("\nlast changes:\n")
+	for _, e := range events {
+		at := e.At.Local()
+		when := at.Format("15:04:05")
+		if now.Sub(at) > 20*time.Hour {
+			when = at.Format("2006-01-02")
+		}
+		what := e.Link
+		if what == "" {
+			what = "tunnel"
+		}
+		line := fmt.Sprintf("  %s  %s %s -> %s", when, what, e.From, e.To)
+		if e.Reason != "" {
+			line += ": " + e.Reason
+		}
+		b.WriteString(clip(line, statusWidth) + "\n")
+	}
+}
+
+// clip cuts s to n characters, ending in an ellipsis when it was longer.
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }
 
 // compactHeader writes the program's line and its description, wrapped.

@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,16 @@ func longClient() control.ClientList {
 		}
 	}
 	l.Interfaces[2].State = "stalled"
+	at := time.Now().Add(-time.Minute).Truncate(time.Second)
+	for i, e := range []control.Event{
+		{Link: "eth0", From: "down", To: "active", Reason: "carrier"},
+		{Link: "wwan0", From: "active", To: "stalled", Reason: "sending, nothing back for 12s, while the probes of the link went unanswered for as long"},
+		{From: "up", To: "degraded", Reason: "1 of 4 links failing"},
+		{Link: "enx00e04c68a1b2", From: "down", To: "active", Reason: "carrier"},
+	} {
+		e.At = at.Add(time.Duration(i) * time.Second)
+		l.Events = append(l.Events, e)
+	}
 	l.Interfaces[1].Probe = &control.Probe{RTTP50Ms: ptr(12.3), Loss: ptr(0.0)}
 	return l
 }
@@ -56,6 +67,11 @@ wwan0 (LTE)               stalled   -       25%   7s       0       9.9M
 wlan0                     active    -       -     0s       0       0
 wg0                       excluded  -       -     -        -       -
 enx00e04c68a…2nd floor))  active    1234ms  6.2%  12d      988G    123G
+
+last changes:
+  TIME1  wwan0 active -> stalled: sending, nothing back for 12s, while the p…
+  TIME2  tunnel up -> degraded: 1 of 4 links failing
+  TIME3  enx00e04c68a1b2 down -> active: carrier
 `
 
 // TestStatusCompact: the default view fits 80 columns with long names,
@@ -68,8 +84,12 @@ func TestStatusCompact(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := out.String()
-	if client != wantCompactClient {
-		t.Errorf("got:\n%s\nwant:\n%s", client, wantCompactClient)
+	want := wantCompactClient
+	for i, e := range longClient().Events[1:] {
+		want = strings.Replace(want, fmt.Sprintf("TIME%d", i+1), e.At.Local().Format("15:04:05"), 1)
+	}
+	if client != want {
+		t.Errorf("got:\n%s\nwant:\n%s", client, want)
 	}
 	out.Reset()
 	if err := Status(&out, "engarde-server", config.RoleServer, []string{serve(t, longServer(), "server")}); err != nil {

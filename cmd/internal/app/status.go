@@ -266,7 +266,10 @@ func printClient(w io.Writer, l *control.ClientList) error {
 		return err
 	}
 	printNames(w, l.Interfaces)
-	return nil
+	var b strings.Builder
+	writeEvents(&b, l.Events, wideEvents, time.Now())
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 func printServer(w io.Writer, l *control.ServerList) error {
@@ -353,7 +356,13 @@ func printServer(w io.Writer, l *control.ServerList) error {
 		st, q := s.Stats, s.Quality
 		tw.row("%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s", s.Session, s.Address, s.LocalAddress, last(s.Last, true), statsCols(&st), qualityCols(&q), s.Since.Local().Format("15:04:05"), note)
 	}
-	return tw.write(w)
+	if err := tw.write(w); err != nil {
+		return err
+	}
+	var b strings.Builder
+	writeEvents(&b, l.Events, wideEvents, time.Now())
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 // table lays out rows of tab-separated cells in columns, with no blanks
