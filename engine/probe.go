@@ -190,7 +190,6 @@ type linkProbe struct {
 	on              atomic.Bool
 	sent, answered  atomic.Uint64
 	last            atomic.Int64 // nanotime of the last answer; 0: never
-	bad, late       atomic.Uint64
 	slots           [probeSlots]probeSlot
 	next, judged    uint32 // the next sequence number to send and to judge; the probe loop's
 	lastSent        int64  // nanotime; the probe loop's
@@ -428,7 +427,7 @@ func (c *Client) probeMode() string {
 // link: when false, probes say nothing about a link's health.
 func (c *Client) probesAnswered() bool { return c.ProbesAnswered.Load() > 0 }
 
-// probeLoop probes the links until ctx ends.
+// probeLoop probes the links until done is closed.
 func (c *Client) probeLoop(done <-chan struct{}) {
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -544,10 +543,8 @@ func (c *Client) count(outcome int, l *link) {
 		c.ProbesAnswered.Add(1)
 	case replyLate:
 		c.ProbesLate.Add(1)
-		l.probe.late.Add(1)
 	default:
 		c.ProbesBad.Add(1)
-		l.probe.bad.Add(1)
 	}
 }
 
