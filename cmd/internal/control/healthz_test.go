@@ -193,3 +193,62 @@ func TestMetricsListenerBusy(t *testing.T) {
 		t.Errorf("Start with the metrics port taken: %v", err)
 	}
 }
+
+// blockingServer is a server role whose status waits for release, as a
+// slow scrape would.
+type blockingServer struct {
+	*fakeServer
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b blockingServer) ServerStatus() ServerStatus {
+	b.entered <- struct{}{}
+	<-b.release
+	return b.fakeServer.ServerStatus()
+}
+
+// TestMetricsScrapeFlood: anyone who reaches the metrics listener can
+// scrape, so a flood of scrapes gets at most maxScrapes status reads at
+// once; the rest are answered 503 at once instead of piling up.
+func TestMetricsScrapeFlood(t *testing.T) {
+	b := blockingServer{newFakeServer(), make(chan struct{}, 100), make(chan struct{})}
+	s := newTest(t, Options{MetricsListenAddr: "127.0.0.1:0"}, Role{Server: b})
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	url := "http://" + s.MetricsAddr().String() + "/metrics"
+	const flood = maxScrapes + 6
+	codes := make(chan int, flood)
+	for range flood {
+		go func() {
+			code, _ := fetchURL(t, url, "", "", "")
+			codes <- code
+		}()
+	}
+	// maxScrapes reads start; the others are refused while they wait.
+	for range maxScrapes {
+		<-b.entered
+	}
+	refused := 0
+	for range flood - maxScrapes {
+		if c := <-codes; c == http.StatusServiceUnavailable {
+			refused++
+		} else {
+			t.Errorf("a scrape beyond the %d in flight answered %d", maxScrapes, c)
+		}
+	}
+	select {
+	case <-b.entered:
+		t.Errorf("more than %d status reads at once", maxScrapes)
+	default:
+	}
+	close(b.release)
+	for range maxScrapes {
+		if c := <-codes; c != 200 {
+			t.Errorf("a scrape in flight answered %d", c)
+		}
+	}
+	t.Logf("%d scrapes at once: %d served, %d refused with 503", flood, maxScrapes, refused)
+}
