@@ -525,7 +525,7 @@ func (c *Client) reply(l *link, b []byte, seg int, at int64) bool {
 	if seg == probeLen && seg < len(b) {
 		for len(b) > 0 {
 			n := min(len(b), seg)
-			c.count(l.probe.answer(b[:n], at), l)
+			c.count(l.probe.answer(b[:n], at))
 			b = b[n:]
 		}
 		return true
@@ -533,11 +533,11 @@ func (c *Client) reply(l *link, b []byte, seg int, at int64) bool {
 	if _, _, _, _, ok := parseProbe(b); !ok {
 		return false // another 24-byte datagram: WireGuard's to judge (and drop)
 	}
-	c.count(l.probe.answer(b, at), l) // a probe, not a reply, counts as bad
+	c.count(l.probe.answer(b, at)) // a probe, not a reply, counts as bad
 	return true
 }
 
-func (c *Client) count(outcome int, l *link) {
+func (c *Client) count(outcome int) {
 	switch outcome {
 	case replyAnswered:
 		c.ProbesAnswered.Add(1)

@@ -342,7 +342,7 @@ func TestProbeUnanswered(t *testing.T) {
 	if got := p.answer(b, p.lastSent+1000); got != replyAnswered {
 		t.Fatalf("the upgraded server's answer: outcome %d", got)
 	}
-	r.c.count(replyAnswered, r.l)
+	r.c.count(replyAnswered)
 	tick(1)
 	if m := r.c.probeMode(); m != "on" || r.l.probe.stats() == nil {
 		t.Errorf("after an answer: probe mode %q, stats %v", m, r.l.probe.stats())
