@@ -33,11 +33,13 @@ import (
 
 const prog = "engarde-client"
 
-func main() {
-	app.Main(config.RoleClient, run, map[string]func([]string) error{
-		"list-interfaces": func(args []string) error { return listInterfaces(app.ConfigPath(args)) },
-	})
+// subcommands are the client's commands besides status, which app.Help
+// lists (main_test.go checks that the two agree).
+var subcommands = map[string]func([]string) error{
+	"list-interfaces": func(args []string) error { return listInterfaces(app.ConfigPath(args)) },
 }
+
+func main() { app.Main(config.RoleClient, run, subcommands) }
 
 // engineConfig is the engine's configuration from c, read from file.
 func engineConfig(c *config.Client, file string, opts engine.Options) engine.ClientConfig {
