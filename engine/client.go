@@ -83,6 +83,7 @@ type Client struct {
 	plans   []Plan
 	planner planner
 	failLog map[string]string // last error logged per interface
+	hl      clientHealth      // the links' and the tunnel's states (health.go)
 	notes   notes             // what is logged once (startup.go)
 	// swaps are run-time exclusion toggles, as the original's web manager
 	// made them: an interface here is excluded if the configuration
@@ -185,7 +186,8 @@ func (c *Client) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	c.names.start(watchCtx)
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); c.healthLoop(watchCtx) }()
 	go func() { defer wg.Done(); c.keepState(watchCtx) }()
 	go func() { defer wg.Done(); c.watch(watchCtx) }()
 	go func() { defer wg.Done(); c.scanLoop(watchCtx) }()
@@ -298,6 +300,12 @@ func (c *Client) setWireGuardAddr(a netip.AddrPort) *netip.AddrPort {
 // WireGuard.
 func (c *Client) fromLink(l *link) func([]*ring.Packet, []conn.Message) {
 	return func(bufs []*ring.Packet, msgs []conn.Message) {
+		if l.excluded.Load() {
+			// An excluded link carries nothing either way: the server
+			// sends to it until it times the address out; what comes
+			// is counted (RxPackets) and dropped.
+			return
+		}
 		bufs, msgs = c.takeReplies(l, bufs, msgs)
 		c.toWireGuard(c.wgTx, &c.win, l.path, bufs, msgs)
 	}

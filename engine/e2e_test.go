@@ -130,7 +130,9 @@ func startTunnel(t *testing.T, n *testNet, opts Options) *tunnel {
 	echo := n.open(t, netip.AddrPortFrom(n.wg, 0))
 	// Links run over loopback addresses, not interfaces of their own.
 	opts.Backend = conntest.NoDevice(n.backend)
-	opts.Log = testLogger(t)
+	if opts.Log == nil {
+		opts.Log = testLogger(t)
+	}
 	listen := netip.AddrPortFrom(n.server, 0)
 	if n.serverListen.IsValid() {
 		listen = n.serverListen

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/engarde-project/engarde/engine/internal/sys"
@@ -38,6 +39,10 @@ type link struct {
 	// rejoined is when the link last re-sent WireGuard's initiation
 	// because it received nothing (nanotime); guarded by Client.mu.
 	rejoined int64
+	// excluded is set while an exclusion holds the link out of the
+	// active set: it keeps its socket (and so its source port, which the
+	// server knows it by, and its counters) and drops what it receives.
+	excluded atomic.Bool
 }
 
 // watch turns kernel notifications into rescans.
@@ -162,7 +167,7 @@ func (c *Client) scan() {
 	for _, p := range plans {
 		seen[p.Iface.Name] = true
 		l := c.links[p.Iface.Name]
-		if l != nil && (l.index != p.Iface.Index || (p.Use && (l.local != p.Local || l.dst != p.Dst)) || c.planner.excluded[l.name] || !hasAddr(p.Iface, l.local)) {
+		if l != nil && (l.index != p.Iface.Index || (p.Use && (l.local != p.Local || l.dst != p.Dst)) || !hasAddr(p.Iface, l.local)) {
 			// The interface was recreated, readdressed or excluded:
 			// the socket is bound to what is gone.
 			c.log.infof("link %s: %s; closing its socket", c.linkName(l), describeChange(l, p))
@@ -186,24 +191,24 @@ func (c *Client) scan() {
 			c.links[p.Iface.Name] = nl
 			nl.up = true
 			changed = true
-			c.log.infof("link %s up: %v -> %v", c.linkName(nl), nl.local, nl.dst)
 			c.resendInit(nl)
 		case l != nil && p.Use != l.up:
-			// Down and back up with the same address: the socket and
-			// its source port stay, so the server sees the same peer.
+			// Down and back up with the same address, or excluded and
+			// included again: the socket and its source port stay, so
+			// the server sees the same peer. The change of state is
+			// logged by the evaluation below.
 			l.up = p.Use
 			changed = true
 			if p.Use {
-				c.log.infof("link %s up again", c.linkName(l))
 				c.resendInit(l)
-			} else {
-				c.log.infof("link %s down: %s", c.linkName(l), p.Reason)
 			}
+		}
+		if l != nil {
+			l.excluded.Store(p.Excluded)
 		}
 	}
 	for name, l := range c.links {
 		if !seen[name] {
-			c.log.infof("link %s: interface gone", c.linkName(l))
 			c.closeLink(l)
 			delete(c.links, name)
 			changed = true
@@ -212,6 +217,7 @@ func (c *Client) scan() {
 	if changed {
 		c.publishLocked()
 	}
+	c.evaluateLocked(nanotime())
 }
 
 // cameUp reports whether an interface in next is up and running with an
@@ -245,8 +251,6 @@ func describeChange(l *link, p Plan) string {
 		return "interface recreated"
 	case !hasAddr(p.Iface, l.local):
 		return fmt.Sprintf("address %v removed", l.local)
-	case p.Excluded:
-		return "excluded"
 	case l.dst != p.Dst:
 		return fmt.Sprintf("destination now %v", p.Dst)
 	}

@@ -13,6 +13,11 @@ type Logger struct {
 	Infof  func(format string, args ...any)
 	Warnf  func(format string, args ...any)
 	Errorf func(format string, args ...any)
+	// Event, when set, receives every change of a link's or the tunnel's
+	// state, with msg, a sentence for people; cmd logs e's fields as
+	// structured ones (link=, from=, to=, reason=), at warning level when
+	// e.Failure(). When nil, the sentence goes to Warnf or Infof.
+	Event func(e Event, msg string)
 }
 
 var nopLogger = &Logger{}
@@ -39,6 +44,18 @@ func (l *Logger) infof(format string, args ...any) {
 func (l *Logger) warnf(format string, args ...any) {
 	if l.Warnf != nil {
 		l.Warnf(format, args...)
+	}
+}
+
+// event reports a change of state.
+func (l *Logger) event(e Event, msg string) {
+	switch {
+	case l.Event != nil:
+		l.Event(e, msg)
+	case e.Failure():
+		l.warnf("%s", msg)
+	default:
+		l.infof("%s", msg)
 	}
 }
 

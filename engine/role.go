@@ -24,6 +24,8 @@ type role struct {
 	// Duplicates counts copies of WireGuard messages (the same message
 	// over another link) not handed to WireGuard.
 	Duplicates atomic.Uint64
+
+	events eventLog // the last changes of state (health.go)
 }
 
 // init applies o's defaults and makes the pool, sized for sockets sockets

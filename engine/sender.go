@@ -48,6 +48,11 @@ type sender struct {
 	done     chan struct{}
 	exited   chan struct{}
 	errLog   rateLimit
+	// lastErr is the latest send error, noted at most once a second
+	// (errAt, nanotime) so that a path refusing every packet costs no
+	// allocation per packet; the health evaluator says what it was.
+	lastErr atomic.Pointer[error]
+	errAt   atomic.Int64
 
 	// The flusher's scratch.
 	fbufs []*ring.Packet
@@ -254,6 +259,11 @@ func (s *sender) failed(b *ring.Packet, err error) {
 	s.stats.SendErrors.Add(1)
 	s.stats.DropError.Add(1)
 	b.Release()
+	if now, at := nanotime(), s.errAt.Load(); at == 0 || now-at >= int64(time.Second) {
+		s.errAt.Store(now)
+		e := err // not &err: the parameter would then move to the heap on every call
+		s.lastErr.Store(&e)
+	}
 	if s.errLog.allow() {
 		s.log.warnf("%s: send failed: %v (further errors counted, logged at most every 10s)", s.name, err)
 	}

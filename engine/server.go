@@ -113,6 +113,7 @@ type Server struct {
 	dirty     atomic.Bool         // the sessions changed since the state file was written
 	notWGMu   sync.Mutex          // guards notWGLog
 	notWGLog  map[netip.Addr]bool // sources logged once for non-WireGuard datagrams
+	hl        serverHealth        // guarded by mu (health.go)
 }
 
 // NewServer checks the configuration and opens the listen and WireGuard
@@ -207,6 +208,9 @@ func (s *Server) Run(ctx context.Context) error {
 
 	tick := time.NewTicker(min(time.Second, s.cfg.ClientTimeout/4)) // a reload to a shorter timeout is seen within a second
 	defer tick.Stop()
+	healthCtx, stopHealth := context.WithCancel(ctx)
+	healthDone := make(chan struct{})
+	go func() { defer close(healthDone); s.healthLoop(healthCtx) }()
 	saved := nanotime()
 	for done := false; !done; {
 		select {
@@ -226,6 +230,8 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 
+	stopHealth()
+	<-healthDone
 	listenRx.stop()
 	s.saveState() // before the sessions close: what the next process resumes
 	// Closed members stay in their sessions' lists for their counters to

@@ -81,6 +81,15 @@ type member struct {
 	stats    Stats
 	quality  pathQuality
 	fixedDst atomic.Pointer[netip.AddrPort] // for a member on the listen socket
+
+	// Guarded by Server.mu (health.go): its link number in its session,
+	// its state, since when, and when it last stalled (nanotime); why it
+	// leaves, for the event.
+	slot      int
+	status    LinkStatus
+	statusAt  time.Time
+	stalledAt int64
+	why       string
 }
 
 // place is where a member is: its session, and its number in the
@@ -492,7 +501,7 @@ func (s *Server) addMemberLocked(sess *session, addr netip.AddrPort, local netip
 	if m.rx != nil {
 		m.rx.start()
 	}
-	s.log.infof("session %d: client address %v joined (replying from %v)", sess.id, addr, m.local)
+	s.joinedLocked(m)
 	return m
 }
 
@@ -544,7 +553,7 @@ func (s *Server) makeRoomLocked(sess *session, addr netip.AddrPort, byResend boo
 		}
 		return false
 	}
-	s.log.infof("session %d: client address %v makes way for %v (already %d addresses)", sess.id, old.addr, addr, MaxSessionAddrs)
+	old.why = fmt.Sprintf("made way for %v (already %d addresses)", addr, MaxSessionAddrs)
 	s.removeMemberLocked(old)
 	return true
 }
@@ -556,6 +565,11 @@ func (s *Server) placeLocked(m *member, sess *session) {
 		pl.path = sess.freePathLocked()
 	}
 	sess.members = append(sess.members, m)
+	m.slot = pl.path
+	if pl.path < 0 {
+		m.slot = sess.freeSlotLocked(m)
+	}
+	m.status, m.statusAt = LinkActive, time.Now()
 	if pl.path >= 0 {
 		m.quality.since.Store(nanotime())
 		sess.win.paths.q[pl.path].Store(&m.quality)
@@ -579,6 +593,23 @@ func (s *Server) unplaceLocked(m *member) {
 		sess.win.paths.q[pl.path].Store(nil)
 	}
 	s.publishLocked(sess)
+}
+
+// freeSlotLocked returns the lowest link number no other member of sess
+// has: forwardAnyUDP's session has more members than filter numbers.
+func (sess *session) freeSlotLocked(m *member) int {
+	used := make([]bool, len(sess.members)+1)
+	for _, x := range sess.members {
+		if x != m && x.slot >= 0 && x.slot < len(used) {
+			used[x.slot] = true
+		}
+	}
+	for i, u := range used {
+		if !u {
+			return i
+		}
+	}
+	return len(used)
 }
 
 func (sess *session) freePathLocked() int {
@@ -653,6 +684,10 @@ func (s *Server) publishLocked(sess *session) {
 // removeMemberLocked takes m out of its session and of the address table;
 // its socket closes once the lock is released (closeLater).
 func (s *Server) removeMemberLocked(m *member) {
+	if m.why == "" {
+		m.why = "removed"
+	}
+	s.leftLocked(m, m.why)
 	m.live.Store(false)
 	s.unplaceLocked(m)
 	cur := *s.members.Load()
@@ -681,7 +716,11 @@ func (s *Server) closeSessionLocked(sess *session) {
 		return
 	}
 	for len(sess.members) > 0 {
-		s.removeMemberLocked(sess.members[len(sess.members)-1])
+		m := sess.members[len(sess.members)-1]
+		if m.why == "" {
+			m.why = fmt.Sprintf("session %d closed", sess.id)
+		}
+		s.removeMemberLocked(m)
 	}
 	s.dropGroupLocked(sess.last)
 	s.dropGroupLocked(sess.inflight)
@@ -729,7 +768,7 @@ func (s *Server) expireLocked(now int64) {
 			silent := now - m.lastSeen.Load()
 			switch {
 			case silent > timeout+int64(sessionLinger):
-				s.log.infof("session %d: client address %v forgotten after %v of silence", sess.id, m.addr, time.Duration(silent).Round(time.Second))
+				m.why = fmt.Sprintf("forgotten after %v of silence", time.Duration(silent).Round(time.Second))
 				s.removeMemberLocked(m)
 			case silent > timeout && m.live.Load():
 				s.log.infof("session %d: client address %v timed out after %v of silence", sess.id, m.addr, time.Duration(timeout))

@@ -122,6 +122,17 @@ func (c *Client) Links() []LinkInfo {
 				li.Status = LinkActive
 			}
 		}
+		if h := c.hl.links[p.Iface.Name]; h != nil {
+			// The evaluated state (health.go), the same the log and the
+			// events say.
+			li.Status, li.Since = h.status, h.since
+			if h.status != LinkActive {
+				li.Reason = h.reason
+			}
+		}
+		if c.stopping && (li.Status == LinkActive || li.Status == LinkStalled) {
+			li.Status, li.Reason = LinkDown, "the client stopped" // its sockets are closed
+		}
 		out = append(out, li)
 	}
 	return out
@@ -143,7 +154,8 @@ type PeerInfo struct {
 	// session, so series keyed by it do not multiply with NAT rebinds.
 	Slot int
 	// Status is active, or stalled when it has sent nothing for
-	// stallAfter while another address of its session sends.
+	// stallAfter while another address of its session sends (back to
+	// active when it sends again).
 	Status  LinkStatus
 	Stats   *Stats
 	Quality Quality
@@ -200,6 +212,8 @@ func (m *member) info() PeerInfo {
 		Since:    m.since,
 		LastSeen: time.Unix(0, wallFromMono(m.lastSeen.Load())),
 		Live:     m.live.Load(),
+		Slot:     m.slot,
+		Status:   m.status,
 		Stats:    &m.stats,
 		Quality:  m.quality.read(),
 	}

@@ -203,7 +203,8 @@ func (e *env) linkDownStream(t *testing.T) *loadgen.Report {
 	})
 	r := e.gen(20000, 5*time.Second, 1400)
 	wait()
-	e.waitLog(e.Client, time.Second, 1, `link eth-a up again`)
+	e.waitLog(e.Client, time.Second, 1, `link eth-a down: interface down`, `"from":"active"`, `"to":"down"`)
+	e.waitLog(e.Client, time.Second, 2, `link eth-a up: `) // when it opened, and back
 	return r
 }
 
@@ -307,7 +308,7 @@ func TestNetnsAddressChange(t *testing.T) {
 	if r.Lost != 0 {
 		t.Errorf("lost %d of %d across an address change", r.Lost, r.Sent)
 	}
-	e.waitLog(e.Server, time.Second, 1, `client address 198.18.2.3:`, `joined`)
+	e.waitLog(e.Server, time.Second, 1, `: 198.18.2.3:`, ` joined (`)
 }
 
 // TestNetnsRandomLoss drops 5% of the packets in each direction of each

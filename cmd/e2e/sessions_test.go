@@ -626,11 +626,11 @@ func TestNetnsReplayedInitiation(t *testing.T) {
 func evictions(log string, links []*topo.Veth) []string {
 	var out []string
 	for _, line := range strings.Split(log, "\n") {
-		if !strings.Contains(line, "makes way for") {
+		if !strings.Contains(line, "made way for") {
 			continue
 		}
 		for _, l := range links {
-			if strings.Contains(line, "client address "+l.Addr.String()+":") {
+			if strings.Contains(line, " left: "+l.Addr.String()+":") {
 				out = append(out, line)
 			}
 		}

@@ -88,6 +88,18 @@ type ReadWaiter interface {
 	WaitRead() error
 }
 
+// Refuser is implemented by a Conn that counts what the kernel reports of
+// its earlier sends on a receive: a connected UDP socket gets ECONNREFUSED
+// when an ICMP port unreachable came back for one of them (udp_err in
+// net/ipv4/udp.c, __udp6_lib_err in net/ipv6/udp.c, sets sk_err; the next
+// receive or send returns it once). The receive itself carries on: the
+// error says nothing about what is queued, but it says that nothing
+// listens on the destination port, which the engine reports.
+type Refuser interface {
+	// Refused returns how many such errors the socket's receives met.
+	Refused() uint64
+}
+
 // BatchWriter is implemented by a Backend that can send on several of its
 // Conns with one system call: the uring backend queues every Conn's sends
 // and submits them with one io_uring_enter. A fan-out that sends one batch

@@ -192,10 +192,14 @@ func (r *readState) run(fd uintptr) bool {
 			}
 			return false // park in the netpoller until readable
 		}
-		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EINTR) {
+		if errors.Is(err, syscall.ECONNREFUSED) {
 			// A connected socket reports an ICMP port unreachable for an
 			// earlier send on the next receive; it says nothing about
-			// what is queued now.
+			// what is queued now, but is counted (Refuser).
+			r.c.refused.Add(1)
+			continue
+		}
+		if errors.Is(err, syscall.EINTR) {
 			continue
 		}
 		r.err = err

@@ -22,6 +22,7 @@ type socket struct {
 	batch     int
 	gso       atomic.Bool // cleared for good when the kernel refuses a GSO send
 	log       Logf
+	refused   atomic.Uint64 // ECONNREFUSED met by receives (Refuser)
 }
 
 // openSocket opens a socket as openUDP does, with its syscall.RawConn, and
@@ -52,5 +53,8 @@ func openSocket(laddr, raddr netip.AddrPort, o SocketOptions, log Logf) (*socket
 }
 
 func (s *socket) LocalAddr() netip.AddrPort { return s.laddr }
+
+// Refused returns the ECONNREFUSED errors receives met (Refuser).
+func (s *socket) Refused() uint64 { return s.refused.Load() }
 
 func (s *socket) SetWriteDeadline(t time.Time) error { return s.uc.SetWriteDeadline(t) }

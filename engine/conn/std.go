@@ -1,8 +1,11 @@
 package conn
 
 import (
+	"errors"
 	"net"
 	"net/netip"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/engarde-project/engarde/engine/internal/sys"
@@ -42,7 +45,11 @@ type stdConn struct {
 	connected bool
 	laddr     netip.AddrPort
 	oob       []byte
+	refused   atomic.Uint64
 }
+
+// Refused returns the ECONNREFUSED errors receives met (Refuser).
+func (c *stdConn) Refused() uint64 { return c.refused.Load() }
 
 func (c *stdConn) LocalAddr() netip.AddrPort          { return c.laddr }
 func (c *stdConn) SetWriteDeadline(t time.Time) error { return c.uc.SetWriteDeadline(t) }
@@ -56,6 +63,11 @@ func (c *stdConn) ReadBatch(msgs []Message) (int, error) {
 	}
 	m := &msgs[0]
 	n, oobn, flags, addr, err := c.uc.ReadMsgUDPAddrPort(m.Buf[:cap(m.Buf)], c.oob)
+	for err != nil && c.connected && errors.Is(err, syscall.ECONNREFUSED) {
+		// An ICMP port unreachable for an earlier send (Refuser).
+		c.refused.Add(1)
+		n, oobn, flags, addr, err = c.uc.ReadMsgUDPAddrPort(m.Buf[:cap(m.Buf)], c.oob)
+	}
 	if err != nil {
 		return 0, err
 	}

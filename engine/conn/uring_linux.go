@@ -704,11 +704,13 @@ func (rx *uringReceiver) reap(msgs []Message) {
 		bid, hasBuf := cqe.Buffer()
 		if res < 0 {
 			switch err := syscall.Errno(-res); err {
-			case uring.ENOBUFS, uring.ECANCELED, uring.EINTR, uring.ECONNREFUSED:
+			case uring.ECONNREFUSED:
+				// An ICMP error for an earlier send on a connected
+				// socket: counted (Refuser), nothing is lost.
+				rx.c.refused.Add(1)
+			case uring.ENOBUFS, uring.ECANCELED, uring.EINTR:
 				// ENOBUFS: every buffer was full; the datagrams wait
-				// in the socket until we re-arm. ECONNREFUSED: an ICMP
-				// error for an earlier send on a connected socket;
-				// it says nothing about what is queued.
+				// in the socket until we re-arm.
 			default:
 				if rx.n == 0 {
 					rx.err = err

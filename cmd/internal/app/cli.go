@@ -72,6 +72,7 @@ func EngineLogger(l zerolog.Logger) *engine.Logger {
 		Infof:  func(f string, a ...any) { l.Info().Msgf(f, a...) },
 		Warnf:  func(f string, a ...any) { l.Warn().Msgf(f, a...) },
 		Errorf: func(f string, a ...any) { l.Error().Msgf(f, a...) },
+		Event:  engineEvents(l), // events.go
 	}
 }
 

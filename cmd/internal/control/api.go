@@ -307,10 +307,6 @@ type Error struct {
 	Error string `json:"error"`
 }
 
-// stallAfter is how much longer than the freshest link a link may go
-// without receiving before it counts as stalled.
-const stallAfter = 2 * time.Second
-
 func (s *Server) clientList(now time.Time) ClientList {
 	return s.clientListOf(now, s.role.Client.ClientStatus())
 }
@@ -328,13 +324,6 @@ func (s *Server) clientListOf(now time.Time, st ClientStatus) ClientList {
 		Tunnel:     tunnel(st.Tunnel),
 		Events:     events(st.Events),
 	}
-	var active []time.Time
-	for _, l := range st.Links {
-		if l.Status == "active" && l.Counters != nil {
-			active = append(active, l.Counters.LastRx)
-		}
-	}
-	freshest := latest(active)
 	for _, l := range st.Links {
 		i := Interface{Name: l.Name, Label: l.Label, Status: originalStatus(l.Status), State: l.Status, StateAge: since(now, l.Since), DstAddress: l.Dst, Probe: probe(now, l.Probe)}
 		if l.Status != "active" {
@@ -355,12 +344,7 @@ func (s *Server) clientListOf(now time.Time, st ClientStatus) ClientList {
 		}
 		if c := l.Counters; c != nil {
 			i.Last = since(now, c.LastRx)
-			// TODO(states): the engine's state decides alone once it
-			// detects stalls.
-			i.Stalled = l.Status == "stalled" || l.Status == "active" && len(active) > 1 && stalled(c.LastRx, freshest)
-			if i.Stalled {
-				i.State = "stalled"
-			}
+			i.Stalled = l.Status == string(engine.LinkStalled) // the engine decides (engine/health.go)
 			ss := s.stats(keyLink+l.Name, c)
 			i.Stats = &ss
 			q := quality(l.Quality)
@@ -402,21 +386,13 @@ func (s *Server) serverListOf(now time.Time, st ServerStatus) ServerList {
 			Addresses: make([]Socket, 0, len(ss.Addrs)),
 			Stats:     s.stats(sessionKey(ss.ID), &ss.Counters),
 		}
-		// An address is stalled against the others of its client only:
-		// another client's addresses say nothing of this one's links.
-		seen := make([]time.Time, len(ss.Addrs))
-		for i, p := range ss.Addrs {
-			seen[i] = p.LastSeen
-		}
-		freshest := latest(seen)
 		for _, p := range ss.Addrs {
-			stuck := p.Status == "stalled" || len(ss.Addrs) > 1 && stalled(p.LastSeen, freshest)
+			// The engine decides: stalled against the other addresses of
+			// its client only (engine/health.go).
+			stuck := p.Status == string(engine.LinkStalled)
 			state := p.Status
 			if state == "" {
 				state = string(engine.LinkActive) // an engine that does not say
-			}
-			if stuck {
-				state = "stalled"
 			}
 			sess.Addresses = append(sess.Addresses, Socket{
 				Slot:         p.Slot,
@@ -548,23 +524,6 @@ func run(now time.Time, backend string, started time.Time) Run {
 		r.Uptime = max(now.Sub(started), 0).Seconds()
 	}
 	return r
-}
-
-func latest(ts []time.Time) time.Time {
-	var l time.Time
-	for _, t := range ts {
-		if t.After(l) {
-			l = t
-		}
-	}
-	return l
-}
-
-// stalled reports whether a socket that last received at last is behind
-// the freshest one by more than stallAfter (or never received while it
-// did).
-func stalled(last, freshest time.Time) bool {
-	return !freshest.IsZero() && freshest.Sub(last) > stallAfter
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {

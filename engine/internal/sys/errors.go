@@ -15,8 +15,8 @@ import (
 // nor is a firewall's refusal (IsFiltered), which may be of this message
 // alone.
 func IsPathError(err error) bool {
-	var e syscall.Errno
-	if !errors.As(err, &e) {
+	e, ok := errnoOf(err)
+	if !ok {
 		return false
 	}
 	switch e {
@@ -32,8 +32,32 @@ func IsPathError(err error) bool {
 // them (a random drop, a rate limit): one refusal says nothing of the
 // next message.
 func IsFiltered(err error) bool {
-	var e syscall.Errno
-	return errors.As(err, &e) && (e == syscall.EPERM || e == syscall.EACCES)
+	e, ok := errnoOf(err)
+	return ok && (e == syscall.EPERM || e == syscall.EACCES)
+}
+
+// errnoOf finds the Errno in err's chain, as errors.As would, without
+// allocating: the senders ask for every batch a refusing path fails, and
+// errors.As's target escapes to the heap.
+func errnoOf(err error) (syscall.Errno, bool) {
+	for err != nil {
+		switch x := err.(type) {
+		case syscall.Errno:
+			return x, true
+		case interface{ Unwrap() error }:
+			err = x.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range x.Unwrap() {
+				if n, ok := errnoOf(e); ok {
+					return n, true
+				}
+			}
+			return 0, false
+		default:
+			return 0, false
+		}
+	}
+	return 0, false
 }
 
 // IsAddrInUse reports whether err, returned by a bind, is EADDRINUSE: a
