@@ -1,10 +1,12 @@
 package control
 
 import (
+	"fmt"
 	"net/http"
 	"net/netip"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,25 +60,11 @@ const maxScrapes = 4
 // net/http's own messages.
 type promLog struct{ s *Server }
 
+// Println implements promhttp.Logger.
 func (l promLog) Println(v ...any) {
 	if ok, _ := l.s.httpLog.allow(time.Now()); ok {
-		l.s.log.warnf("metrics: %s", fmtln(v...))
+		l.s.log.warnf("metrics: %s", strings.TrimSuffix(fmt.Sprintln(v...), "\n"))
 	}
-}
-
-func fmtln(v ...any) string {
-	var b []byte
-	for i, x := range v {
-		if i > 0 {
-			b = append(b, ' ')
-		}
-		if e, ok := x.(error); ok {
-			b = append(b, e.Error()...)
-		} else if s, ok := x.(string); ok {
-			b = append(b, s...)
-		}
-	}
-	return string(b)
 }
 
 // desc makes a family's descriptor.
@@ -246,6 +234,10 @@ func (d probeDescs) collect(ch chan<- prometheus.Metric, p *engine.ProbeStats, i
 // the role, read from one status per scrape.
 type roleCollector struct {
 	s *Server
+
+	// The families of both roles, then the client's, then the server's;
+	// all lists every *prometheus.Desc field, socks and quals the
+	// groups, for Describe.
 
 	buildInfo, started, duplicates               *prometheus.Desc
 	tunnelState, tunnelChanged, probes           *prometheus.Desc
