@@ -263,7 +263,8 @@ function drawClient(d) {
   for (const i of d.interfaces) {
     const state = linkState(i);
     const q = quiet(state, i.reason);
-    const tr = el("tr", "link " + state + (q ? " quiet compact" : ""));
+    // A quiet row takes none of its state's colours.
+    const tr = el("tr", "link " + (q ? "quiet compact" : state));
     tr.dataset.name = i.name;
     tr.dataset.status = i.status;
     tr.dataset.state = state;
