@@ -49,6 +49,10 @@ func newUnprivileged(t *testing.T, c topo.TunnelConfig, ccaps, scaps []string, w
 	if c.SinkMode == "" {
 		c.SinkMode = "first"
 	}
+	// The control sockets next to the configuration, in the directory
+	// nobody may write to below: what the units' RuntimeDirectory is for.
+	c.ClientExtra += "  controlSocket: client.sock\n"
+	c.ServerExtra += "  controlSocket: server.sock\n"
 	// os.MkdirTemp makes the directory 0700; nobody must enter it, and
 	// write there the state files the configuration names next to
 	// itself (what the units' StateDirectory is for), but not change
@@ -206,6 +210,13 @@ func TestNetnsNonRoot(t *testing.T) {
 	}
 	if r2 := e.linkDownStream(t); r2.Lost != 0 {
 		t.Errorf("lost %d of %d as nobody with link a down for 2 s", r2.Lost, r2.Sent)
+	}
+	// status reads nobody's daemons through their control sockets.
+	if out := e.status(e.Topo.Client, "engarde-client"); !strings.Contains(out, "eth-a") {
+		t.Errorf("client status as nobody:\n%s", out)
+	}
+	if out := e.status(e.Topo.Server, "engarde-server"); !strings.Contains(out, "CLIENT ADDRESS") {
+		t.Errorf("server status as nobody:\n%s", out)
 	}
 	cl, _ := e.stop()
 	for _, p := range []*topo.Proc{e.Client, e.Server} {
