@@ -439,6 +439,29 @@ func TestServerMemberStalls(t *testing.T) {
 	if !hasEvent(tu.server.Events(), link, "stalled", "active", "") {
 		t.Errorf("no event of %s coming back in %v", link, tu.server.Events())
 	}
+	// A member leaving (aged out, made way, its session closed) is an
+	// event too, and its slot is free for the next.
+	srv := tu.server
+	srv.mu.Lock()
+	for _, m := range *srv.members.Load() {
+		if m.addr.Addr() == n.linkA {
+			m.why = "forgotten after 3m30s of silence"
+			srv.removeMemberLocked(m)
+		}
+	}
+	srv.mu.Unlock()
+	srv.closeLater()
+	if !hasEvent(srv.Events(), link, "active", noState, "forgotten after") {
+		t.Errorf("no event of %s leaving in %v", link, srv.Events())
+	}
+	within(t, 10*time.Second, "link a back in its slot", func() bool {
+		for _, p := range srv.Peers() {
+			if p.Addr.Addr() == n.linkA {
+				return p.Slot == slotA
+			}
+		}
+		return false
+	})
 }
 
 // TestServerWireGuardUnreachable: a server whose dstAddr names a port
@@ -559,5 +582,66 @@ func TestRefusedSendAllocs(t *testing.T) {
 	}
 	if got := (*s.lastErr.Load()).Error(); !strings.Contains(got, "network is unreachable") {
 		t.Errorf("noted %q", got)
+	}
+}
+
+// TestForgedDatagramsChangeNoState plays an attacker who cannot see the
+// traffic against the states: with every link dead, a flood of
+// WireGuard-shaped datagrams from strangers to the links' addresses and to
+// the server must not make a link look alive, nor add a server event or
+// change the server's state (only members of a session, which WireGuard's
+// answer makes, move either).
+func TestForgedDatagramsChangeNoState(t *testing.T) {
+	fn := conntest.NewNet()
+	n := fakeTestNet(fn)
+	tu := startTunnel(t, n, Options{DisableGSO: true, DisableGRO: true})
+	tu.noProbes()
+	tu.keepSending()
+	fn.Drop(n.linkA, true)
+	fn.Drop(n.linkB, true)
+	within(t, 15*time.Second, "the tunnel down", func() bool { return tu.client.Tunnel().State == TunnelDown })
+	serverEvents, serverState := len(tu.server.Events()), tu.server.Tunnel().State
+
+	var targets []netip.AddrPort
+	tu.client.mu.Lock()
+	for _, l := range tu.client.links {
+		targets = append(targets, l.tx.conn.LocalAddr())
+	}
+	tu.client.mu.Unlock()
+	targets = append(targets, tu.server.ListenAddr())
+	sent := 0
+	for i := range 50 {
+		src, err := fn.Listen(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 9, byte(i), 9}), 0), conn.SocketOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var msgs []conn.Message
+		for k, dst := range targets {
+			tr := make([]byte, 64)
+			tr[0] = wgTransportType
+			binary.LittleEndian.PutUint32(tr[4:], uint32(testClientIndex+k%2*(testServerIndex-testClientIndex))) // the real indexes
+			binary.LittleEndian.PutUint64(tr[8:], uint64(i))
+			junk := []byte("not WireGuard")
+			msgs = append(msgs, conn.Message{Buf: tr, N: len(tr), Addr: dst}, conn.Message{Buf: junk, N: len(junk), Addr: dst})
+		}
+		k, _ := src.WriteBatch(msgs)
+		sent += k
+		src.Close()
+	}
+	time.Sleep(2 * healthEvery)
+	t.Logf("%d forged datagrams sent", sent)
+	for _, name := range []string{"a", "b"} {
+		if st, why := linkState(tu.client, name); st != LinkStalled {
+			t.Errorf("link %s is %s (%s) after the forged flood, want still stalled", name, st, why)
+		}
+	}
+	if st := tu.client.Tunnel().State; st != TunnelDown {
+		t.Errorf("the tunnel is %s after the forged flood, want still down", st)
+	}
+	if got := len(tu.server.Events()); got != serverEvents {
+		t.Errorf("the flood added %d server events: %v", got-serverEvents, tu.server.Events()[serverEvents:])
+	}
+	if st := tu.server.Tunnel().State; st != serverState {
+		t.Errorf("the server went from %s to %s", serverState, st)
 	}
 }
