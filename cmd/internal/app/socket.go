@@ -171,20 +171,33 @@ func socketPath(cfg *config.Config) (path string, explicit bool) {
 // an error.
 func StartSocket(zl zerolog.Logger, web *control.Server, cfg *config.Config) (*Socket, error) {
 	s := &Socket{log: zl, web: web}
+	ln, path, err := s.listen(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if ln != nil {
+		s.serve(ln, path)
+	}
+	return s, nil
+}
+
+// listen opens the socket cfg names: a nil listener for none, either
+// because cfg turns it off or because the default place cannot be
+// created by this user (logged; see StartSocket).
+func (s *Socket) listen(cfg *config.Config) (net.Listener, string, error) {
 	path, explicit := socketPath(cfg)
 	if path == "" {
-		return s, nil
+		return nil, "", nil
 	}
 	ln, err := ListenControl(path)
 	if err != nil {
 		if !explicit && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) {
-			zl.Warn().Err(err).Msg("no control socket: status needs the web manager (set controlSocket to a path this user can create, or off)")
-			return s, nil
+			s.log.Warn().Err(err).Msg("no control socket: status needs the web manager (set controlSocket to a path this user can create, or off)")
+			return nil, "", nil
 		}
-		return nil, err
+		return nil, "", err
 	}
-	s.serve(ln, path)
-	return s, nil
+	return ln, path, nil
 }
 
 func (s *Socket) serve(ln net.Listener, path string) {
@@ -201,20 +214,19 @@ func (s *Socket) Path() string { return s.path }
 // Reconfigure moves the socket where next says (a reload). On error the
 // socket stays where it was.
 func (s *Socket) Reconfigure(next *config.Config) error {
-	path, _ := socketPath(next)
-	if path == s.path {
+	if path, _ := socketPath(next); path == s.path {
 		return nil
 	}
-	if path == "" {
+	ln, path, err := s.listen(next)
+	switch {
+	case err != nil:
+		return err
+	case ln == nil && s.path != "":
 		s.serve(nil, "")
 		s.log.Info().Msg("control socket off")
-		return nil
+	case ln != nil:
+		s.serve(ln, path)
 	}
-	ln, err := ListenControl(path)
-	if err != nil {
-		return err
-	}
-	s.serve(ln, path)
 	return nil
 }
 

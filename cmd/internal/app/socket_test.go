@@ -155,7 +155,19 @@ func TestStatusOverSocket(t *testing.T) {
 	if s.Path() != filepath.Join(dir, "d.sock") {
 		t.Errorf("after a failed reload the socket is at %q", s.Path())
 	}
+	// Turned off by a reload: gone.
+	os.WriteFile(path, []byte(strings.Replace(yml, "c.sock", "off", 1)), 0o600)
+	off, _ := config.Load(path, config.RoleServer)
+	if err := s.Reconfigure(off); err != nil || s.Path() != "" {
+		t.Errorf("reload to off: %v, socket at %q", err, s.Path())
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "d.sock")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the socket turned off is still there: %v", err)
+	}
 	os.WriteFile(path, []byte(strings.Replace(yml, "c.sock", "d.sock", 1)), 0o600)
+	if err := s.Reconfigure(next); err != nil || s.Path() != filepath.Join(dir, "d.sock") {
+		t.Errorf("reload back on: %v, socket at %q", err, s.Path())
+	}
 	web.Close() // closes the socket
 	if _, err := os.Lstat(filepath.Join(dir, "d.sock")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("web.Close left the socket: %v", err)
