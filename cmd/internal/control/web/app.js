@@ -519,10 +519,17 @@ function xOf(t) {
 // nothing was measured) in one box scaled to their common maximum (at
 // least floor). Gaps break the line. Each path says how many points it
 // drew in data-points.
-function spark(lines, floor) {
+// label names the chart for screen readers and the tooltip, with its
+// scale.
+function spark(lines, floor, label) {
   let top = floor;
   for (const l of lines) for (const v of l.values) if (v !== null && v > top) top = v;
-  const s = svg("svg", { class: "spark", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none" });
+  const s = svg("svg", { class: "spark", viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img" });
+  if (label) {
+    const text = `${label}, last ${duration(spanMs() / 1000)}; top of the scale ${+top.toPrecision(3)}`;
+    s.setAttribute("aria-label", text);
+    s.appendChild(svg("title")).textContent = text;
+  }
   s.appendChild(svg("line", { class: "base", x1: 0, y1: H - 0.5, x2: W, y2: H - 0.5 }));
   for (const l of lines) {
     let d = "", pen = false, n = 0;
@@ -574,7 +581,7 @@ function hrow(label, chart, value) {
 
 function rateRow(cur) {
   const rx = lastOf(cur.rxPps), tx = lastOf(cur.txPps);
-  return hrow("In / out", spark([{ cls: "rx", values: cur.rxPps }, { cls: "tx", values: cur.txPps }], 1),
+  return hrow("In / out", spark([{ cls: "rx", values: cur.rxPps }, { cls: "tx", values: cur.txPps }], 1, "packets per second in and out"),
     rx === null ? "–" : `${si(rx, "")}/${si(tx, "")}`);
 }
 
@@ -593,11 +600,12 @@ function card(key, cur, title, label, stateNow, sub) {
   c.appendChild(strip(cur.state));
   if (cur.rttP50Ms.some((v) => v !== null)) {
     const v = lastOf(cur.rttP50Ms);
-    c.appendChild(hrow("RTT p50", spark([{ cls: "rtt", values: cur.rttP50Ms }], 1), v === null ? "–" : ms(v) + " ms"));
+    c.appendChild(hrow("RTT p50", spark([{ cls: "rtt", values: cur.rttP50Ms }], 1, "probe round trip, median, ms"), v === null ? "–" : ms(v) + " ms"));
   }
   const probed = cur.loss.some((v) => v !== null);
   const loss = probed ? cur.loss : cur.missed;
-  c.appendChild(hrow(probed ? "Loss" : "Missed", spark([{ cls: "loss", values: loss.map((v) => v === null ? null : v * 100) }], 5), pct(lastOf(loss))));
+  c.appendChild(hrow(probed ? "Loss" : "Missed", spark([{ cls: "loss", values: loss.map((v) => v === null ? null : v * 100) }], 5,
+    probed ? "probes unanswered, %" : "messages missed while another link delivered them, %"), pct(lastOf(loss))));
   c.appendChild(rateRow(cur));
   return c;
 }
@@ -616,7 +624,7 @@ function drawHistory(d) {
     legend.append(`tunnel, last ${ago}: `, el("i", "rx"), dir[0], el("i", "tx"), dir[1]);
     const axis = el("div", "axis");
     axis.append(el("span", "", ago + " ago"), el("span", "", "now"));
-    const s = spark([{ cls: "rx", values: tun.rxPps }, { cls: "tx", values: tun.txPps }], 1);
+    const s = spark([{ cls: "rx", values: tun.rxPps }, { cls: "tx", values: tun.txPps }], 1, `packets per second ${dir[0]} and ${dir[1]}`);
     s.dataset.key = "tunnel";
     chart.replaceChildren(strip(tun.state), s, axis, legend);
   } else {
