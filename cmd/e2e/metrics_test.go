@@ -75,6 +75,7 @@ func TestNetnsMetrics(t *testing.T) {
 			t.Logf("promtool not found: the %s scrape is not linted (.ci/run installs it)", role)
 		}
 	}
+	t.Logf("the client's probe series:\n%s", grepLines(bodies["client"], "engarde_link_probe_"))
 	for _, want := range []string{`engarde_tunnel_state{state="up"} 1`, `engarde_link_state{interface="eth-a",state="active"} 1`} {
 		if !strings.Contains(bodies["client"], want) {
 			t.Errorf("the client's scrape has no %s", want)
