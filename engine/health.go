@@ -19,8 +19,10 @@ import (
 // A link is stalled when it has a socket and either
 //   - probes are answered on some link, and this one has had neither a
 //     probe answer nor a datagram for stallAfter; or
-//   - it has been sending for stallAfter (WireGuard's traffic, probes, a
-//     re-sent initiation) and nothing came back on it in that time.
+//   - WireGuard has been sending over it for stallAfter and nothing came
+//     back on it in that time. WireGuard's messages only: a probe to an
+//     original engarde server, or a re-sent initiation (which the server
+//     absorbs), gets no answer on an idle tunnel, and must not stall it.
 //
 // The second rule needs no probe, so it works against an original engarde
 // server too, and it covers the worst case: every link dead at once. It is
@@ -102,6 +104,9 @@ type clientHealth struct {
 	reported bool  // the tunnel's first state has been logged
 	last     int64 // nanotime of the last evaluation
 	answered bool  // probes are answered on some link, at the last tick
+	// wgSent is how many datagrams from WireGuard the client had taken at
+	// the last evaluation: each went to every link carrying traffic.
+	wgSent uint64
 }
 
 // linkHealth is one interface's evaluated state, and what the evaluation
@@ -117,25 +122,17 @@ type linkHealth struct {
 	// down but degrades nothing.
 	expected bool
 
-	link     *link // the socket the counters below are of; nil when not carrying
-	attempts uint64
-	refused  uint64
-	errs     uint64
-	// waiting is since when (nanotime) the link has sent with nothing
-	// back; 0 when something came back since its last send.
+	link    *link // the socket the counters below are of; nil when not carrying
+	refused uint64
+	errs    uint64
+	// waiting is since when (nanotime) WireGuard has sent over the link
+	// with nothing back; 0 when something came back since.
 	waiting int64
 	upAt    int64 // when it began carrying, on this socket
 	// errAt is when the kernel last refused a send or reported an ICMP
 	// error (nanotime); errMsg says what.
 	errAt  int64
 	errMsg string
-}
-
-// attempts counts what the link's sender tried to send: sent, or dropped
-// on the way for a reason of the path (not because the socket closed).
-func linkAttempts(l *link) uint64 {
-	s := &l.stats
-	return s.TxPackets.Load() + s.DropFull.Load() + s.DropTimeout.Load() + s.DropError.Load()
 }
 
 // linkRefused counts the ICMP port unreachables the link's socket reported.
@@ -175,6 +172,11 @@ func (c *Client) evaluateLocked(now int64) {
 		h.links = map[string]*linkHealth{}
 	}
 	wall := time.Unix(0, wallFromMono(now))
+	// What WireGuard sent since the last look (less what came from other
+	// local programs, which went nowhere) went to every carrying link.
+	wg := c.WireGuardStats.RxPackets.Load() - c.Foreign.Load()
+	wgSent := wg > h.wgSent
+	h.wgSent = wg
 	seen := make(map[string]bool, len(c.plans))
 	for _, p := range c.plans {
 		if p.Iface.Loopback {
@@ -188,7 +190,7 @@ func (c *Client) evaluateLocked(now int64) {
 			lh = &linkHealth{}
 			h.links[name] = lh
 		}
-		st, why := c.judgeLocked(p, lh, now)
+		st, why := c.judgeLocked(p, lh, now, wgSent)
 		if st == LinkActive || p.Label != "" || c.planner.overrides[name] != "" {
 			lh.expected = true
 		}
@@ -239,8 +241,9 @@ func (c *Client) evaluateLocked(now int64) {
 	h.last = now
 }
 
-// judgeLocked decides one interface's state from its plan and its link.
-func (c *Client) judgeLocked(p Plan, lh *linkHealth, now int64) (LinkStatus, string) {
+// judgeLocked decides one interface's state from its plan and its link;
+// wgSent says that WireGuard sent since the last evaluation.
+func (c *Client) judgeLocked(p Plan, lh *linkHealth, now int64, wgSent bool) (LinkStatus, string) {
 	l := c.links[p.Iface.Name]
 	switch {
 	case p.Excluded:
@@ -259,11 +262,12 @@ func (c *Client) judgeLocked(p Plan, lh *linkHealth, now int64) (LinkStatus, str
 		lh.link = nil
 		return LinkDown, p.Reason
 	}
-	att, ref, errs := linkAttempts(l), linkRefused(l), l.stats.SendErrors.Load()
+	ref, errs := linkRefused(l), l.stats.SendErrors.Load()
 	if lh.link != l {
 		// A new socket, or one carrying again: judged from now on.
-		lh.link, lh.attempts, lh.refused, lh.errs = l, att, ref, errs
+		lh.link, lh.refused, lh.errs = l, ref, errs
 		lh.waiting, lh.upAt, lh.errAt = 0, now, 0
+		wgSent = false // before it carried
 	}
 	heard := max(lh.upAt, l.probe.lastAnswer())
 	if rx := l.stats.LastRx.Load(); rx != 0 {
@@ -272,8 +276,8 @@ func (c *Client) judgeLocked(p Plan, lh *linkHealth, now int64) (LinkStatus, str
 	if lh.waiting != 0 && heard > lh.waiting {
 		lh.waiting = 0 // answered since it began waiting
 	}
-	if att > lh.attempts && lh.waiting == 0 {
-		// Sent since the last tick: the earliest the send can have been.
+	if wgSent && lh.waiting == 0 {
+		// Sent since the last look: the earliest the send can have been.
 		lh.waiting = max(c.hl.last, lh.upAt, 1)
 	}
 	switch {
@@ -290,7 +294,7 @@ func (c *Client) judgeLocked(p Plan, lh *linkHealth, now int64) (LinkStatus, str
 			}
 		}
 	}
-	lh.attempts, lh.refused, lh.errs = att, ref, errs
+	lh.refused, lh.errs = ref, errs
 	quiet := time.Duration(now - heard).Round(100 * time.Millisecond)
 	sending := lh.waiting != 0 && now-lh.waiting > int64(stallAfter)
 	unprobed := c.hl.answered && now-heard > int64(stallAfter)
@@ -300,7 +304,7 @@ func (c *Client) judgeLocked(p Plan, lh *linkHealth, now int64) (LinkStatus, str
 	case lh.errAt > heard:
 		return LinkStalled, "unreachable: " + lh.errMsg
 	case sending:
-		return LinkStalled, fmt.Sprintf("nothing came back for %v while sending", quiet)
+		return LinkStalled, fmt.Sprintf("nothing came back for %v while WireGuard sends", quiet)
 	}
 	return LinkStalled, fmt.Sprintf("no probe answer and nothing received for %v", quiet)
 }

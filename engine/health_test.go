@@ -645,3 +645,28 @@ func TestForgedDatagramsChangeNoState(t *testing.T) {
 		t.Errorf("the server went from %s to %s", serverState, st)
 	}
 }
+
+// TestIdleTunnelNotStalled: with WireGuard idle, what the client itself
+// sends expects no answer (a re-sent initiation, which the server absorbs;
+// probes to an original engarde server): a link that comes up and re-sends
+// the handshake must stay active, not be taken for a dead one.
+func TestIdleTunnelNotStalled(t *testing.T) {
+	n := fakeTestNet(conntest.NewNet())
+	tu := startTunnel(t, n, Options{DisableGSO: true, DisableGRO: true})
+	tu.noProbes()
+	tu.ifs.mu.Lock()
+	tu.ifs.ifs = append(tu.ifs.ifs, Iface{Name: "c", Index: 103, Up: true, Running: true, Addrs: []netip.Addr{netip.MustParseAddr("10.0.3.2")}})
+	tu.ifs.mu.Unlock()
+	tu.client.Rescan()
+	tu.waitLinks(3)
+	within(t, 5*time.Second, "link c's re-sent initiation to join", func() bool { return tu.server.Joins.Load() > 0 })
+	time.Sleep(stallAfter + time.Second)
+	for _, name := range []string{"a", "b", "c"} {
+		if st, why := linkState(tu.client, name); st != LinkActive {
+			t.Errorf("idle link %s is %s (%s), want active", name, st, why)
+		}
+	}
+	if tn := tu.client.Tunnel(); tn.State != TunnelUp {
+		t.Errorf("idle tunnel %s (%s), want up", tn.State, tn.Reason)
+	}
+}
