@@ -2,8 +2,19 @@
 # `make help` lists the targets.
 
 GO      ?= go
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X github.com/engarde-project/engarde/cmd/internal/app.Version=$(VERSION)
+# The version: the nearest v* tag as git describe writes it (v0.1.0,
+# v0.1.0-3-g1a2b3c4, -dirty), v0.0.0-dev+HASH without one
+# (scripts/version.sh); the commit; both into cmd/internal/app with -X. A
+# plain go build reports what the go command stamped (app/version.go).
+VERSION ?= $(shell scripts/version.sh)
+VERSION := $(VERSION)
+COMMIT  ?= $(shell c=$$(git rev-parse --short=12 HEAD 2>/dev/null) && { git diff --quiet HEAD 2>/dev/null || c=$$c+dirty; } && echo $$c)
+COMMIT  := $(COMMIT)
+# The commit's time: the date of the man pages and of every file in the
+# archives and the .deb, so that one commit builds the same packages.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+export SOURCE_DATE_EPOCH
+LDFLAGS := -s -w -X github.com/engarde-project/engarde/cmd/internal/app.Version=$(VERSION) -X github.com/engarde-project/engarde/cmd/internal/app.Commit=$(COMMIT)
 BIN     := bin
 PREFIX  ?= /usr/local
 # make install: where the binaries, systemd units, sysusers.d entry and
@@ -113,12 +124,34 @@ fuzz: ## run every fuzz target for FUZZTIME (10s) each; a failing input lands in
 		done; \
 	done
 
-cross: ## check that the module builds for macOS and Windows (portable backend)
+cross: ## check that the module builds for macOS and Windows (portable backend) and 32-bit ARM (make release's armv7)
 	GOOS=darwin GOARCH=arm64 $(GO) build ./...
 	GOOS=windows GOARCH=amd64 $(GO) build ./...
+	GOOS=linux GOARCH=arm GOARM=7 $(GO) build ./...
+
+# make doc, deb, release: generated documentation in bin/doc, packages in
+# DIST. make deb GOARCH=arm64 (or arm: GOARM=7, Debian's armhf) builds
+# another architecture's package; gendoc itself always runs on this host.
+DOC     := $(BIN)/doc
+DIST    ?= dist
+DEBARCH := $(or $(GOARCH),$(shell env -u GOARCH $(GO) env GOARCH))
+.PHONY: doc deb release dist-check
+
+doc: ## man pages (engarde-client.1, engarde-server.1, engarde.yml.5) and bash/zsh completions from the help text, into bin/doc
+	env -u GOOS -u GOARCH -u GOARM $(GO) run ./cmd/internal/gendoc -out $(DOC) -version $(VERSION)
+
+deb: doc ## a Debian package (dpkg-deb) for GOARCH, the host's by default, into dist/
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(DEBARCH) GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/deb-$(DEBARCH)/ ./cmd/engarde-client ./cmd/engarde-server
+	scripts/deb/build.sh -bin $(BIN)/deb-$(DEBARCH) -doc $(DOC) -version $(VERSION) -arch $(DEBARCH) -out $(DIST)
+
+release: doc ## archives for linux (amd64, arm64, armv7), macOS (amd64, arm64) and Windows (amd64), the .debs and SHA256SUMS, into dist/
+	GO='$(GO)' LDFLAGS='$(LDFLAGS)' scripts/release.sh -version $(VERSION) -doc $(DOC) -out $(DIST)
+
+dist-check: ## make deb installed with dpkg in a scratch root and checked, and make release's SHA256SUMS (root, or fakeroot)
+	MAKE='$(MAKE)' GO='$(GO)' scripts/dist-check.sh
 
 demo: build ## two namespaces, two links, a stream, a link pulled and restored (root; loopback otherwise)
 	$(GO) run ./scripts/demo -bin $(BIN)
 
 clean: ## remove build output
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DIST)
