@@ -582,6 +582,10 @@ func (s *Server) Tunnel() TunnelInfo {
 	if t.State == "" {
 		t = TunnelInfo{State: TunnelUp, Since: s.started}
 	}
+	// The server answers every member's probes: "on" once a client probes.
 	t.Probes = "off"
+	if s.ProbesAnswered.Load() > 0 {
+		t.Probes = "on"
+	}
 	return t
 }
