@@ -4,7 +4,7 @@
 # client, renders the man pages, tries the bash completion, removes and
 # purges it; then runs make release and checks SHA256SUMS and the
 # archives. Everything is built into a temporary directory and removed at
-# the end; dist/ is left alone.
+# the end; bin/ and dist/ are left alone.
 #
 # The scratch root has no shell and no libc, so dpkg runs the maintainer
 # scripts outside it (--force-script-chrootless) with DPKG_ROOT naming it,
@@ -71,7 +71,7 @@ ok "Debian versions sort: $(for v in $order; do printf '%s ' "$(scripts/version.
 
 # 2. make deb (compared with make release's package below: the same
 # commit must give the same bytes by either path).
-$MAKE -s deb DIST="$tmp/deb" VERSION="$version" >/dev/null
+$MAKE -s deb BIN="$tmp/bin" DIST="$tmp/deb" VERSION="$version" >/dev/null
 set -- "$tmp"/deb/engarde_*.deb
 deb=$1
 [ -f "$deb" ] || {
@@ -245,7 +245,7 @@ else
 fi
 
 # 5. make release: the archives, the .debs, SHA256SUMS.
-$MAKE -s release DIST="$tmp/rel" VERSION="$version" >"$tmp/release.out" 2>&1 || {
+$MAKE -s release BIN="$tmp/bin" DIST="$tmp/rel" VERSION="$version" >"$tmp/release.out" 2>&1 || {
 	cat "$tmp/release.out" >&2
 	echo "dist-check: FAIL: make release" >&2
 	exit 1
