@@ -23,6 +23,10 @@ BINDIR      ?= $(PREFIX)/bin
 SYSTEMDDIR  ?= /etc/systemd/system
 SYSUSERSDIR ?= /etc/sysusers.d
 CONFDIR     ?= /etc/engarde
+# and the man pages and completions, when make doc has made them.
+MANDIR      ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
 
 .PHONY: help build install test race lint bench bench-quick bench-micro bench-tools bench-ci faults cross demo clean
 
@@ -32,7 +36,7 @@ help: ## list the targets
 build: ## build engarde-client, engarde-server and engarde-loadgen into bin/
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/engarde-client ./cmd/engarde-server ./bench/cmd/engarde-loadgen
 
-install: ## install bin/ (make build first), the systemd units and the engarde user (root; DESTDIR to stage)
+install: ## install bin/ (make build first), the systemd units, the engarde user and bin/doc if made (root; DESTDIR to stage)
 	@test -x $(BIN)/engarde-client -a -x $(BIN)/engarde-server || { echo "run make build first (as yourself), then make install as root"; exit 1; }
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSTEMDDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(CONFDIR)
 	install -m 755 $(BIN)/engarde-client $(BIN)/engarde-server $(DESTDIR)$(BINDIR)/
@@ -42,6 +46,12 @@ install: ## install bin/ (make build first), the systemd units and the engarde u
 	done
 	install -m 644 scripts/systemd/engarde.sysusers $(DESTDIR)$(SYSUSERSDIR)/engarde.conf
 	install -m 644 engarde.yml.sample $(DESTDIR)$(CONFDIR)/engarde.yml.sample
+	@if [ -d $(DOC)/man ]; then \
+		install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) && \
+		install -m 644 $(DOC)/man/*.1 $(DESTDIR)$(MANDIR)/man1/ && install -m 644 $(DOC)/man/*.5 $(DESTDIR)$(MANDIR)/man5/ && \
+		install -m 644 $(DOC)/bash/* $(DESTDIR)$(BASHCOMPDIR)/ && install -m 644 $(DOC)/zsh/* $(DESTDIR)$(ZSHCOMPDIR)/ && \
+		echo "installed the man pages in $(MANDIR) and the completions"; \
+	else echo "no man pages or completions in $(DOC) to install (make doc makes them)"; fi
 	@if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null; then \
 		systemd-sysusers $(SYSUSERSDIR)/engarde.conf && chgrp engarde $(CONFDIR) && chmod 750 $(CONFDIR); \
 		if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \

@@ -276,6 +276,7 @@ for t in linux-amd64:amd64: linux-arm64:arm64: linux-armv7:arm:7 darwin-amd64:am
 		tar -C "$tmp/x" -xzf "$rel/$dir.tar.gz"
 		exe=
 		[ -f "$tmp/x/$dir/man/engarde-client.1" ] || fail "$dir has no man page"
+		case $name in linux-*) [ -f "$tmp/x/$dir/systemd/engarde-client@.service" ] || fail "$dir has no systemd unit" ;; esac
 		;;
 	esac
 	for b in engarde-client engarde-server; do

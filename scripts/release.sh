@@ -13,9 +13,10 @@
 #   SHA256SUMS                      (sha256sum -c SHA256SUMS checks them)
 #
 # Each archive holds one directory, engarde-V-OS-ARCH/, with the two
-# binaries, README.md, LICENSE.txt and engarde.yml.sample, and outside
+# binaries, README.md, LICENSE.txt and engarde.yml.sample, outside
 # Windows the man pages and completions (-doc: cmd/internal/gendoc's
-# output). CGO is off, so the binaries are static; -trimpath, files dated
+# output), and for Linux the systemd units and sysusers entry. CGO is
+# off, so the binaries are static; -trimpath, files dated
 # SOURCE_DATE_EPOCH and owned by root, and gzip -n, so that one commit
 # gives the same archives on any machine with the same Go. GOFLAGS and
 # LDFLAGS come from the environment (make passes its LDFLAGS, with the
@@ -94,6 +95,11 @@ for t in $targets; do
 	target "$t"
 	echo "release: $d"
 	cp "$top/README.md" "$top/LICENSE.txt" "$top/engarde.yml.sample" "$work/$d/"
+	if [ "$os" = linux ]; then
+		# The units as they are, for binaries copied to /usr/local/bin.
+		mkdir -p "$work/$d/systemd"
+		cp "$top"/scripts/systemd/*.service "$top/scripts/systemd/engarde.sysusers" "$work/$d/systemd/"
+	fi
 	if [ "$os" != windows ]; then
 		mkdir -p "$work/$d/man" "$work/$d/completions"
 		cp "$doc"/man/* "$work/$d/man/"
