@@ -562,26 +562,34 @@ type ServerProbeCounters struct {
 // (nil: an address in no session): a member of a WireGuard session gets
 // the reply through its own sender (the socket and local address its
 // traffic uses), within its rate limit. Nothing else happens: no
-// liveness, no duplicate filter, no table entry, nothing to WireGuard.
-func (s *Server) probe(mb *member, bufs []*ring.Packet, msgs []conn.Message, now int64) {
+// liveness, no duplicate filter, no table entry, nothing to WireGuard. It
+// reports false, leaving the datagram to the caller, for a source outside
+// WireGuard's sessions under forwardAnyUDP, whose datagrams are data.
+func (s *Server) probe(mb *member, bufs []*ring.Packet, msgs []conn.Message, now int64) bool {
+	if s.cfg.ForwardAnyUDP && (mb == nil || mb.sess().legacy) {
+		// Not a WireGuard session's: with forwardAnyUDP such sources'
+		// datagrams are data, whatever their first byte.
+		return false
+	}
 	m := &msgs[0]
 	b := m.Buf[:m.N]
 	if m.Seg > 0 && m.Seg < m.N {
 		s.ProbesLimited.Add(uint64(m.Count())) // a burst no client sends
-		return
+		return true
 	}
 	kind, _, _, _, ok := parseProbe(b)
 	if !ok || kind != probeRequest || mb == nil || mb.sess().legacy {
 		s.ProbesRefused.Add(1)
-		return
+		return true
 	}
 	if !allowProbe(&mb.probeTAT, now) {
 		s.ProbesLimited.Add(1)
-		return
+		return true
 	}
 	b[1] = probeReply
 	sendKept(mb.tx, bufs, msgs)
 	s.ProbesAnswered.Add(1)
+	return true
 }
 
 // allowProbe is the generic cell rate algorithm (ITU-T I.371) on tat, the

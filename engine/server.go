@@ -266,8 +266,7 @@ func (s *Server) fromListen(bufs []*ring.Packet, msgs []conn.Message) {
 	k := 0 // bufs[:k] go to WireGuard through the handshake socket
 	for i := range msgs {
 		m := &msgs[i]
-		if probeShaped(m.Buf[:m.N], m.Seg) {
-			s.probe((*s.members.Load())[m.Addr], bufs[i:i+1], msgs[i:i+1], now)
+		if probeShaped(m.Buf[:m.N], m.Seg) && s.probe((*s.members.Load())[m.Addr], bufs[i:i+1], msgs[i:i+1], now) {
 			continue
 		}
 		// Looked up for each datagram: one earlier in the batch may have
@@ -362,8 +361,7 @@ func (s *Server) fromMember(m *member) func([]*ring.Packet, []conn.Message) {
 				s.fromListen(bufs[i:i+1], msgs[i:i+1])
 				continue
 			}
-			if probeShaped(msgs[i].Buf[:msgs[i].N], msgs[i].Seg) {
-				s.probe(m, bufs[i:i+1], msgs[i:i+1], now)
+			if probeShaped(msgs[i].Buf[:msgs[i].N], msgs[i].Seg) && s.probe(m, bufs[i:i+1], msgs[i:i+1], now) {
 				continue
 			}
 			if !s.judge(m, bufs[i], &msgs[i], now) {
