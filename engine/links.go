@@ -191,6 +191,13 @@ func (c *Client) scan() {
 			c.links[p.Iface.Name] = nl
 			nl.up = true
 			changed = true
+			if lh := c.hl.links[p.Iface.Name]; lh != nil && lh.status == LinkActive {
+				// A new socket for a link that stays active (a new
+				// destination or address): no change of state for the
+				// evaluation to log, but the operator wants the new
+				// addresses.
+				c.log.infof("link %s up: %v -> %v (new socket)", c.linkName(nl), nl.local, nl.dst)
+			}
 			c.resendInit(nl)
 		case l != nil && p.Use != l.up:
 			// Down and back up with the same address, or excluded and
