@@ -43,6 +43,8 @@ func (c *ClientControl) ClientStatus() control.ClientStatus {
 		Foreign:     c.Foreign.Load(),
 		Tunnel:      c.Tunnel(),
 		Events:      c.Events(),
+		ProbesBad:   c.ProbesBad.Load(),
+		ProbesLate:  c.ProbesLate.Load(),
 	}
 	for _, l := range links {
 		cl := control.Link{Name: l.Name, Label: l.Label, Status: string(l.Status), Since: l.Since, Reason: l.Reason, Local: l.Local, Quality: l.Quality, Probe: l.Probe}
@@ -129,6 +131,9 @@ func (s *ServerControl) ServerStatus() control.ServerStatus {
 			JoinsRefused:   s.JoinsRefused.Load(),
 			PendingEvicted: s.PendingEvicted.Load(),
 			Unrouted:       s.Unrouted.Load(),
+			ProbesAnswered: s.ProbesAnswered.Load(),
+			ProbesRefused:  s.ProbesRefused.Load(),
+			ProbesLimited:  s.ProbesLimited.Load(),
 		},
 		Tunnel: s.Tunnel(),
 		Events: s.Events(),

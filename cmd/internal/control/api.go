@@ -52,6 +52,16 @@ type ClientList struct {
 	// oldest first.
 	Tunnel Tunnel  `json:"tunnel"`
 	Events []Event `json:"events"`
+	// ProbeReplies counts the probe replies taken off the links that were
+	// not answers to a probe in flight: bad (a forged, replayed or moved
+	// reply) and late (a real answer after the probe timeout).
+	ProbeReplies ProbeReplies `json:"probeReplies"`
+}
+
+// ProbeReplies counts the client's rejected probe replies.
+type ProbeReplies struct {
+	Bad  uint64 `json:"bad"`
+	Late uint64 `json:"late"`
 }
 
 // Tunnel is the state of the whole tunnel: "up", "degraded" or "down",
@@ -200,6 +210,13 @@ type ServerCounters struct {
 	// Unrouted counts WireGuard's messages on the handshake socket that
 	// answer no initiation seen, dropped.
 	Unrouted uint64 `json:"unrouted"`
+	// ProbesAnswered counts the clients' link probes answered;
+	// ProbesRefused those from addresses in no WireGuard session, and
+	// ProbesLimited those over an address's rate limit, both dropped
+	// unanswered.
+	ProbesAnswered uint64 `json:"probesAnswered"`
+	ProbesRefused  uint64 `json:"probesRefused"`
+	ProbesLimited  uint64 `json:"probesLimited"`
 }
 
 // Socket is one client address in a ServerList.
@@ -314,15 +331,16 @@ func (s *Server) clientList(now time.Time) ClientList {
 // clientListOf is the list for the client's state st, read at now.
 func (s *Server) clientListOf(now time.Time, st ClientStatus) ClientList {
 	out := ClientList{
-		Head:       Head{Type: "client", Version: s.version, Description: st.Description, ListenAddress: st.ListenAddr},
-		Interfaces: make([]Interface, 0, len(st.Links)),
-		Run:        run(now, st.Backend, st.Started),
-		WireGuard:  s.stats(keyWireGuard, &st.WireGuard),
-		NoLink:     st.NoLink,
-		Duplicates: st.Duplicates,
-		Foreign:    st.Foreign,
-		Tunnel:     tunnel(st.Tunnel),
-		Events:     events(st.Events),
+		Head:         Head{Type: "client", Version: s.version, Description: st.Description, ListenAddress: st.ListenAddr},
+		Interfaces:   make([]Interface, 0, len(st.Links)),
+		Run:          run(now, st.Backend, st.Started),
+		WireGuard:    s.stats(keyWireGuard, &st.WireGuard),
+		NoLink:       st.NoLink,
+		Duplicates:   st.Duplicates,
+		Foreign:      st.Foreign,
+		Tunnel:       tunnel(st.Tunnel),
+		Events:       events(st.Events),
+		ProbeReplies: ProbeReplies{Bad: st.ProbesBad, Late: st.ProbesLate},
 	}
 	for _, l := range st.Links {
 		i := Interface{Name: l.Name, Label: l.Label, Status: originalStatus(l.Status), State: l.Status, StateAge: since(now, l.Since), DstAddress: l.Dst, Probe: probe(now, l.Probe)}

@@ -119,7 +119,7 @@ func (f *fakeServer) ServerStatus() ServerStatus {
 		Upstream:      engine.Counters{TxPackets: 100, RxPackets: 50},
 		NoPeer:        2,
 		ServerCounters: ServerCounters{NotWireGuard: 11, NotMember: 12, Foreign: 13, Initiations: 14, InitCopies: 15,
-			Joins: 16, PendingEvicted: 17, Unrouted: 18},
+			Joins: 16, PendingEvicted: 17, Unrouted: 18, ProbesAnswered: 19, ProbesRefused: 20, ProbesLimited: 21},
 	}
 }
 

@@ -249,6 +249,7 @@ type roleCollector struct {
 	sessions, addresses, clientTimeout, dropped  *prometheus.Desc
 	initiations, initCopies, joins, joinsRefused *prometheus.Desc
 	pendingEvicted, sessionInfo, sessionIndexes  *prometheus.Desc
+	probeOutcomes, probeRejected                 *prometheus.Desc
 	addrInfo, addrLive, addrState                *prometheus.Desc
 	session, addr, listen, upstream              sockDescs
 	addrQuality                                  qualityDescs
@@ -277,7 +278,8 @@ func newRoleCollector(s *Server) *roleCollector {
 		c.wireguard = newSockDescs("engarde_wireguard", "the socket facing WireGuard (rx: from WireGuard, tx: to it)", nil, "no_link", "foreign")
 		c.linkQuality = newQualityDescs("engarde_link", "each link's replies (label interface)", []string{"interface"})
 		c.probe = newProbeDescs()
-		c.all = append(c.all, c.duplicates, c.linkState, c.linkChanged, c.linkInfo, c.resolved, c.lookupFailing)
+		c.probeRejected = desc("engarde_probe_replies_rejected_total", "Probe replies taken off the links that answered no probe in flight, by reason: bad (forged, replayed or from another link), late (a real answer after the probe timeout).", "reason")
+		c.all = append(c.all, c.duplicates, c.linkState, c.linkChanged, c.linkInfo, c.resolved, c.lookupFailing, c.probeRejected)
 		c.socks = append(c.socks, c.links, c.wireguard)
 		c.quals = append(c.quals, c.linkQuality)
 		return c
@@ -292,6 +294,7 @@ func newRoleCollector(s *Server) *roleCollector {
 	c.joins = desc("engarde_joins_total", "Client addresses that joined a session with a copy of its initiation that came after WireGuard's answer.")
 	c.joinsRefused = desc("engarde_joins_refused_total", "Copies of an answered initiation that found their session full of addresses carrying traffic.")
 	c.pendingEvicted = desc("engarde_pending_initiations_evicted_total", "Unanswered initiations forgotten to make room.")
+	c.probeOutcomes = desc("engarde_probes_total", "Link probes from clients, by outcome: answered; refused (from an address in no WireGuard session) and limited (over the address's rate limit), both dropped unanswered.", "outcome")
 	c.sessionInfo = desc("engarde_session_info", "Always 1 for each session; the labels give its endpoint (its own socket towards WireGuard, where WireGuard sees the client) and whether it is forwardAnyUDP's session of non-WireGuard sources.", "session", "endpoint", "any_udp")
 	c.sessionIndexes = desc("engarde_session_indexes", "Receiver indexes of each session that the duplicate filter judges now.", "session")
 	addr := []string{"session", "slot"}
@@ -304,7 +307,7 @@ func newRoleCollector(s *Server) *roleCollector {
 	c.upstream = newSockDescs("engarde_upstream", "the handshake socket to WireGuard (tx: to WireGuard, rx: its answers)", nil, "no_client", "unrouted")
 	c.addrQuality = newQualityDescs("engarde_client_address", "each client address (labels session, slot)", addr)
 	c.all = append(c.all, c.duplicates, c.sessions, c.addresses, c.clientTimeout, c.dropped, c.initiations, c.initCopies, c.joins, c.joinsRefused,
-		c.pendingEvicted, c.sessionInfo, c.sessionIndexes, c.addrInfo, c.addrLive, c.addrState)
+		c.pendingEvicted, c.sessionInfo, c.sessionIndexes, c.addrInfo, c.addrLive, c.addrState, c.probeOutcomes)
 	c.socks = append(c.socks, c.session, c.addr, c.listen, c.upstream)
 	c.quals = append(c.quals, c.addrQuality)
 	return c
@@ -378,6 +381,8 @@ func (c *roleCollector) client(ch chan<- prometheus.Metric, st ClientStatus) {
 		}
 	}
 	c.wireguard.collect(ch, &st.WireGuard, nil, st.NoLink, st.Foreign)
+	counter(ch, c.probeRejected, st.ProbesBad, "bad")
+	counter(ch, c.probeRejected, st.ProbesLate, "late")
 }
 
 func (c *roleCollector) server(ch chan<- prometheus.Metric, st ServerStatus) {
@@ -424,6 +429,9 @@ func (c *roleCollector) server(ch chan<- prometheus.Metric, st ServerStatus) {
 	counter(ch, c.joins, st.Joins)
 	counter(ch, c.joinsRefused, st.JoinsRefused)
 	counter(ch, c.pendingEvicted, st.PendingEvicted)
+	counter(ch, c.probeOutcomes, st.ProbesAnswered, "answered")
+	counter(ch, c.probeOutcomes, st.ProbesRefused, "refused")
+	counter(ch, c.probeOutcomes, st.ProbesLimited, "limited")
 	c.listen.collect(ch, &st.Listen, nil)
 	c.upstream.collect(ch, &st.Upstream, nil, st.NoPeer, st.Unrouted)
 }

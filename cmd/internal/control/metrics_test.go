@@ -224,7 +224,7 @@ func TestMetricsClient(t *testing.T) {
 			// No samples, no judged probe, no answer: no figure rather
 			// than a made-up 0 (or NaN).
 			t.Errorf("a figure for wlan0, which measured none: %s", series)
-		case strings.Contains(series, "_probe_") && !strings.Contains(series, `interface="eth0"`) && !strings.Contains(series, `interface="wlan0"`):
+		case strings.Contains(series, "_probe_") && strings.Contains(series, "interface=") && !strings.Contains(series, `interface="eth0"`) && !strings.Contains(series, `interface="wlan0"`):
 			t.Errorf("probe figures for a link without probes: %s", series)
 		}
 	}
@@ -283,6 +283,9 @@ func TestMetricsServer(t *testing.T) {
 		`engarde_initiation_copies_total{}`:                                                             15,
 		`engarde_joins_total{}`:                                                                         16,
 		`engarde_pending_initiations_evicted_total{}`:                                                   17,
+		`engarde_probes_total{outcome="answered"}`:                                                      19,
+		`engarde_probes_total{outcome="refused"}`:                                                       20,
+		`engarde_probes_total{outcome="limited"}`:                                                       21,
 		`engarde_upstream_drops_total{reason="unrouted"}`:                                               18,
 		`engarde_upstream_tx_packets_total{}`:                                                           100,
 		`engarde_upstream_rx_packets_total{}`:                                                           50,

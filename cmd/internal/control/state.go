@@ -86,6 +86,10 @@ type ClientStatus struct {
 	// oldest first.
 	Tunnel engine.TunnelInfo
 	Events []engine.Event
+	// ProbesBad and ProbesLate count the probe replies taken off the
+	// links that answered no probe in flight: forged, replayed or moved
+	// ones, and real answers after the probe timeout.
+	ProbesBad, ProbesLate uint64
 }
 
 // Peer is one client address as the server sees it.
