@@ -223,13 +223,26 @@ func soak(ctx context.Context, r *Result, bin, backend string, size int) error {
 				want++
 			}
 		}
-		got := strings.Count(tun.Client.Stderr.String(), "link "+l+" up again")
+		got := recoveries(tun.Client.Stderr.String(), l)
 		if got < want {
-			r.Failures = append(r.Failures, fmt.Sprintf("the client logged %q %d times for %d flaps", "link "+l+" up again", got, want))
+			r.Failures = append(r.Failures, fmt.Sprintf("the client logged link %s down -> active %d times for %d flaps", l, got, want))
 		}
 	}
 	failed = len(r.Failures) > 0
 	return nil
+}
+
+// recoveries counts the changes of state of link from down to active in a
+// JSON log: the structured fields every change of state carries.
+func recoveries(log, link string) int {
+	n := 0
+	for _, line := range strings.Split(log, "\n") {
+		var e struct{ Link, From, To string }
+		if json.Unmarshal([]byte(line), &e) == nil && e.Link == link && e.From == "down" && e.To == "active" {
+			n++
+		}
+	}
+	return n
 }
 
 // flap takes the links down and up in turn until the stream's end is
