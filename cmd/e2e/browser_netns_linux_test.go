@@ -128,24 +128,7 @@ func TestBrowserNetns(t *testing.T) {
 // login), on namespaces of this test's own prefix.
 func newWebEnv(t *testing.T) *env {
 	t.Helper()
-	needNetns(t)
-	c := topo.TunnelConfig{Bin: bin, LogLevel: "debug", ClientExtra: clientWeb, ServerExtra: serverWeb}
-	tun, err := topo.StartTunnel(fmt.Sprintf("wb%d-%d", os.Getpid()%100000, nsSeq.Add(1)), c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, p := range []*topo.Proc{tun.Client, tun.Server, tun.Sink} {
-				p.Stop()
-				t.Logf("%s stderr:\n%s", filepath.Base(p.Name), p.Stderr.String())
-			}
-		}
-		if err := tun.Close(); err != nil {
-			t.Errorf("tearing down namespaces: %v", err)
-		}
-	})
-	return &env{t: t, Tunnel: tun}
+	return startEnv(t, "wb", topo.TunnelConfig{LogLevel: "debug", ClientExtra: clientWeb, ServerExtra: serverWeb})
 }
 
 // relayInto listens on this namespace's loopback and carries each

@@ -60,10 +60,18 @@ type env struct {
 // all down, and on failure shows what each process logged.
 func newEnv(t *testing.T, c topo.TunnelConfig) *env {
 	t.Helper()
+	c.LogLevel = "debug"
+	return startEnv(t, "eg", c)
+}
+
+// startEnv starts a tunnel on namespaces named from prefix (each test
+// file's own, so that their namespaces are told apart), to be torn down
+// at t's end; on failure it shows what each process logged.
+func startEnv(t *testing.T, prefix string, c topo.TunnelConfig) *env {
+	t.Helper()
 	needNetns(t)
 	c.Bin = bin
-	c.LogLevel = "debug"
-	tun, err := topo.StartTunnel(fmt.Sprintf("eg%d-%d", os.Getpid()%100000, nsSeq.Add(1)), c)
+	tun, err := topo.StartTunnel(fmt.Sprintf("%s%d-%d", prefix, os.Getpid()%100000, nsSeq.Add(1)), c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,23 +29,7 @@ func TestNetnsProbes(t *testing.T) {
 		delay       = 20 * time.Millisecond // each way
 		idle        = 25 * time.Second
 	)
-	c := topo.TunnelConfig{ClientExtra: clientWeb + "  probeInterval: 50\n", ServerExtra: serverWeb, Bin: bin, LogLevel: "debug"}
-	tun, err := topo.StartTunnel(fmt.Sprintf("pr%d", os.Getpid()%100000), c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, p := range []*topo.Proc{tun.Client, tun.Server, tun.Sink} {
-				p.Stop()
-				t.Logf("%s stderr:\n%s", filepath.Base(p.Name), p.Stderr.String())
-			}
-		}
-		if err := tun.Close(); err != nil {
-			t.Errorf("tearing down namespaces: %v", err)
-		}
-	})
-	e := &env{t: t, Tunnel: tun}
+	e := startEnv(t, "pr", topo.TunnelConfig{ClientExtra: clientWeb + "  probeInterval: 50\n", ServerExtra: serverWeb, LogLevel: "debug"})
 	e.waitLog(e.Client, 5*time.Second, 1, "web manager listening on http://127.0.0.1:59480/")
 
 	// Link b through the delay relay, as in TestNetnsLinkQuality.

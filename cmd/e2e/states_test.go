@@ -3,8 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,26 +18,9 @@ import (
 // newStatesEnv is newEnv on namespaces of the states tests' own prefix.
 func newStatesEnv(t *testing.T, c topo.TunnelConfig) *env {
 	t.Helper()
-	needNetns(t)
-	c.Bin = bin
 	c.ClientExtra = clientWeb + c.ClientExtra
 	c.ServerExtra = serverWeb + c.ServerExtra
-	tun, err := topo.StartTunnel(fmt.Sprintf("st%d-%d", os.Getpid()%100000, nsSeq.Add(1)), c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, p := range []*topo.Proc{tun.Client, tun.Server, tun.Sink} {
-				p.Stop()
-				t.Logf("%s stderr:\n%s", filepath.Base(p.Name), p.Stderr.String())
-			}
-		}
-		if err := tun.Close(); err != nil {
-			t.Errorf("tearing down namespaces: %v", err)
-		}
-	})
-	return &env{t: t, Tunnel: tun}
+	return startEnv(t, "st", c)
 }
 
 // background runs a stream of rate packets a second for d through the
