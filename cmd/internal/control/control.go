@@ -367,18 +367,14 @@ func (s *Server) listenLocked(addr string, useTLS bool) error {
 		s.hosts.Store(newHostPolicy("", nil, s.allowed))
 		return nil
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil && s.srv != nil && errors.Is(err, syscall.EADDRINUSE) {
-		// The same port on another address (0.0.0.0:9001 to
-		// 127.0.0.1:9001, say): free it, and come back if that fails.
+	ln, err := listenReplacing(addr, s.srv != nil, func() {
 		shutdown(s.srv, s.ln)
 		s.srv, s.ln = nil, nil
-		if ln, err = net.Listen("tcp", addr); err != nil {
-			if back, err2 := net.Listen("tcp", s.addr); err2 == nil {
-				s.serveLocked(back, s.addr, s.srvTLS)
-			}
+	}, func() {
+		if back, err := net.Listen("tcp", s.addr); err == nil {
+			s.serveLocked(back, s.addr, s.srvTLS)
 		}
-	}
+	})
 	if err != nil {
 		return fmt.Errorf("web manager: listening on %s: %w", addr, err)
 	}
@@ -392,6 +388,22 @@ func (s *Server) listenLocked(addr string, useTLS bool) error {
 	s.log.infof("web manager listening on %s://%s/", scheme, ln.Addr())
 	s.warnExposedLocked()
 	return nil
+}
+
+// listenReplacing listens on addr. When that fails because the running
+// listener (running) holds the port on another address (0.0.0.0:9001 to
+// 127.0.0.1:9001, say), it stops that one and tries again, and if that
+// fails too, restores the one it stopped.
+func listenReplacing(addr string, running bool, stop, restore func()) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil || !running || !errors.Is(err, syscall.EADDRINUSE) {
+		return ln, err
+	}
+	stop()
+	if ln, err = net.Listen("tcp", addr); err != nil {
+		restore()
+	}
+	return ln, err
 }
 
 // serveLocked serves on ln, configured as addr, over TLS when useTLS, and

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"syscall"
 )
 
 // The metrics listener (Options.MetricsListenAddr) serves /metrics and
@@ -54,18 +53,14 @@ func (s *Server) listenMetricsLocked(addr string, useTLS bool) error {
 		s.mhosts.Store(newHostPolicy("", nil, s.allowed))
 		return nil
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil && m.srv != nil && errors.Is(err, syscall.EADDRINUSE) {
-		// The same port on another address: free it, and come back if
-		// that fails.
+	ln, err := listenReplacing(addr, m.srv != nil, func() {
 		shutdown(m.srv, m.ln)
 		m.srv, m.ln = nil, nil
-		if ln, err = net.Listen("tcp", addr); err != nil {
-			if back, err2 := net.Listen("tcp", m.addr); err2 == nil {
-				s.serveMetricsLocked(back, m.addr, m.tls)
-			}
+	}, func() {
+		if back, err := net.Listen("tcp", m.addr); err == nil {
+			s.serveMetricsLocked(back, m.addr, m.tls)
 		}
-	}
+	})
 	if err != nil {
 		return fmt.Errorf("web manager: metrics: listening on %s: %w", addr, err)
 	}
