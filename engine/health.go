@@ -424,7 +424,7 @@ type serverHealth struct {
 // has sent nothing for stallAfter while another address of its session
 // sends, so a link of that client is failing.
 
-// serverHealthLoop evaluates the states every healthEvery until ctx ends.
+// healthLoop evaluates the server's states every healthEvery until ctx ends.
 func (s *Server) healthLoop(ctx context.Context) {
 	t := time.NewTicker(healthEvery)
 	defer t.Stop()
