@@ -78,8 +78,8 @@ func TestNetnsLinkQuality(t *testing.T) {
 	})
 	var midClient, midServer string
 	mid := at(4*time.Second, func() {
-		midClient, _ = e.Exec(e.Topo.Client, filepath.Join(bin, "engarde-client"), "status", e.ConfigPath)
-		midServer, _ = e.Exec(e.Topo.Server, filepath.Join(bin, "engarde-server"), "status", e.ConfigPath)
+		midClient, _ = e.Exec(e.Topo.Client, filepath.Join(bin, "engarde-client"), "status", "-wide", e.ConfigPath)
+		midServer, _ = e.Exec(e.Topo.Server, filepath.Join(bin, "engarde-server"), "status", "-wide", e.ConfigPath)
 	})
 	r := e.gen(2000, 5*time.Second, 1000)
 	lossStart()

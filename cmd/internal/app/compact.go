@@ -93,15 +93,13 @@ func compactServer(w io.Writer, l *control.ServerList) error {
 	tw.row("SESSION\tCLIENT ADDRESS\tSTATE\tLOSS\tLAST RX\tRX b/s\tTX b/s")
 	for _, s := range addrs {
 		st := state(s.State, "")
-		if st == "-" {
-			switch {
-			case s.Stalled:
-				st = "stalled"
-			case s.Live:
-				st = "active"
-			default:
-				st = "silent"
-			}
+		switch {
+		case !s.Live:
+			st = "silent" // past the client timeout: it gets no replies
+		case st == "-" && s.Stalled:
+			st = "stalled" // an older daemon's answer
+		case st == "-":
+			st = "active"
 		}
 		r := s.Stats.Rates
 		tw.row("%s\t%s\t%s\t%s\t%s\t%s\t%s", fit(strconv.FormatUint(s.Session, 10), sessionCells), fit(s.Address, addrCells), st, pct(s.Quality.LossRate), ago(s.Last), si(r.RxBits), si(r.TxBits))

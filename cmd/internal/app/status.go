@@ -241,6 +241,7 @@ func readList(resp *http.Response, where, path string, role config.Role) ([]byte
 
 func printClient(w io.Writer, l *control.ClientList) error {
 	header(w, "engarde-client", l.Version, l.Backend, l.Uptime, l.Description)
+	tunnelHeader(w, l.Tunnel)
 	wg := l.WireGuard.Rates
 	fmt.Fprintf(w, "WireGuard side %s: from WireGuard %s, to WireGuard %s", l.ListenAddress, perSecond(wg.RxPackets, "pkt/s"), perSecond(wg.TxPackets, "pkt/s"))
 	if l.NoLink > 0 {
@@ -251,16 +252,17 @@ func printClient(w io.Writer, l *control.ClientList) error {
 	}
 	fmt.Fprint(w, "\n\n")
 	tw := newTable()
-	tw.row("INTERFACE\tLABEL\tSTATUS\tSOURCE\tDESTINATION\tLAST RX\tRX PKT/S\tRX BIT/S\tTX PKT/S\tTX BIT/S\tDROPS\tFIRST\tLOSS\tLATE P50/P99\tNOTE")
+	tw.row("INTERFACE\tLABEL\tSTATE\tSOURCE\tDESTINATION\tLAST RX\tRX PKT/S\tRX BIT/S\tTX PKT/S\tTX BIT/S\tDROPS\tRTT P50/P99\tPROBE LOSS\tFIRST\tLOSS\tLATE P50/P99\tNOTE")
 	for _, i := range l.Interfaces {
-		note := i.Reason
-		if i.Stalled {
-			note = "NOT RECEIVING while other links receive"
+		st := state(i.State, i.Status)
+		if i.State == "" && i.Stalled {
+			st = "stalled" // an older daemon's answer
 		}
+		note := i.Reason
 		if note == "excluded" {
 			note = ""
 		}
-		tw.row("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", i.Name, dash(i.Label), i.Status, dash(i.SenderAddress), dash(i.DstAddress), last(i.Last, i.Stats != nil), statsCols(i.Stats), qualityCols(i.Quality), note)
+		tw.row("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", i.Name, dash(i.Label), st, dash(i.SenderAddress), dash(i.DstAddress), last(i.Last, i.Stats != nil), statsCols(i.Stats), probeCols(i.Probe), qualityCols(i.Quality), note)
 	}
 	if err := tw.write(w); err != nil {
 		return err
@@ -274,6 +276,7 @@ func printClient(w io.Writer, l *control.ClientList) error {
 
 func printServer(w io.Writer, l *control.ServerList) error {
 	header(w, "engarde-server", l.Version, l.Backend, l.Uptime, l.Description)
+	tunnelHeader(w, l.Tunnel)
 	// What WireGuard gets and sends: on the handshake socket and on every
 	// session's own.
 	up := l.Upstream.Rates
@@ -335,7 +338,7 @@ func printServer(w io.Writer, l *control.ServerList) error {
 		fmt.Fprintln(w)
 	}
 	tw := newTable()
-	tw.row("SESSION\tCLIENT ADDRESS\tREPLIES FROM\tLAST RX\tRX PKT/S\tRX BIT/S\tTX PKT/S\tTX BIT/S\tDROPS\tFIRST\tLOSS\tLATE P50/P99\tSINCE\tNOTE")
+	tw.row("SESSION\tSLOT\tCLIENT ADDRESS\tSTATE\tREPLIES FROM\tLAST RX\tRX PKT/S\tRX BIT/S\tTX PKT/S\tTX BIT/S\tDROPS\tFIRST\tLOSS\tLATE P50/P99\tSINCE\tNOTE")
 	// Every session's addresses, silent ones too; an older engarde's
 	// answer has only Sockets.
 	addrs := l.Sockets
@@ -347,14 +350,18 @@ func printServer(w io.Writer, l *control.ServerList) error {
 	}
 	for _, s := range addrs {
 		note := ""
-		switch {
-		case s.Stalled:
-			note = "NOT RECEIVING while other addresses of its session send"
-		case !s.Live:
+		if !s.Live {
 			note = "silent: gets no replies"
 		}
+		state := s.State
+		switch {
+		case state == "" && s.Stalled:
+			state = "stalled" // an older daemon's answer
+		case state == "":
+			state = "-"
+		}
 		st, q := s.Stats, s.Quality
-		tw.row("%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s", s.Session, s.Address, s.LocalAddress, last(s.Last, true), statsCols(&st), qualityCols(&q), s.Since.Local().Format("15:04:05"), note)
+		tw.row("%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", s.Session, s.Slot, s.Address, state, s.LocalAddress, last(s.Last, true), statsCols(&st), qualityCols(&q), s.Since.Local().Format("15:04:05"), note)
 	}
 	if err := tw.write(w); err != nil {
 		return err
@@ -411,6 +418,25 @@ func statsCols(s *control.SocketStats) string {
 
 // qualityCols formats the first share, loss and lateness columns
 // (tab-separated), with "-" for what was not measured.
+// tunnelHeader writes the tunnel's line, as the compact view does.
+func tunnelHeader(w io.Writer, t control.Tunnel) {
+	var b strings.Builder
+	tunnelLines(&b, t)
+	io.WriteString(w, b.String())
+}
+
+// probeCols is a link's probe round trip (p50/p99) and probe loss.
+func probeCols(p *control.Probe) string {
+	if p == nil {
+		return "-\t-"
+	}
+	rtt := "-"
+	if p.RTTP50Ms != nil && p.RTTP99Ms != nil {
+		rtt = ms(*p.RTTP50Ms) + "/" + ms(*p.RTTP99Ms) + "ms"
+	}
+	return rtt + "\t" + pct(p.Loss)
+}
+
 func qualityCols(q *control.Quality) string {
 	if q == nil {
 		return "-\t-\t-"

@@ -27,35 +27,39 @@ func sampleClient() control.ClientList {
 		Head:      control.Head{Type: "client", Version: "v1.0.0", Description: "office uplinks", ListenAddress: "127.0.0.1:59401"},
 		Run:       control.Run{Backend: "mmsg", Uptime: 11525},
 		WireGuard: control.SocketStats{Rates: control.Rates{RxPackets: 1210, TxPackets: 1208}},
+		Tunnel:    control.Tunnel{State: "degraded", Since: time.Date(2026, 5, 1, 9, 30, 0, 0, time.Local), Reason: "wwan0 stalled", Probes: "on"},
 		Interfaces: []control.Interface{
-			{Name: "lo", Status: "idle", Reason: "loopback", SenderAddress: "127.0.0.1", DstAddress: "203.0.113.10:59402"},
-			{Name: "eth0", Label: "Fiber", Status: "active", SenderAddress: "192.0.2.7", DstAddress: "203.0.113.10:59402", Last: ptr[int64](0),
+			{Name: "lo", Status: "idle", State: "down", Reason: "loopback", SenderAddress: "127.0.0.1", DstAddress: "203.0.113.10:59402"},
+			{Name: "eth0", Label: "Fiber", Status: "active", State: "active", SenderAddress: "192.0.2.7", DstAddress: "203.0.113.10:59402", Last: ptr[int64](0),
 				Stats:   &control.SocketStats{Rates: rates(1210)},
+				Probe:   &control.Probe{Sent: 240, Answered: 238, Window: 236, Lost: 2, Loss: ptr(2.0 / 236), RTTP50Ms: ptr(0.35), RTTP99Ms: ptr(2.4), JitterMs: ptr(0.1)},
 				Quality: &control.Quality{Samples: 500, FirstShare: ptr(0.62), LossRate: ptr(0.004), LateP50Ms: ptr(0.35), LateP99Ms: ptr(2.1)}},
+			// An older daemon's answer: no state, the stall flag only.
 			{Name: "wwan0", Label: "LTE", Status: "active", SenderAddress: "10.64.3.2", DstAddress: "203.0.113.10:59402", Last: ptr[int64](7), Stalled: true,
 				Stats:   &control.SocketStats{Rates: control.Rates{TxPackets: 1210, TxBits: 1210 * 8200}, Drops: control.Drops{Total: 31}},
 				Quality: &control.Quality{Samples: 500, FirstShare: ptr(0.38), LossRate: ptr(0.25), LateP50Ms: ptr(4.2), LateP99Ms: ptr(48.0)}},
 			// A link just up: a socket, no samples yet.
-			{Name: "wlan0", Status: "active", SenderAddress: "198.51.100.9", DstAddress: "203.0.113.10:59402", Last: ptr[int64](0),
+			{Name: "wlan0", Status: "active", State: "active", SenderAddress: "198.51.100.9", DstAddress: "203.0.113.10:59402", Last: ptr[int64](0),
 				Stats: &control.SocketStats{}, Quality: &control.Quality{}},
-			{Name: "wg0", Status: "excluded", Reason: "excluded", SenderAddress: "10.9.0.2"},
+			{Name: "wg0", Status: "excluded", State: "excluded", Reason: "excluded", SenderAddress: "10.9.0.2"},
 		},
 	}
 }
 
 func sampleServer() control.ServerList {
 	since := time.Date(2026, 5, 1, 9, 30, 0, 0, time.Local)
-	a := control.Socket{Address: "198.51.100.4:40112", LocalAddress: "203.0.113.10:59402", Last: ptr[int64](0), Session: 1, Since: since, Live: true,
+	a := control.Socket{Address: "198.51.100.4:40112", LocalAddress: "203.0.113.10:59402", Last: ptr[int64](0), Session: 1, Since: since, Live: true, State: "active",
 		Stats:   control.SocketStats{Rates: control.Rates{RxPackets: 1210, RxBits: 9.9e6, TxPackets: 1208, TxBits: 9.9e6}},
 		Quality: control.Quality{Samples: 800, FirstShare: ptr(0.81), LossRate: ptr(0.0), LateP50Ms: ptr(12.0), LateP99Ms: ptr(31.0)}}
-	b := control.Socket{Address: "192.0.2.200:5353", LocalAddress: "203.0.113.10:59402", Last: ptr[int64](0), Session: 1, Since: since, Live: true,
+	b := control.Socket{Address: "192.0.2.200:5353", LocalAddress: "203.0.113.10:59402", Last: ptr[int64](0), Session: 1, Since: since, Live: true, Slot: 1, State: "active",
 		Stats:   control.SocketStats{Rates: control.Rates{RxPackets: 1190, RxBits: 9.7e6, TxPackets: 1208, TxBits: 9.9e6}, Drops: control.Drops{Total: 2}},
 		Quality: control.Quality{Samples: 800, FirstShare: ptr(0.19), LossRate: ptr(0.016), LateP50Ms: ptr(0.8), LateP99Ms: ptr(9.5)}}
-	c := control.Socket{Address: "198.51.100.77:61000", LocalAddress: "203.0.113.10:59402", Last: ptr[int64](95), Session: 4, Since: since}
+	c := control.Socket{Address: "198.51.100.77:61000", LocalAddress: "203.0.113.10:59402", Last: ptr[int64](95), Session: 4, Since: since, State: "active"}
 	return control.ServerList{
 		Head:       control.Head{Type: "server", Version: "v1.0.0", Description: "hub", ListenAddress: "0.0.0.0:59402"},
 		DstAddress: "127.0.0.1:59301",
 		Run:        control.Run{Backend: "mmsg", Uptime: 90}, ClientTimeout: 30,
+		Tunnel:         control.Tunnel{State: "up", Since: since, Probes: "on"},
 		Upstream:       control.SocketStats{Rates: control.Rates{TxPackets: 2, RxPackets: 2}},
 		ServerCounters: control.ServerCounters{Initiations: 3, InitCopies: 3, Joins: 1, NotWireGuard: 12},
 		Sockets:        []control.Socket{a, b}, // the live ones
@@ -107,18 +111,20 @@ func writeConfig(t *testing.T, role, addr, user, pass string) string {
 
 const wantClient = `engarde-client v1.0.0, mmsg backend, up 3h12m5s
 office uplinks
+tunnel DEGRADED since 2026-05-01 09:30:00: wwan0 stalled (probes on)
 WireGuard side 127.0.0.1:59401: from WireGuard 1.2k pkt/s, to WireGuard 1.2k pkt/s
 
-INTERFACE  LABEL  STATUS    SOURCE        DESTINATION         LAST RX  RX PKT/S  RX BIT/S  TX PKT/S  TX BIT/S  DROPS  FIRST  LOSS  LATE P50/P99  NOTE
-lo         -      idle      127.0.0.1     203.0.113.10:59402  -        -         -         -         -         -      -      -     -             loopback
-eth0       Fiber  active    192.0.2.7     203.0.113.10:59402  0s       1.2k      9.9M      1.2k      9.9M      0      62%    0.4%  0.35/2.1ms
-wwan0      LTE    active    10.64.3.2     203.0.113.10:59402  7s       0         0         1.2k      9.9M      31     38%    25%   4.2/48ms      NOT RECEIVING while other links receive
-wlan0      -      active    198.51.100.9  203.0.113.10:59402  0s       0         0         0         0         0      -      -     -
-wg0        -      excluded  10.9.0.2      -                   -        -         -         -         -         -      -      -     -
+INTERFACE  LABEL  STATE     SOURCE        DESTINATION         LAST RX  RX PKT/S  RX BIT/S  TX PKT/S  TX BIT/S  DROPS  RTT P50/P99  PROBE LOSS  FIRST  LOSS  LATE P50/P99  NOTE
+lo         -      down      127.0.0.1     203.0.113.10:59402  -        -         -         -         -         -      -            -           -      -     -             loopback
+eth0       Fiber  active    192.0.2.7     203.0.113.10:59402  0s       1.2k      9.9M      1.2k      9.9M      0      0.35/2.4ms   0.8%        62%    0.4%  0.35/2.1ms
+wwan0      LTE    stalled   10.64.3.2     203.0.113.10:59402  7s       0         0         1.2k      9.9M      31     -            -           38%    25%   4.2/48ms
+wlan0      -      active    198.51.100.9  203.0.113.10:59402  0s       0         0         0         0         0      -            -           -      -     -
+wg0        -      excluded  10.9.0.2      -                   -        -         -         -         -         -      -            -           -      -     -
 `
 
 const wantServer = `engarde-server v1.0.0, mmsg backend, up 1m30s
 hub
+tunnel up since 2026-05-01 09:30:00 (probes on)
 listening on 0.0.0.0:59402, WireGuard at 127.0.0.1:59301, client timeout 30s
 to WireGuard 1.2k pkt/s, replies 1.2k pkt/s
 handshakes: 3 initiations to WireGuard, 3 copies held back, 1 address joined after the answer
@@ -128,10 +134,10 @@ SESSION  ENDPOINT         ADDRESSES    INDEXES  TO WG PKT/S  REPLIES PKT/S  SINC
 1        127.0.0.1:41000  2 live of 2  2        1.2k         1.2k           09:30:00
 4        127.0.0.1:41003  0 live of 1  0        0            0              09:30:00
 
-SESSION  CLIENT ADDRESS       REPLIES FROM        LAST RX  RX PKT/S  RX BIT/S  TX PKT/S  TX BIT/S  DROPS  FIRST  LOSS  LATE P50/P99  SINCE     NOTE
-1        198.51.100.4:40112   203.0.113.10:59402  0s       1.2k      9.9M      1.2k      9.9M      0      81%    0%    12/31ms       09:30:00
-1        192.0.2.200:5353     203.0.113.10:59402  0s       1.2k      9.7M      1.2k      9.9M      2      19%    1.6%  0.80/9.5ms    09:30:00
-4        198.51.100.77:61000  203.0.113.10:59402  1m35s    0         0         0         0         0      -      -     -             09:30:00  silent: gets no replies
+SESSION  SLOT  CLIENT ADDRESS       STATE   REPLIES FROM        LAST RX  RX PKT/S  RX BIT/S  TX PKT/S  TX BIT/S  DROPS  FIRST  LOSS  LATE P50/P99  SINCE     NOTE
+1        0     198.51.100.4:40112   active  203.0.113.10:59402  0s       1.2k      9.9M      1.2k      9.9M      0      81%    0%    12/31ms       09:30:00
+1        1     192.0.2.200:5353     active  203.0.113.10:59402  0s       1.2k      9.7M      1.2k      9.9M      2      19%    1.6%  0.80/9.5ms    09:30:00
+4        0     198.51.100.77:61000  active  203.0.113.10:59402  1m35s    0         0         0         0         0      -      -     -             09:30:00  silent: gets no replies
 `
 
 // An empty server: no client has reached it, so no session.
