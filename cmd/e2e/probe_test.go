@@ -8,8 +8,6 @@ package e2e
 import (
 	"fmt"
 	"math"
-	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
@@ -33,37 +31,12 @@ func TestNetnsProbes(t *testing.T) {
 	e.waitLog(e.Client, 5*time.Second, 1, "web manager listening on http://127.0.0.1:59480/")
 
 	// Link b through the delay relay, as in TestNetnsLinkQuality.
-	b := e.Link("eth-b")
-	direct := e.Config.LinkDst(2)
-	relay := netip.AddrPortFrom(b.ServerAddr, topo.ServerPort+1)
-	d := startDelay(t, e.Topo.Server, delaySpec{
-		Listen:   relay.String(),
-		Upstream: direct,
-		Bind:     netip.AddrPortFrom(b.ServerAddr, 0).String(),
-		Delay:    delay,
-	})
-	old := fmt.Sprintf("dstAddr: %q", direct)
-	if !strings.Contains(e.Config.YAML(), old) {
-		t.Fatalf("test bug: no %s in the configuration", old)
-	}
-	if err := e.WriteConfig(strings.Replace(e.Config.YAML(), old, fmt.Sprintf("dstAddr: %q", relay), 1)); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Client.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for iface(e.clientList(), "eth-b").DstAddress != relay.String() {
-		if time.Now().After(deadline) {
-			t.Fatalf("link eth-b not through the relay %v within 5 s: %+v", relay, iface(e.clientList(), "eth-b"))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	d := e.delayLinkB(delay)
 
 	// The session: WireGuard's stand-in's handshake and a second of
 	// traffic, then nothing but probes.
 	e.gen(100, time.Second, 200)
-	deadline = time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for {
 		l := e.clientList()
 		pa, pb := iface(l, "eth-a").Probe, iface(l, "eth-b").Probe

@@ -43,30 +43,8 @@ func TestNetnsLinkQuality(t *testing.T) {
 	e.waitLog(e.Client, 5*time.Second, 1, "web manager listening on http://127.0.0.1:59480/")
 	e.waitLog(e.Server, 5*time.Second, 1, "web manager listening on http://", ":59481/")
 
-	// Link b through the relay: it listens on b's server address, another
-	// port, and forwards to engarde-server from that address, which the
-	// server therefore sees as link b's client address.
 	b := e.Link("eth-b")
-	direct := e.Config.LinkDst(2)
-	relay := netip.AddrPortFrom(b.ServerAddr, topo.ServerPort+1)
-	d := startDelay(t, e.Topo.Server, delaySpec{
-		Listen:   relay.String(),
-		Upstream: direct,
-		Bind:     netip.AddrPortFrom(b.ServerAddr, 0).String(),
-		Delay:    delay,
-	})
-	old := fmt.Sprintf("dstAddr: %q", direct)
-	if !strings.Contains(e.Config.YAML(), old) {
-		t.Fatalf("test bug: no %s in the configuration", old)
-	}
-	yml := strings.Replace(e.Config.YAML(), old, fmt.Sprintf("dstAddr: %q", relay), 1)
-	if err := e.WriteConfig(yml); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Client.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	e.waitLog(e.Client, 3*time.Second, 1, `link eth-b up: `, "-> "+relay.String())
+	d := e.delayLinkB(delay)
 
 	// The loss starts once the generator's handshake is through: a lost
 	// initiation copy would keep link a out of the session, which is
@@ -253,6 +231,36 @@ type delayProc struct {
 // startDelay runs the delay tool in namespace ns and returns once it
 // listens; the test's cleanup stops it (before the namespaces go, since
 // cleanups run last first) and shows its output if the test failed.
+// delayLinkB sends link b through a relay that holds each datagram for
+// delay each way: it listens on b's server address, another port, and
+// forwards to engarde-server from that address, which the server therefore
+// sees as link b's client address. The client is pointed at it by a
+// reload, and the link is back up through it when delayLinkB returns.
+func (e *env) delayLinkB(delay time.Duration) *delayProc {
+	e.t.Helper()
+	b := e.Link("eth-b")
+	direct := e.Config.LinkDst(2)
+	relay := netip.AddrPortFrom(b.ServerAddr, topo.ServerPort+1)
+	d := startDelay(e.t, e.Topo.Server, delaySpec{
+		Listen:   relay.String(),
+		Upstream: direct,
+		Bind:     netip.AddrPortFrom(b.ServerAddr, 0).String(),
+		Delay:    delay,
+	})
+	old := fmt.Sprintf("dstAddr: %q", direct)
+	if !strings.Contains(e.Config.YAML(), old) {
+		e.t.Fatalf("test bug: no %s in the configuration", old)
+	}
+	if err := e.WriteConfig(strings.Replace(e.Config.YAML(), old, fmt.Sprintf("dstAddr: %q", relay), 1)); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.Client.Reload(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.waitLog(e.Client, 3*time.Second, 1, `link eth-b up: `, "-> "+relay.String())
+	return d
+}
+
 func startDelay(t *testing.T, ns string, spec delaySpec) *delayProc {
 	t.Helper()
 	exe, err := os.Executable()
