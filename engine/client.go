@@ -53,6 +53,7 @@ type Client struct {
 	wg     conn.Conn
 	wgAddr atomic.Pointer[netip.AddrPort] // where WireGuard last sent from
 	wgTx   *sender
+	toWG   merge // orders the links' datagrams to wgTx (merge.go)
 	// WireGuardStats counts traffic between the client and WireGuard:
 	// Rx is what WireGuard sent, Tx what was handed back to it.
 	WireGuardStats Stats
@@ -128,6 +129,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if err := c.role.init(&c.cfg.Options, 4); err != nil {
 		return nil, err
 	}
+	c.toWG.batch = c.opts.BatchSize
 	c.out = newFanout(c.opts.Backend)
 	c.names.init(c.log, c.Rescan)
 	c.names.retain(configuredNames(cfg))
@@ -297,8 +299,13 @@ func (c *Client) setWireGuardAddr(a netip.AddrPort) *netip.AddrPort {
 }
 
 // fromLink is the handler for datagrams arriving on link l: they go to
-// WireGuard.
+// WireGuard, through the merge that keeps every link's batches in one
+// order.
 func (c *Client) fromLink(l *link) func([]*ring.Packet, []conn.Message) {
+	l.in.handle = func(bufs []*ring.Packet, msgs []conn.Message) {
+		bufs, msgs = c.takeReplies(l, bufs, msgs)
+		c.toWireGuard(c.wgTx, &c.win, l.path, bufs, msgs)
+	}
 	return func(bufs []*ring.Packet, msgs []conn.Message) {
 		if l.excluded.Load() {
 			// An excluded link carries nothing either way: the server
@@ -306,7 +313,6 @@ func (c *Client) fromLink(l *link) func([]*ring.Packet, []conn.Message) {
 			// is counted (RxPackets) and dropped.
 			return
 		}
-		bufs, msgs = c.takeReplies(l, bufs, msgs)
-		c.toWireGuard(c.wgTx, &c.win, l.path, bufs, msgs)
+		c.toWG.run(&l.in, bufs, msgs)
 	}
 }

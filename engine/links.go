@@ -28,6 +28,7 @@ type link struct {
 	dst   netip.AddrPort
 	tx    *sender
 	rx    *pump
+	in    mergeInput // its way into the client's merge towards WireGuard
 	stats Stats
 	up    bool // in the active set; guarded by Client.mu
 	// path is the link's number in the duplicate filter (-1: none, past

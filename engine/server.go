@@ -348,9 +348,10 @@ func (s *Server) legacyMember(addr netip.AddrPort, local netip.Addr, now int64) 
 	return s.addMemberLocked(s.legacy, addr, local, now, false)
 }
 
-// fromMember handles datagrams on a member's own socket.
+// fromMember handles datagrams on a member's own socket, through its
+// session's merge: the members' batches reach WireGuard in one order.
 func (s *Server) fromMember(m *member) func([]*ring.Packet, []conn.Message) {
-	return func(bufs []*ring.Packet, msgs []conn.Message) {
+	m.in.handle = func(bufs []*ring.Packet, msgs []conn.Message) {
 		now := nanotime()
 		k := 0
 		for i := range msgs {
@@ -371,6 +372,9 @@ func (s *Server) fromMember(m *member) func([]*ring.Packet, []conn.Message) {
 			k++
 		}
 		sendKept(m.sess().upTx, bufs[:k], msgs[:k])
+	}
+	return func(bufs []*ring.Packet, msgs []conn.Message) {
+		m.sess().merge.run(&m.in, bufs, msgs)
 	}
 }
 

@@ -52,6 +52,7 @@ type session struct {
 	upTx    *sender
 	upRx    *pump
 	upStats Stats
+	merge   merge   // orders the members' datagrams to upTx (merge.go)
 	out     *fanout // used on upRx's goroutine only
 	win     windows
 	tx      atomic.Pointer[[]*sender] // the live members' senders
@@ -79,6 +80,7 @@ type member struct {
 	probeTAT atomic.Int64 // its probes' rate limit (allowProbe)
 	live     atomic.Bool  // it gets replies
 	stats    Stats
+	in       mergeInput // its socket's way into its session's merge
 	quality  pathQuality
 	fixedDst atomic.Pointer[netip.AddrPort] // for a member on the listen socket
 
@@ -426,6 +428,7 @@ func (s *Server) newSessionLocked(legacy bool) (*session, error) {
 	}
 	s.nextID++
 	sess := &session{id: s.nextID, since: time.Now(), legacy: legacy, up: up, out: newFanout(s.opts.Backend)}
+	sess.merge.batch = s.opts.BatchSize
 	sess.tx.Store(&[]*sender{})
 	name := fmt.Sprintf("session %d", sess.id)
 	sess.upTx = s.newSender(senderConfig{name: name + " to wireguard", conn: up, own: true, stats: &sess.upStats})
