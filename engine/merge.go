@@ -35,7 +35,7 @@ type merge struct {
 	// server's sessions with one address never need one).
 	once  sync.Once
 	q     atomic.Pointer[ring.MPMC[mergeItem]]
-	batch int // the role's batch size: set before the first run
+	batch int            // the role's batch size: set before the first run
 	bufs  []*ring.Packet // scratch of whoever holds busy
 	msgs  []conn.Message
 
