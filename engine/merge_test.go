@@ -4,10 +4,14 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/engarde-project/engarde/engine/conn"
+	"github.com/engarde-project/engarde/engine/conn/conntest"
 	"github.com/engarde-project/engarde/ring"
 )
 
@@ -183,5 +187,103 @@ func BenchmarkMerge(b *testing.B) {
 			wg.Wait()
 			b.ReportMetric(float64(mg.Handed.Load())/float64(b.N), "handed/op")
 		})
+	}
+}
+
+// TestMergeWiring: the client's links reach WireGuard only through the
+// client's merge, and a session's client addresses only through the
+// session's. While the test holds each merge, the datagrams of both links
+// wait in it; let go, they all come out, in order.
+func TestMergeWiring(t *testing.T) {
+	tu := startTunnel(t, fakeTestNet(conntest.NewNet()), Options{DisableGSO: true, DisableGRO: true})
+	if got, _ := tu.stream(20, 200, 5000, nil); got != 20 {
+		t.Fatalf("%d of 20 came back before the test", got)
+	}
+	tu.server.mu.Lock()
+	sess := tu.server.sessions[0]
+	tu.server.mu.Unlock()
+	hold := func(mg *merge) {
+		deadline := time.Now().Add(5 * time.Second)
+		for !mg.busy.CompareAndSwap(false, true) {
+			if time.Now().After(deadline) {
+				t.Fatal("the merge stayed busy")
+			}
+			runtime.Gosched()
+		}
+	}
+	hold(&sess.merge)
+	hold(&tu.client.toWG)
+
+	var mu sync.Mutex
+	var seqs []uint64
+	go func() {
+		msgs := make([]conn.Message, 64)
+		for i := range msgs {
+			msgs[i].Buf = make([]byte, 2048)
+		}
+		for {
+			n, err := tu.wgApp.ReadBatch(msgs)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			for _, m := range msgs[:n] {
+				if m.N >= 16 && m.Buf[0] == wgTransportType {
+					seqs = append(seqs, binary.LittleEndian.Uint64(m.Buf[8:]))
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+	got := func() []uint64 { mu.Lock(); defer mu.Unlock(); return slices.Clone(seqs) }
+	const n = 50
+	base := tu.base
+	buf := make([]byte, 200)
+	for i := range uint64(n) {
+		buf[0] = wgTransportType
+		binary.LittleEndian.PutUint32(buf[4:], testServerIndex)
+		binary.LittleEndian.PutUint64(buf[8:], base+i)
+		if _, err := tu.wgApp.WriteBatch([]conn.Message{{Buf: buf, N: len(buf), Addr: tu.client.ListenAddr()}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Both links' copies reach the server's merge and wait there.
+	waitFor := func(what string, cond func() bool) {
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("after 5 s: %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("not every copy waits in the server's merge", func() bool {
+		q := sess.merge.q.Load()
+		return q != nil && q.Len() >= 2*n // and perhaps a probe
+	})
+	time.Sleep(50 * time.Millisecond)
+	if s := got(); len(s) != 0 {
+		t.Fatalf("%d datagrams came back while the server's merge was held", len(s))
+	}
+	sess.merge.leave()
+	// The echoes come back over both links and wait in the client's.
+	waitFor("not every echo waits in the client's merge", func() bool {
+		q := tu.client.toWG.q.Load()
+		return q != nil && q.Len() >= 2*n // and perhaps a probe
+	})
+	if s := got(); len(s) != 0 {
+		t.Fatalf("%d datagrams reached WireGuard while the client's merge was held", len(s))
+	}
+	tu.client.toWG.leave()
+	waitFor("not every echo came back", func() bool { return len(got()) >= n })
+	time.Sleep(50 * time.Millisecond)
+	s := got()
+	if len(s) != n {
+		t.Fatalf("%d came back, want %d (no copy)", len(s), n)
+	}
+	for i, c := range s {
+		if c != base+uint64(i) {
+			t.Fatalf("echo %d is counter %d, want %d: %v", i, c-base, i, s)
+		}
 	}
 }
