@@ -87,7 +87,7 @@ contrib-check: ## check contrib/: promtool check and test rules, the dashboard's
 	cd contrib/prometheus && promtool test rules engarde.rules.test.yml
 	$(GO) test -count=1 -run '^(TestContribNames|TestCheckExpr|TestPromtoolMetrics|TestPromtoolRules)$$' ./cmd/internal/control/
 
-bench: build bench-tools ## engarde vs the direct path in namespaces, WireGuard included (root; ~4 min): bench/results/latest/
+bench: build bench-tools ## engarde vs the direct path in namespaces, WireGuard included (root; ~5 min): bench/results/latest/
 	$(BIN)/engarde-bench -bin $(BIN) $(BENCHFLAGS)
 
 bench-quick: build bench-tools ## a subset of make bench in under a minute (mmsg, one pair, no WireGuard)

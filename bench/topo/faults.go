@@ -71,7 +71,7 @@ func (t *Tunnel) RestartServer() error {
 	if t.Server != nil {
 		_ = t.Server.Stop() // a stopped server's exit status says nothing here
 	}
-	p, err := t.Start(t.Topo.Server, nil, filepath.Join(t.Config.Bin, "engarde-server"), t.ConfigPath)
+	p, err := t.StartEnv(t.Topo.Server, t.Config.Env, nil, filepath.Join(t.Config.Bin, "engarde-server"), t.ConfigPath)
 	if err != nil {
 		return err
 	}
@@ -86,7 +86,7 @@ func (t *Tunnel) RestartClient() error {
 	if t.Client != nil {
 		_ = t.Client.Stop()
 	}
-	p, err := t.Start(t.Topo.Client, nil, filepath.Join(t.Config.Bin, "engarde-client"), t.ConfigPath)
+	p, err := t.StartEnv(t.Topo.Client, t.Config.Env, nil, filepath.Join(t.Config.Bin, "engarde-client"), t.ConfigPath)
 	if err != nil {
 		return err
 	}

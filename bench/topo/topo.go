@@ -314,12 +314,20 @@ type Proc struct {
 // Start runs a program in namespace ns. Its standard error is kept (and
 // copied to extra if not nil); Close stops it.
 func (t *Topo) Start(ns string, extra io.Writer, name string, args ...string) (*Proc, error) {
+	return t.StartEnv(ns, nil, extra, name, args...)
+}
+
+// StartEnv is Start with further environment variables ("GOMAXPROCS=1"),
+// which override this process's own.
+func (t *Topo) StartEnv(ns string, env []string, extra io.Writer, name string, args ...string) (*Proc, error) {
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
-	env, err := t.environ()
+	base, err := t.environ()
 	if err != nil {
 		return nil, err
 	}
-	cmd.Env = env
+	// ip netns exec passes its environment on; of duplicates, os/exec
+	// keeps the last.
+	cmd.Env = append(base, env...)
 	p := &Proc{Cmd: cmd, Name: name, Stderr: &SafeBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.Stderr
 	if extra != nil {

@@ -46,6 +46,12 @@ type TunnelConfig struct {
 	ServerDst string
 	// NoSink starts no sink: something else listens on ServerDst.
 	NoSink bool
+	// Env are environment variables for engarde-client and
+	// engarde-server ("GOMAXPROCS=1"), over this process's.
+	Env []string
+	// Via replaces the client's destination on link i (1 for eth-a) with
+	// another address: a relay in front of the server (DelayLink).
+	Via map[int]string
 }
 
 // Tunnel is engarde running on a topology: the sink and engarde-server in
@@ -85,8 +91,17 @@ func StartTunnel(prefix string, c TunnelConfig) (*Tunnel, error) {
 	return t, nil
 }
 
-// LinkDst is the server address the client uses on link i (1 for eth-a).
+// LinkDst is the server address the client uses on link i (1 for eth-a):
+// Via's when set.
 func (c TunnelConfig) LinkDst(i int) string {
+	if v, ok := c.Via[i]; ok {
+		return v
+	}
+	return c.ServerDstOf(i)
+}
+
+// ServerDstOf is engarde-server's address on link i, whatever Via says.
+func (c TunnelConfig) ServerDstOf(i int) string {
 	l := Plan(i)
 	if c.V6 {
 		return fmt.Sprintf("[%s]:%d", l.ServerV6, ServerPort)
@@ -148,10 +163,10 @@ func (t *Tunnel) start() error {
 			return err
 		}
 	}
-	if t.Server, err = t.Start(t.Topo.Server, nil, filepath.Join(bin, "engarde-server"), t.ConfigPath); err != nil {
+	if t.Server, err = t.StartEnv(t.Topo.Server, t.Config.Env, nil, filepath.Join(bin, "engarde-server"), t.ConfigPath); err != nil {
 		return err
 	}
-	if t.Client, err = t.Start(t.Topo.Client, nil, filepath.Join(bin, "engarde-client"), t.ConfigPath); err != nil {
+	if t.Client, err = t.StartEnv(t.Topo.Client, t.Config.Env, nil, filepath.Join(bin, "engarde-client"), t.ConfigPath); err != nil {
 		return err
 	}
 	return t.WaitLog(t.Client, 5*time.Second, t.Config.Links, `"link eth-`, ` up: `)
@@ -183,16 +198,23 @@ func (t *Tunnel) WaitLog(p *Proc, d time.Duration, n int, subs ...string) error 
 	return p.WaitLog(d, n, subs...)
 }
 
+// CountLog counts the lines p has logged so far that contain every one of
+// subs: WaitLog(d, CountLog(subs...)+1, subs...) waits for the next one.
+func (p *Proc) CountLog(subs ...string) int {
+	got := 0
+	for _, line := range strings.Split(p.Stderr.String(), "\n") {
+		if containsAll(line, subs) {
+			got++
+		}
+	}
+	return got
+}
+
 // WaitLog waits until p has logged n lines containing every one of subs.
 func (p *Proc) WaitLog(d time.Duration, n int, subs ...string) error {
 	deadline := time.Now().Add(d)
 	for {
-		got := 0
-		for _, line := range strings.Split(p.Stderr.String(), "\n") {
-			if containsAll(line, subs) {
-				got++
-			}
-		}
+		got := p.CountLog(subs...)
 		if got >= n {
 			return nil
 		}

@@ -1,5 +1,5 @@
 // Command engarde-bench measures engarde against the direct path on this
-// machine and writes a report: `make bench` (about 4 minutes) and
+// machine and writes a report: `make bench` (about 5 minutes) and
 // `make bench-quick` (under a minute).
 //
 // As root it runs the real binaries (from -bin) in two network namespaces
@@ -13,7 +13,12 @@
 //   - failover: link A down and up, then link B down, mid-stream;
 //   - end-to-end loss with 5% random loss on each link;
 //   - a slow link: link A rate-limited while more is offered;
-//   - iperf3 through wireguard-go, over engarde and over one link alone.
+//   - order: first copies out of sequence order at 50 000 packets/s, with
+//     links of equal delay and with link B 5 ms slower (a relay);
+//   - scaling: the throughput with GOMAXPROCS=1 for both daemons against
+//     the default;
+//   - iperf3 through wireguard-go: alone over link A, over engarde with
+//     both links, and over engarde with link B down.
 //
 // Without root it runs a loopback subset in this process and says why.
 // Tables are printed as each scenario completes, then the targets; the
@@ -23,7 +28,8 @@
 //
 // Usage:
 //
-//	engarde-bench [-quick] [-backends mmsg,std] [-scenarios LIST] [-pairs N] [-bin DIR] [-out DIR] [-loopback]
+//	engarde-bench [-quick] [-backends mmsg,std] [-scenarios LIST] [-pairs N] [-bin DIR] [-out DIR] [-prefix P] [-loopback]
+//	engarde-bench relay -listen ADDR -upstream ADDR -bind ADDR -delay D   (the order scenario's delay relay)
 package main
 
 import (
@@ -49,6 +55,13 @@ type bench struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "relay" {
+		if err := relayMain(os.Args[2:]); err != nil {
+			fmt.Fprintf(os.Stderr, "engarde-bench relay: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	bin := flag.String("bin", "bin", "`directory` with engarde-client, engarde-server, engarde-loadgen and wireguard-go")
 	out := flag.String("out", "bench/results", "`directory` for the reports (latest/ and one per run)")
 	quick := flag.Bool("quick", false, "the quick plan: one backend, one pair, short trials, no WireGuard (under a minute)")
@@ -56,6 +69,7 @@ func main() {
 	scenarios := flag.String("scenarios", "", "comma-separated `scenarios` to run, of "+strings.Join(allScenarios, ","))
 	pairs := flag.Int("pairs", 0, "paired repetitions of the headline measurements (default 3; quick: 1)")
 	loopback := flag.Bool("loopback", false, "run the loopback subset even as root")
+	prefix := flag.String("prefix", "", "`prefix` of the network namespaces' names (default egb<pid>-)")
 	flag.Parse()
 
 	plan := fullPlan()
@@ -102,7 +116,7 @@ func main() {
 		b.runLoopback()
 	} else {
 		b.res.Mode = "namespaces"
-		b.runNamespaces(*bin)
+		b.runNamespaces(*bin, *prefix)
 	}
 	b.res.Plan = b.plan
 	b.res.Elapsed = time.Since(start).Round(time.Millisecond)

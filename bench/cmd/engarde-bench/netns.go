@@ -13,11 +13,13 @@ import (
 var directSink = topo.Plan(1).ServerAddr.String() + ":59999"
 
 // runNamespaces runs every planned scenario with the real binaries from
-// bin in network namespaces named egb<pid>-*: one topology per backend,
-// then one for WireGuard. Each is torn down before the next starts, also
-// on failure or interruption.
-func (b *bench) runNamespaces(bin string) {
-	prefix := fmt.Sprintf("egb%d-", os.Getpid()%100000)
+// bin in network namespaces named prefix* (egb<pid>-* when empty): one
+// topology per backend, then one for WireGuard. Each is torn down before
+// the next starts, also on failure or interruption.
+func (b *bench) runNamespaces(bin, prefix string) {
+	if prefix == "" {
+		prefix = fmt.Sprintf("egb%d-", os.Getpid()%100000)
+	}
 	perBackend := slices.ContainsFunc(b.plan.Scenarios, func(s string) bool { return s != scWireGuard })
 	for i, backend := range b.plan.Backends {
 		if b.ctx.Err() != nil {
@@ -32,7 +34,7 @@ func (b *bench) runNamespaces(bin string) {
 		}
 	}
 	if b.plan.has(scWireGuard) && b.ctx.Err() == nil {
-		b.step("WireGuard over engarde/"+b.plan.primary()+" vs alone", func() {
+		b.step("WireGuard alone, over engarde/"+b.plan.primary()+", over it with eth-b down", func() {
 			if err := b.wireguard(bin, prefix+"wg-", b.plan.primary()); err != nil {
 				fmt.Fprintf(b.out, "  WireGuard: %v\n", err)
 				b.res.Skipped = append(b.res.Skipped, Skip{Scenario: scWireGuard, Reason: err.Error()})
@@ -64,6 +66,9 @@ func (b *bench) backendScenarios(bin, prefix, backend string, primary bool) erro
 	p := &b.plan
 	if p.has(scThroughput) {
 		for i, size := range p.Sizes {
+			if i > 0 && !primary && !p.OtherSizes {
+				continue
+			}
 			n := p.pairsFor(backend, i == 0)
 			b.step(fmt.Sprintf("throughput %d B, %s (%d run%s)", size, pathsOf(e, d), n, plural(n)), func() { b.throughput(e, d, size, n, false) })
 		}
@@ -96,7 +101,29 @@ func (b *bench) backendScenarios(bin, prefix, backend string, primary bool) erro
 			}
 		})
 	}
+	if p.has(scOrder) {
+		dur := p.OrderTrial
+		if !primary {
+			dur = p.OrderOtherTrial
+		}
+		b.step(fmt.Sprintf("order at %d pkt/s, %s", p.OrderRate, pathsOf(e, d)), func() { b.order(e, d, tun, relayCommand(), dur) })
+	}
+	if p.has(scScaling) && primary {
+		b.step(fmt.Sprintf("scaling, engarde/%s with GOMAXPROCS=%d and the default", backend, p.ScalingProcs), func() {
+			b.scaling(bin, prefix+"p1-", backend, e)
+		})
+	}
 	return nil
+}
+
+// relayCommand is the delay relay's command line: this program's relay
+// subcommand.
+func relayCommand() []string {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = os.Args[0]
+	}
+	return []string{exe, "relay"}
 }
 
 // pathsOf names the paths a step measures.

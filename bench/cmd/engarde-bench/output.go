@@ -50,6 +50,12 @@ func (r *Results) tables() []*report.Table {
 	if len(r.Slow) > 0 {
 		out = append(out, slowTable(r.Slow))
 	}
+	if len(r.Order) > 0 {
+		out = append(out, orderTable(r.Order))
+	}
+	if r.Scaling != nil {
+		out = append(out, scalingTable(r.Scaling))
+	}
 	if r.WireGuard != nil {
 		out = append(out, wireguardTable(r.WireGuard))
 	}
@@ -166,7 +172,12 @@ func (r *Results) method() []string {
 			p.Search.LoFactor, p.Search.HiFactor, p.Search.MaxTrials, p.SearchTrial, 100*p.Search.Resolution, p.Search.MaxLoss) +
 			fmt.Sprintf(" The top of the bracket is tried first and raised 1.5× while it passes. A trial where the generator sent less than %.0f%% of the rate asked fails: the path was not tried at that rate.", 100*p.Search.MinOffered),
 		fmt.Sprintf("Pairs: the headline figures (%d-byte throughput, latency at %v pkt/s, slow link) run %d pairs of engarde then the direct path, alternating; each figure is the median, ratios are per pair. Other sizes and rates run one pair.", p.Sizes[0], p.PairedRates, p.Pairs),
-		"CPU: utime + stime of engarde-client and engarde-server from /proc/PID/stat (10 ms ticks) across the trial, divided by the packets delivered.",
+		"CPU: utime + stime of engarde-client and engarde-server from /proc/PID/stat (10 ms ticks) across the trial, divided by the packets delivered back to the generator: CPU per packet round trip, each packet having crossed both daemons once each way.",
+		fmt.Sprintf("Order: %d pkt/s of %d-byte packets for %v (%v for backends other than %s), counting the first copies that come back after a higher sequence number; engarde with both links as they are, the direct path, then engarde with link B through a relay adding %v each way.",
+			p.OrderRate, p.Size, p.OrderTrial, p.OrderOtherTrial, p.primary(), p.OrderDelay),
+	}
+	if !p.OtherSizes && len(p.Sizes) > 1 && len(p.Backends) > 1 {
+		out = append(out, fmt.Sprintf("Backends other than %s run the throughput search at %d B only.", p.primary(), p.Sizes[0]))
 	}
 	if len(p.Backends) > 1 {
 		out = append(out, fmt.Sprintf("Backends other than %s run each measurement once (one search per size, one trial per rate), and their ratios compare with the direct path's median.", p.primary()))

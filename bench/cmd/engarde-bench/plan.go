@@ -14,10 +14,12 @@ const (
 	scFailover   = "failover"
 	scLoss       = "loss"
 	scSlow       = "slow"
+	scOrder      = "order"
+	scScaling    = "scaling"
 	scWireGuard  = "wireguard"
 )
 
-var allScenarios = []string{scThroughput, scLatency, scFailover, scLoss, scSlow, scWireGuard}
+var allScenarios = []string{scThroughput, scLatency, scFailover, scLoss, scSlow, scOrder, scScaling, scWireGuard}
 
 // defaultBackends are the engine backends `make bench` measures, the
 // primary one (the default) first (-backends overrides it).
@@ -26,28 +28,33 @@ var defaultBackends = []string{"mmsg", "uring", "std"}
 // Plan is what a run measures and for how long.
 //
 // Time budget of the full plan on this project's 2-core machine, about
-// 230 s of the 300 s allowed to `make bench` (a trial costs its sending
-// time, the generator's wait for late echoes, and about 20 ms to start;
-// a tunnel about 0.2 s to start):
+// 315 s of the 6 minutes allowed to `make bench` (a trial costs its
+// sending time, the generator's wait for late echoes, and about 20 ms to
+// start; a tunnel about 0.2 s to start):
 //
-//	scenario                                   trials                     s
-//	tunnel for mmsg, direct sink                                          1
-//	throughput 1400 B, mmsg + direct, 3 pairs  3 x 2 x (1+7) x 1.5 s     72
-//	throughput 64 B, mmsg + direct, 1 pair     1 x 2 x (1+7) x 1.5 s     24
-//	latency 2k and 10k pkt/s, 3 pairs          3 x 2 x 2 x 1.8 s         22
-//	latency 100k pkt/s, 1 pair                 2 x 1.8 s                  4
-//	failover, mmsg and direct                  2 x 8.5 s                 17
-//	loss 5%, mmsg and direct                   2 x 2.3 s                  5
-//	slow link, 3 pairs + 1 direct pair         8 x 1.8 s                 15
-//	std: tunnel, 2 searches, 3 latencies,      1 + 24 + 5 + 9 + 2 + 4    45
-//	     failover, loss, slow (1 pair)
-//	WireGuard: 2 namespaces' wireguard-go,     1 + 4 x 4.2 s             18
-//	     iperf3 2 x (alone, over engarde)
-//	                                                           total   ~223
+//	scenario                                    trials                     s
+//	tunnel for mmsg, direct sink                                           1
+//	throughput 1400 B, mmsg + direct, 3 pairs   3 x 2 x (1+7) x 1.5 s     72
+//	throughput 64 B, mmsg + direct, 1 pair      1 x 2 x (1+7) x 1.5 s     24
+//	latency 2k and 10k pkt/s, 3 pairs           3 x 2 x 2 x 1.8 s         22
+//	latency 100k pkt/s, 1 pair                  2 x 1.8 s                  4
+//	failover, mmsg and direct                   2 x 8.5 s                 17
+//	loss 5%, mmsg and direct                    2 x 2.3 s                  5
+//	slow link, 3 pairs + 1 direct pair          8 x 1.8 s                 15
+//	order: mmsg, direct, mmsg with B +5 ms      3 x 4.3 s + relay         14
+//	scaling: a GOMAXPROCS=1 tunnel, 2 searches  0.3 + 2 x (1+7) x 1.5 s   25
+//	uring and std, each: tunnel, 1400 B search  2 x (12 + 5 + 9 + 2 + 4   76
+//	     (no 64 B), 3 latencies, failover,         + 2 x 2.3 + 1)
+//	     loss, slow (1 pair), order (2 x 2 s)
+//	WireGuard: 2 namespaces' wireguard-go,      1 + 9 x 4.2 s             39
+//	     iperf3 3 x (alone, both links,            + link changes
+//	     eth-b down)
+//	                                                            total   ~314
 //
 // The quick plan (`make bench-quick`, under 60 s) runs mmsg only, one pair,
-// 1 s trials and a 5-trial search, a shorter failover, and skips the
-// 64-byte search, the 100k latency and WireGuard: about 35 s.
+// 1 s trials and a 5-trial search, a shorter failover, 1 s order trials,
+// and skips the 64-byte search, the 100k latency, scaling and WireGuard:
+// about 40 s.
 type Plan struct {
 	// Name is "full" or "quick".
 	Name string `json:"name"`
@@ -87,8 +94,23 @@ type Plan struct {
 	SlowLimit       string  `json:"slow_limit"`
 	SlowLatency     string  `json:"slow_latency"`
 	SlowOfferedMbps float64 `json:"slow_offered_mbps"`
+	// OrderRate and OrderTrial are the load of the order scenario's
+	// trials (OrderOtherTrial for backends other than the primary one),
+	// OrderDelay what link B's relay adds in each direction in its second
+	// condition.
+	OrderRate       int           `json:"order_rate"`
+	OrderTrial      time.Duration `json:"order_trial_ns"`
+	OrderOtherTrial time.Duration `json:"order_other_trial_ns"`
+	OrderDelay      time.Duration `json:"order_delay_ns"`
+	// ScalingProcs is the GOMAXPROCS of both daemons in the scaling
+	// scenario's tunnel, measured against the default.
+	ScalingProcs int `json:"scaling_procs"`
+	// OtherSizes says whether backends other than the primary one run
+	// the throughput search at the sizes after the first.
+	OtherSizes bool `json:"other_sizes"`
 	// WGTime is the length of an iperf3 run, WGRounds the number of
-	// (WireGuard alone, WireGuard over engarde) rounds.
+	// (WireGuard alone, over engarde with both links, over engarde with
+	// link B down) rounds.
 	WGTime   time.Duration `json:"wg_time_ns"`
 	WGRounds int           `json:"wg_rounds"`
 	// Size is the payload of latency, failover, loss and slow-link
@@ -131,8 +153,13 @@ func fullPlan() Plan {
 		SlowLimit:       "100mbit",
 		SlowLatency:     "50ms",
 		SlowOfferedMbps: 300,
+		OrderRate:       50000,
+		OrderTrial:      4 * time.Second,
+		OrderOtherTrial: 2 * time.Second,
+		OrderDelay:      5 * time.Millisecond,
+		ScalingProcs:    1,
 		WGTime:          4 * time.Second,
-		WGRounds:        2,
+		WGRounds:        3,
 		Size:            1400,
 	}
 }
@@ -142,7 +169,7 @@ func quickPlan() Plan {
 	p := fullPlan()
 	p.Name = "quick"
 	p.Backends = defaultBackends[:1]
-	p.Scenarios = []string{scThroughput, scLatency, scFailover, scLoss, scSlow}
+	p.Scenarios = []string{scThroughput, scLatency, scFailover, scLoss, scSlow, scOrder}
 	p.Trial = time.Second
 	p.SearchTrial = time.Second
 	p.Wait = 250 * time.Millisecond
@@ -153,6 +180,7 @@ func quickPlan() Plan {
 	p.Failover = failoverPlan{Rate: 10000, Duration: 4500 * time.Millisecond,
 		ADown: time.Second, AUp: 2500 * time.Millisecond, BDown: 3500 * time.Millisecond}
 	p.LossTrial = time.Second
+	p.OrderTrial = time.Second
 	return p
 }
 

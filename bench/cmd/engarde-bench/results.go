@@ -23,6 +23,8 @@ type Results struct {
 	Failover   []*FailoverResult   `json:"failover,omitempty"`
 	Loss       []*LossResult       `json:"loss,omitempty"`
 	Slow       []*SlowResult       `json:"slow_link,omitempty"`
+	Order      []*OrderResult      `json:"order,omitempty"`
+	Scaling    *ScalingResult      `json:"scaling,omitempty"`
 	WireGuard  *WireGuardResult    `json:"wireguard,omitempty"`
 
 	// Targets compares the results with the issue's targets.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/engarde-project/engarde/bench/loadgen"
 	"github.com/engarde-project/engarde/bench/report"
+	"github.com/engarde-project/engarde/bench/topo"
 )
 
 // search returns a Search whose result is pps.
@@ -169,14 +170,17 @@ func sampleResults() *Results {
 	r := &Results{Plan: fullPlan(), Mode: "namespaces", Env: Env{Date: time.Date(2025, 11, 25, 10, 0, 0, 0, time.UTC), CPUs: 2}}
 	direct := &ThroughputResult{Path: directPath, Size: 1400, Searches: []*Search{search(0, 50000), search(1, 52000), search(2, 48000)}}
 	direct.summarize(nil)
-	e := &ThroughputResult{Path: "engarde/mmsg", Size: 1400, Paired: true, Searches: []*Search{search(0, 40000), search(1, 39000), search(2, 30000)}}
+	e := &ThroughputResult{Path: "engarde/mmsg", Size: 1400, Paired: true, Searches: []*Search{search(0, 47000), search(1, 48000), search(2, 40000)}}
 	e.summarize(direct)
 	r.Throughput = []*ThroughputResult{direct, e}
 	for _, p := range []string{directPath, "engarde/mmsg"} {
 		for _, rate := range []int{2000, 10000} {
 			l := &LatencyResult{Path: p, Rate: rate, Size: 1400, Trials: []Trial{{Report: &loadgen.Report{RTTP50: 50, RTTP90: 80, RTTP99: 150, RTTP999: 400, RTTMax: 900}}}}
 			if p != directPath {
-				l.Trials[0].Report.RTTP99 = 300
+				l.Trials[0].Report.RTTP99 = 300 // 2x direct: the limit
+				if rate == 2000 {
+					l.Trials[0].Report.RTTP50 = 160 // 3.2x direct
+				}
 			}
 			l.summarize()
 			r.Latency = append(r.Latency, l)
@@ -191,8 +195,34 @@ func sampleResults() *Results {
 		Limited: []Trial{{Report: &loadgen.Report{RTTP50: 100}}}, Unlimited: []Trial{{Report: &loadgen.Report{RTTP50: 100}}}}
 	s.summarize()
 	r.Slow = []*SlowResult{s}
+	ot := func(rate int, received, reordered uint64) Trial {
+		return Trial{Rate: rate, Report: &loadgen.Report{Sent: received, Received: received, Reordered: reordered}}
+	}
+	r.Order = []*OrderResult{
+		newOrderResult("engarde/mmsg", condEqual, 0, ot(50000, 200000, 0)),
+		newOrderResult(directPath, condDirect, 0, ot(50000, 200000, 0)),
+		newOrderResult("engarde/mmsg", "link B +5ms each way", 5*time.Millisecond, ot(50000, 200000, 300)),
+	}
+	r.Order[2].Relay = &topo.RelayStats{Sources: 1, Forward: 200000, Back: 199000, Dropped: 12}
+	r.Scaling = &ScalingResult{Backend: "mmsg", Size: 1400, CPUs: 2, Runs: []ScalingRun{{GOMAXPROCS: "1", Search: search(0, 36000)}, {Search: search(0, 40000)}}}
+	r.Scaling.Ratio = ratio(r.Scaling.Runs[0].Search.PPS, r.Scaling.Runs[1].Search.PPS)
+	r.WireGuard = sampleWireGuard()
 	r.Targets = evaluate(r)
 	return r
+}
+
+// sampleWireGuard is three rounds of the WireGuard scenario.
+func sampleWireGuard() *WireGuardResult {
+	w := &WireGuardResult{Backend: "mmsg"}
+	for round, x := range [][3]float64{{2.5, 2.2, 2.0}, {2.4, 2.3, 2.1}, {2.6, 2.1, 2.2}} {
+		retr := [3]int{0, 100 + 50*round, round}
+		for i, cfg := range wgConfigs {
+			w.Runs = append(w.Runs, IperfRun{Path: "p", Config: cfg, Round: round, Gbps: x[i], Retransmits: retr[i],
+				CPU: map[string]float64{"wireguard-go client": 60, "wireguard-go server": 60, "engarde-client": 20, "engarde-server": 20}})
+		}
+	}
+	w.summarize()
+	return w
 }
 
 func TestEvaluate(t *testing.T) {
@@ -202,20 +232,65 @@ func TestEvaluate(t *testing.T) {
 		status[x.Name] = x.Status
 	}
 	for name, want := range map[string]string{
-		"engarde/mmsg: RFC 2544 throughput, 1400 B, vs direct":      "pass", // median of 0.8, 0.75, 0.625
-		"engarde/mmsg: client + server CPU per packet at that rate": "pass",
-		"engarde/mmsg: RTT p99 at 2000 pkt/s":                       "miss", // 300 > 150 + 100
-		"engarde/mmsg: failover, packets lost":                      "pass",
-		"engarde/mmsg: failover, RTT after a link goes down":        "pass", // 350 <= 400
-		"engarde/mmsg: slow link, packets lost":                     "pass",
-		"engarde/mmsg: slow link, RTT p50 vs no limit":              "pass",
+		"engarde/mmsg: RFC 2544 throughput, 1400 B, vs direct":                          "pass", // median of 0.94, 0.92, 0.83
+		"engarde/mmsg: client + server CPU per packet round trip, 1400 B, at that rate": "miss", // 5 > 3
+		"engarde/mmsg: RTT p50 at 2000 pkt/s":                                           "miss", // 160 > 3 x 50
+		"engarde/mmsg: RTT p50 at 10000 pkt/s":                                          "pass",
+		"engarde/mmsg: RTT p99 at 2000 pkt/s":                                           "pass", // 300 <= 2 x 150
+		"engarde/mmsg: failover, packets lost":                                          "pass",
+		"engarde/mmsg: failover, RTT after a link goes down":                            "pass", // 350 <= 400
+		"engarde/mmsg: slow link, packets lost":                                         "pass",
+		"engarde/mmsg: slow link, RTT p50 vs no limit":                                  "pass",
+		"engarde/mmsg: order, first copies out of order, equal links":                   "pass",
+		"engarde/mmsg: order, first copies out of order, link B +5ms each way":          "miss", // 1500 > 1000 per million
+		"WireGuard over engarde/mmsg, both links vs one link (eth-b down)":              "pass", // 2.2 >= 2.1
+		"WireGuard over engarde/mmsg, both links vs WireGuard alone":                    "miss", // 2.2 / 2.5 < 0.9
+		"WireGuard over engarde/mmsg, TCP retransmissions, both links vs one link":      "miss", // 150 > 1
 	} {
 		if status[name] != want {
 			t.Errorf("%s: %q, want %q", name, status[name], want)
 		}
 	}
-	if len(r.Targets) != 8 {
-		t.Errorf("%d targets, want 8 (std was not measured)", len(r.Targets))
+	if len(r.Targets) != 15 {
+		t.Errorf("%d targets, want 15 (std and 64 B were not measured)", len(r.Targets))
+	}
+
+	// An order trial with a first copy out of order misses the target
+	// of 0 with equal links.
+	r.Order[0] = newOrderResult("engarde/mmsg", condEqual, 0, Trial{Rate: 50000, Report: &loadgen.Report{Received: 200000, Reordered: 1}})
+	for _, x := range evaluate(r) {
+		if x.Name == "engarde/mmsg: order, first copies out of order, equal links" && x.Status != "miss" {
+			t.Errorf("one first copy out of order: %q, want miss", x.Status)
+		}
+	}
+	// Without the WireGuard one-link runs, its targets are not measured.
+	r.WireGuard = &WireGuardResult{Backend: "mmsg", Runs: r.WireGuard.Runs[:2]}
+	r.WireGuard.summarize()
+	for _, x := range evaluate(r) {
+		if strings.Contains(x.Name, "vs one link") && x.Status != "n/a" {
+			t.Errorf("%s without one-link runs: %q, want n/a", x.Name, x.Status)
+		}
+	}
+}
+
+func TestOrderResult(t *testing.T) {
+	o := newOrderResult("engarde/mmsg", condEqual, 0, Trial{Rate: 50000, Report: &loadgen.Report{Received: 250000, Reordered: 5}})
+	if o.PerMillion != 20 || o.Received != 250000 || o.Reordered != 5 {
+		t.Errorf("%+v, want 20 per million", o)
+	}
+	failed := newOrderResult("engarde/mmsg", condEqual, 0, Trial{Rate: 50000, Error: "generator: exit status 1"})
+	if failed.PerMillion.OK() {
+		t.Errorf("a failed trial has %v per million, want none", failed.PerMillion)
+	}
+	var b strings.Builder
+	tb := orderTable([]*OrderResult{o, failed, {Path: "engarde/mmsg", Condition: "link B +5ms each way", Error: "cannot start the relay"}})
+	if err := tb.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| engarde/mmsg | equal links | 50000 | 250000 | 5 | 20 | 0.000% |", "failed: generator: exit status 1", "failed: cannot start the relay"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("order table lacks %q:\n%s", want, b.String())
+		}
 	}
 }
 
@@ -228,7 +303,11 @@ func TestWriteMarkdown(t *testing.T) {
 	}
 	md := b.String()
 	for _, want := range []string{"# engarde benchmark", "### Targets", "### Throughput, 1400-byte payloads", "### Latency at fixed rates",
-		"](latency.svg)", "### Failover", "](failover.svg)", "### Slow link", "## Not measured", "- wireguard: wg is not installed", "## Method", "| engarde/mmsg |"} {
+		"](latency.svg)", "### Failover", "](failover.svg)", "### Slow link", "## Not measured", "- wireguard: wg is not installed", "## Method", "| engarde/mmsg |",
+		"### Order: first copies out of sequence order", "| engarde/mmsg | link B +5ms each way | 50000 | 200000 | 300 | 1500 |", "12 found its delay line full",
+		"### Scaling: engarde/mmsg's RFC 2544 throughput by GOMAXPROCS, 1400 B", "| 1 | 36000 |", "| default (2) | 40000 |", "| 90% |",
+		"### Real WireGuard", "| median: over engarde, eth-b down |  | 2.100 | 1 |", "| both links / one link |  | 104.8% |",
+		"over the packets delivered back to the generator"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)
 		}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/engarde-project/engarde/bench/report"
 	"github.com/engarde-project/engarde/bench/topo"
@@ -26,12 +27,28 @@ const (
 	iperfPort    = "5201"
 )
 
+// Configurations of the WireGuard scenario.
+const (
+	wgAlone = "alone"    // WireGuard straight over link A, no engarde
+	wgBoth  = "both"     // over engarde, both links up
+	wgOne   = "one link" // over engarde, link B down
+)
+
+// wgConfigs are the configurations in the order each round runs them.
+var wgConfigs = []string{wgAlone, wgBoth, wgOne}
+
+// wgDownLink is the link the one-link configuration takes down.
+const wgDownLink = "eth-b"
+
 // IperfRun is one iperf3 TCP run through WireGuard.
 type IperfRun struct {
 	// Path is "wireguard" (over link A alone) or "wireguard over
-	// engarde/BACKEND".
-	Path  string `json:"path"`
-	Round int    `json:"round"`
+	// engarde/BACKEND" (with ", eth-b down" for the one-link runs).
+	Path string `json:"path"`
+	// Config is wgAlone, wgBoth or wgOne ("" in older reports: from
+	// Path).
+	Config string `json:"config"`
+	Round  int    `json:"round"`
 	// Gbps is what the receiver got, SentGbps what the sender sent.
 	Gbps        float64 `json:"gbps"`
 	SentGbps    float64 `json:"sent_gbps"`
@@ -46,23 +63,45 @@ type IperfRun struct {
 	Error          string  `json:"error,omitempty"`
 }
 
+// config is the run's configuration, from Path for a run without one.
+func (r *IperfRun) config() string {
+	switch {
+	case r.Config != "":
+		return r.Config
+	case r.Path == "wireguard":
+		return wgAlone
+	case strings.HasSuffix(r.Path, " down"):
+		return wgOne
+	}
+	return wgBoth
+}
+
 // WireGuardResult is the WireGuard scenario.
 type WireGuardResult struct {
 	Backend string     `json:"backend"`
 	Runs    []IperfRun `json:"runs"`
-	// Medians over the rounds.
+	// Medians over the rounds: WireGuard alone, over engarde with both
+	// links (Engarde*), over engarde with link B down (OneLink*).
 	AloneGbps          report.Value `json:"alone_gbps"`
 	EngardeGbps        report.Value `json:"engarde_gbps"`
-	Ratio              report.Value `json:"ratio"`
+	OneLinkGbps        report.Value `json:"one_link_gbps"`
 	AloneRetransmits   report.Value `json:"alone_retransmits"`
 	EngardeRetransmits report.Value `json:"engarde_retransmits"`
+	OneLinkRetransmits report.Value `json:"one_link_retransmits"`
+	// Ratio is both links over alone, OneLinkRatio one link over alone,
+	// BothOverOne both links over one link.
+	Ratio        report.Value `json:"ratio"`
+	OneLinkRatio report.Value `json:"one_link_ratio"`
+	BothOverOne  report.Value `json:"both_over_one"`
 	// Notes say what limits the throughput, from the CPU figures.
 	Notes []string `json:"notes"`
 }
 
-// wireguard runs iperf3 over wireguard-go, alternating between WireGuard
-// straight over link A and WireGuard over engarde (with backend), on a
-// topology of its own.
+// wireguard runs iperf3 over wireguard-go on a topology of its own, each
+// round in turn: WireGuard straight over link A, WireGuard over engarde
+// (with backend) with both links, and over engarde with link B down (its
+// client end set down: engarde-client closes its socket there, the server
+// end loses carrier), brought up again after the run.
 func (b *bench) wireguard(bin, prefix, backend string) error {
 	for _, tool := range []string{"wg", "iperf3"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -100,23 +139,32 @@ func (b *bench) wireguard(bin, prefix, backend string) error {
 
 	res := &WireGuardResult{Backend: backend}
 	b.res.WireGuard = res
-	paths := []struct{ name, endpoint string }{
-		{"wireguard", fmt.Sprintf("%s:%d", topo.Plan(1).ServerAddr, wgServerPort)},
-		{"wireguard over " + enginePath(backend), topo.ClientListen},
+	over := "wireguard over " + enginePath(backend)
+	paths := map[string]struct{ name, endpoint string }{
+		wgAlone: {"wireguard", fmt.Sprintf("%s:%d", topo.Plan(1).ServerAddr, wgServerPort)},
+		wgBoth:  {over, topo.ClientListen},
+		wgOne:   {over + ", " + wgDownLink + " down", topo.ClientListen},
 	}
 	procs := map[string]*topo.Proc{"wireguard-go client": wc.Proc, "wireguard-go server": ws.Proc,
 		"engarde-client": tun.Client, "engarde-server": tun.Server}
 	for round := range b.plan.WGRounds {
-		for _, p := range paths {
+		for _, cfg := range wgConfigs {
 			if b.ctx.Err() != nil {
 				break
 			}
-			run := IperfRun{Path: p.name, Round: round}
+			p := paths[cfg]
+			run := IperfRun{Path: p.name, Config: cfg, Round: round}
+			var err error
+			if cfg == wgOne {
+				err = setLinkWaiting(tun, wgDownLink, false)
+			}
 			// A new path starts with a new handshake, as a WireGuard
 			// brought up over engarde does: engarde-server answers only
 			// sessions whose handshake it saw, and a session kept from
 			// the other path would wait for WireGuard's next one.
-			err := wc.RemovePeer(ws.PublicKey)
+			if err == nil {
+				err = wc.RemovePeer(ws.PublicKey)
+			}
 			if err == nil {
 				err = wc.SetPeer(ws.PublicKey, p.endpoint, wgServerIP+"/32")
 			}
@@ -125,13 +173,32 @@ func (b *bench) wireguard(bin, prefix, backend string) error {
 			} else {
 				run = b.iperf(tun, run, procs)
 			}
+			if cfg == wgOne {
+				if err := setLinkWaiting(tun, wgDownLink, true); err != nil && run.Error == "" {
+					run.Error = "bringing " + wgDownLink + " back up: " + err.Error()
+				}
+			}
 			res.Runs = append(res.Runs, run)
-			fmt.Fprintf(b.out, "  %-28s round %d: %s Gbit/s, %d retransmits%s\n", p.name, round+1, report.F(run.Gbps, 3), run.Retransmits, errSuffix(run.Error))
+			fmt.Fprintf(b.out, "  %-38s round %d: %s Gbit/s, %d retransmits%s\n", p.name, round+1, report.F(run.Gbps, 3), run.Retransmits, errSuffix(run.Error))
 		}
 	}
 	res.summarize()
 	b.print(wireguardTable(res))
 	return nil
+}
+
+// setLinkWaiting sets a link's client end down or up and waits until
+// engarde-client has logged the link down or up.
+func setLinkWaiting(tun *topo.Tunnel, link string, up bool) error {
+	subs := []string{"link " + link + " down: "}
+	if up {
+		subs = []string{"link " + link + " up: "}
+	}
+	n := tun.Client.CountLog(subs...)
+	if err := tun.SetUp(link, up); err != nil {
+		return err
+	}
+	return tun.Client.WaitLog(5*time.Second, n+1, subs...)
 }
 
 // waitListen waits until a TCP port listens in the server namespace.
@@ -221,50 +288,51 @@ func parseIperf(b []byte) (*iperfReport, error) {
 // summarize computes the medians and the notes on what limits the
 // throughput.
 func (r *WireGuardResult) summarize() {
-	var alone, eng, aloneRetr, engRetr []float64
-	cpu := map[bool]map[string][]float64{false: {}, true: {}}
+	gbps, retr := map[string][]float64{}, map[string][]float64{}
+	cpu := map[string]map[string][]float64{}
 	for _, run := range r.Runs {
 		if run.Error != "" {
 			continue
 		}
-		over := run.Path != "wireguard"
-		if over {
-			eng, engRetr = append(eng, run.Gbps), append(engRetr, float64(run.Retransmits))
-		} else {
-			alone, aloneRetr = append(alone, run.Gbps), append(aloneRetr, float64(run.Retransmits))
+		c := run.config()
+		gbps[c], retr[c] = append(gbps[c], run.Gbps), append(retr[c], float64(run.Retransmits))
+		if cpu[c] == nil {
+			cpu[c] = map[string][]float64{}
 		}
 		for name, pc := range run.CPU {
-			cpu[over][name] = append(cpu[over][name], pc)
+			cpu[c][name] = append(cpu[c][name], pc)
 		}
-		cpu[over]["iperf3 (both ends)"] = append(cpu[over]["iperf3 (both ends)"], run.IperfHostCPU+run.IperfRemoteCPU)
+		cpu[c]["iperf3 (both ends)"] = append(cpu[c]["iperf3 (both ends)"], run.IperfHostCPU+run.IperfRemoteCPU)
 	}
-	r.AloneGbps, r.EngardeGbps = report.Value(report.Median(alone)), report.Value(report.Median(eng))
-	r.AloneRetransmits, r.EngardeRetransmits = report.Value(report.Median(aloneRetr)), report.Value(report.Median(engRetr))
-	r.Ratio = ratio(r.EngardeGbps, r.AloneGbps)
+	med := func(xs []float64) report.Value { return report.Value(report.Median(xs)) }
+	r.AloneGbps, r.EngardeGbps, r.OneLinkGbps = med(gbps[wgAlone]), med(gbps[wgBoth]), med(gbps[wgOne])
+	r.AloneRetransmits, r.EngardeRetransmits, r.OneLinkRetransmits = med(retr[wgAlone]), med(retr[wgBoth]), med(retr[wgOne])
+	r.Ratio, r.OneLinkRatio, r.BothOverOne = ratio(r.EngardeGbps, r.AloneGbps), ratio(r.OneLinkGbps, r.AloneGbps), ratio(r.EngardeGbps, r.OneLinkGbps)
 	r.Notes = nil
 	machine := 100 * float64(numCPU())
-	busy := map[bool]float64{}
-	for _, over := range []bool{false, true} {
-		if len(cpu[over]) == 0 {
+	busy := map[string]float64{}
+	what := map[string]string{wgAlone: "WireGuard alone", wgBoth: "WireGuard over engarde, both links", wgOne: "WireGuard over engarde, " + wgDownLink + " down"}
+	for _, c := range wgConfigs {
+		if len(cpu[c]) == 0 {
 			continue
 		}
 		var parts []string
 		for _, name := range []string{"wireguard-go client", "wireguard-go server", "engarde-client", "engarde-server", "iperf3 (both ends)"} {
-			if xs, ok := cpu[over][name]; ok && (over || !strings.HasPrefix(name, "engarde")) {
+			if xs, ok := cpu[c][name]; ok && (c != wgAlone || !strings.HasPrefix(name, "engarde")) {
 				m := report.Median(xs)
-				busy[over] += m
+				busy[c] += m
 				parts = append(parts, fmt.Sprintf("%s %.0f%%", name, m))
 			}
 		}
-		what := "WireGuard alone"
-		if over {
-			what = "WireGuard over engarde"
-		}
-		r.Notes = append(r.Notes, fmt.Sprintf("%s: %s of one core; together %.0f%% of the machine's %.0f%% (averaged over the run, start-up included).", what, strings.Join(parts, ", "), busy[over], machine))
+		r.Notes = append(r.Notes, fmt.Sprintf("%s: %s of one core; together %.0f%% of the machine's %.0f%% (averaged over the run, start-up included).", what[c], strings.Join(parts, ", "), busy[c], machine))
 	}
 	r.Notes = append(r.Notes, "Over engarde, every WireGuard packet crosses both links, and engarde passes only the first copy of each data message on to wireguard-go (engine.dedup): without that filter wireguard-go would decrypt both copies before its replay check dropped the second (device/receive.go: Open in RoutineDecryption, ValidateCounter in RoutineSequentialReceiver). What engarde costs here is its own two processes on the same two cores as wireguard-go, and TCP's reaction to segments lost or reordered in the tunnel (each copy races over its own link; the first to arrive goes on).")
-	r.Notes = append(r.Notes, limitNote("WireGuard alone", busy[false], machine, float64(r.AloneRetransmits), float64(r.AloneRetransmits)),
-		limitNote("WireGuard over engarde", busy[true], machine, float64(r.EngardeRetransmits), float64(r.AloneRetransmits)))
+	r.Notes = append(r.Notes, "One link: "+wgDownLink+"'s client end is set down (ip link set down) before the run and up after it, each time once engarde-client has logged the link down or up; the server end loses carrier meanwhile. Each round runs alone, both links, one link, in that order.")
+	for _, c := range wgConfigs {
+		if _, ok := gbps[c]; ok {
+			r.Notes = append(r.Notes, limitNote(what[c], busy[c], machine, report.Median(retr[c]), float64(r.AloneRetransmits)))
+		}
+	}
 }
 
 // limitNote says what limits a path's TCP throughput, from the CPU the
@@ -290,25 +358,47 @@ func wireguardTable(r *WireGuardResult) *report.Table {
 	}
 	for _, run := range r.Runs {
 		if run.Error != "" {
-			t.Add(run.Path, fmt.Sprint(run.Round+1), "failed: "+run.Error)
+			t.Add(run.Path, fmt.Sprint(run.Round+1), "failed: "+firstLine(run.Error, 160))
 			continue
 		}
 		c := run.CPU
 		cpu := fmt.Sprintf("%.0f, %.0f", c["wireguard-go client"], c["wireguard-go server"])
-		if run.Path != "wireguard" {
+		if run.config() != wgAlone {
 			cpu += fmt.Sprintf(", %.0f, %.0f", c["engarde-client"], c["engarde-server"])
 		}
 		t.Add(run.Path, fmt.Sprint(run.Round+1), report.F(run.Gbps, 3), fmt.Sprint(run.Retransmits), cpu)
 	}
-	t.Add("median: over engarde / alone", "", report.Pct(float64(r.Ratio)), "", "")
+	t.Add("median: WireGuard alone", "", report.F(float64(r.AloneGbps), 3), report.F(float64(r.AloneRetransmits), 0), "")
+	t.Add("median: over engarde, both links", "", report.F(float64(r.EngardeGbps), 3), report.F(float64(r.EngardeRetransmits), 0), "")
+	t.Add("median: over engarde, "+wgDownLink+" down", "", report.F(float64(r.OneLinkGbps), 3), report.F(float64(r.OneLinkRetransmits), 0), "")
+	t.Add("both links / alone", "", report.Pct(float64(r.Ratio)), "", "")
+	t.Add("both links / one link", "", pct1(r.BothOverOne), "", "")
 	t.Notes = r.Notes
 	return t
 }
 
-// errSuffix is ": err" when err is not empty.
+// errSuffix is " (err)", shortened, when err is not empty.
 func errSuffix(err string) string {
 	if err == "" {
 		return ""
 	}
-	return " (" + err + ")"
+	return " (" + firstLine(err, 160) + ")"
+}
+
+// firstLine is the first line of s, cut to at most n bytes (at a rune
+// boundary) with an ellipsis: an error that quotes a process's log stays
+// readable in a table.
+func firstLine(s string, n int) string {
+	line, _, more := strings.Cut(s, "\n")
+	if len(line) > n {
+		i := n
+		for i > 0 && !utf8.RuneStart(line[i]) {
+			i--
+		}
+		line, more = line[:i], true
+	}
+	if more {
+		line += "…"
+	}
+	return line
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -35,8 +36,13 @@ func TestWireGuardSummary(t *testing.T) {
 		{Path: "wireguard over engarde/mmsg", Gbps: 0.4, Retransmits: 90, CPU: map[string]float64{"wireguard-go client": 30, "wireguard-go server": 30, "engarde-client": 50, "engarde-server": 20}},
 		{Path: "wireguard", Gbps: 1.2, Retransmits: 2, CPU: map[string]float64{"wireguard-go client": 80, "wireguard-go server": 85}},
 		{Path: "wireguard over engarde/mmsg", Error: "iperf3: timeout"},
+		{Path: "wireguard over engarde/mmsg, eth-b down", Gbps: 0.5, Retransmits: 3},
+		{Path: "p", Config: wgOne, Gbps: 0.7, Retransmits: 5},
 	}}
 	r.summarize()
+	if r.OneLinkGbps != 0.6 || r.OneLinkRetransmits != 4 || math.Abs(float64(r.BothOverOne)-0.4/0.6) > 1e-9 {
+		t.Errorf("one link: %v Gbit/s (%v retr), both over one %v; want 0.6, 4, 0.667", r.OneLinkGbps, r.OneLinkRetransmits, r.BothOverOne)
+	}
 	if r.AloneGbps != 1.4 || r.EngardeGbps != 0.4 || r.EngardeRetransmits != 90 || r.AloneRetransmits != 1 {
 		t.Errorf("medians: alone %v Gbit/s (%v retr), engarde %v Gbit/s (%v retr)", r.AloneGbps, r.AloneRetransmits, r.EngardeGbps, r.EngardeRetransmits)
 	}
@@ -61,6 +67,23 @@ func TestLimitNote(t *testing.T) {
 	} {
 		if got := limitNote("x", tc.busy, 200, tc.retr, tc.alone); !strings.Contains(got, tc.want) {
 			t.Errorf("limitNote(busy %v, retr %v, alone %v) = %q, want it to say %q", tc.busy, tc.retr, tc.alone, got, tc.want)
+		}
+	}
+}
+
+func TestFirstLine(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"line one\nline two", 40, "line one…"},
+		{"0123456789abc", 10, "0123456789…"},
+		{"µµµµµµ", 5, "µµ…"}, // cut at a rune boundary
+	} {
+		if got := firstLine(tc.in, tc.n); got != tc.want {
+			t.Errorf("firstLine(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
 		}
 	}
 }
