@@ -113,8 +113,12 @@ func orderTable(all []*OrderResult) *report.Table {
 	}
 	for _, r := range all {
 		if r.Relay != nil {
-			t.Notes = append(t.Notes, fmt.Sprintf("%s, %s: the relay passed %d datagrams towards the server and %d back (its socket buffers drop what it cannot read in time); %d found its delay line full and %d failed to send. It used %s%% of one core during the trial, on the same two cores as everything else.",
-				r.Path, r.Condition, r.Relay.Forward, r.Relay.Back, r.Relay.Dropped, r.Relay.Errors, report.F(float64(r.RelayCPU), 0)))
+			cpu := "Its CPU time was not measured."
+			if r.RelayCPU.OK() {
+				cpu = fmt.Sprintf("It used %s%% of one core during the trial, on the same two cores as everything else.", report.F(float64(r.RelayCPU), 0))
+			}
+			t.Notes = append(t.Notes, fmt.Sprintf("%s, %s: the relay passed %d datagrams towards the server and %d back (its socket buffers drop what it cannot read in time); %d found its delay line full and %d failed to send. %s",
+				r.Path, r.Condition, r.Relay.Forward, r.Relay.Back, r.Relay.Dropped, r.Relay.Errors, cpu))
 		}
 	}
 	return t

@@ -304,7 +304,7 @@ func TestWriteMarkdown(t *testing.T) {
 	md := b.String()
 	for _, want := range []string{"# engarde benchmark", "### Targets", "### Throughput, 1400-byte payloads", "### Latency at fixed rates",
 		"](latency.svg)", "### Failover", "](failover.svg)", "### Slow link", "## Not measured", "- wireguard: wg is not installed", "## Method", "| engarde/mmsg |",
-		"### Order: first copies out of sequence order", "| engarde/mmsg | link B +5ms each way | 50000 | 200000 | 300 | 1500 |", "12 found its delay line full",
+		"### Order: first copies out of sequence order", "| engarde/mmsg | link B +5ms each way | 50000 | 200000 | 300 | 1500 |", "12 found its delay line full and 0 failed to send. Its CPU time was not measured.",
 		"### Scaling: engarde/mmsg's RFC 2544 throughput by GOMAXPROCS, 1400 B", "| 1 | 36000 |", "| default (2) | 40000 |", "| 90% |",
 		"### Real WireGuard", "| median: over engarde, eth-b down |  | 2.100 | 1 |", "| both links / one link |  | 104.8% |",
 		"over the packets delivered back to the generator"} {
