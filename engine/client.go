@@ -130,6 +130,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, err
 	}
 	c.toWG.batch = c.opts.BatchSize
+	c.keepBufs = c.opts.BatchSize // a few sockets: a batch each is little memory
 	c.out = newFanout(c.opts.Backend)
 	c.names.init(c.log, c.Rescan)
 	c.names.retain(configuredNames(cfg))

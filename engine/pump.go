@@ -26,6 +26,12 @@ type pump struct {
 	log    *Logger
 	handle func(bufs []*ring.Packet, msgs []conn.Message)
 
+	// keep, on a conn.ReadWaiter, is how many buffers the loop holds on
+	// to while it waits (0: none). The client's few sockets keep theirs,
+	// so that a wake-up costs no trip to the shared pool; the server's,
+	// one or two per client, give theirs back.
+	keep int
+
 	bufs   []*ring.Packet
 	msgs   []conn.Message
 	errLog rateLimit
@@ -79,14 +85,16 @@ func (p *pump) run() {
 	defer func() { p.release(0, have) }()
 	rw, lazy := p.conn.(conn.ReadWaiter)
 	want, last := len(p.bufs), len(p.bufs)
+	wait := lazy // wait for the socket to be readable before reading
 	for {
-		if lazy && have == 0 {
+		if wait {
 			if err := rw.WaitRead(); err != nil {
 				if p.failed(err) {
 					return
 				}
 				continue
 			}
+			wait = false
 			want = min(len(p.bufs), max(minLend, 2*last))
 		}
 		for have < want {
@@ -114,15 +122,19 @@ func (p *pump) run() {
 		}
 		var n int
 		var err error
+		ask := have
 		if lazy {
-			n, err = rw.TryReadBatch(p.msgs[:have])
+			// As many as the last batch suggests, even when it keeps more
+			// buffers: each slot offered costs the read its setup.
+			ask = min(have, want)
+			n, err = rw.TryReadBatch(p.msgs[:ask])
 		} else {
 			n, err = p.conn.ReadBatch(p.msgs[:have])
 		}
 		if err != nil {
 			if errors.Is(err, conn.ErrWouldBlock) {
-				p.release(0, have)
-				have = 0
+				have = p.idle(have)
+				wait = true
 				continue
 			}
 			if p.failed(err) {
@@ -130,18 +142,27 @@ func (p *pump) run() {
 			}
 			continue
 		}
-		full := n == have
+		full := n == ask
 		have = p.deliver(n, have)
 		last = n
 		if lazy && !full {
 			// The read took less than it could: the queue is most
-			// likely empty. Wait without buffers rather than ask again.
-			p.release(0, have)
-			have = 0
+			// likely empty. Wait (with at most keep buffers) rather
+			// than ask again.
+			have = p.idle(have)
+			wait = true
 		} else {
 			want = len(p.bufs)
 		}
 	}
+}
+
+// idle returns the buffers of slots [keep, have) to the pool before a
+// wait, and how many slots still hold one.
+func (p *pump) idle(have int) int {
+	k := min(have, p.keep)
+	p.release(k, have)
+	return k
 }
 
 // minLend is the fewest buffers a waking receive loop lends itself.
@@ -200,10 +221,21 @@ func (p *pump) deliver(n, have int) int {
 	}
 	p.handle(p.bufs[:k], p.msgs[:k])
 	// Take our buffers back, or replace those still in flight.
+	short := false // the pool ran out: some slots below have are empty
 	for i := range k {
-		if !p.bufs[i].Reclaim() {
-			p.bufs[i] = p.pool.Get()
+		b := p.bufs[i]
+		if !b.Reclaim() {
+			if b = p.pool.Get(); b == nil {
+				short = true
+			}
+			p.bufs[i] = b
 		}
+		if b != nil {
+			p.msgs[i].Buf = b.Data() // the handler may have used it as scratch
+		}
+	}
+	if !short {
+		return have
 	}
 	j := 0
 	for i := range have {

@@ -20,6 +20,7 @@ type role struct {
 	pool     *ring.Pool
 	started  time.Time
 	wtimeout atomic.Int64 // write timeout of every sender, ns (0: none); reloadable
+	keepBufs int          // buffers a receive loop keeps while it waits (pump.keep)
 
 	// Duplicates counts copies of WireGuard messages (the same message
 	// over another link) not handed to WireGuard.
@@ -75,7 +76,9 @@ func (r *role) newSender(c senderConfig) *sender {
 
 // newPump starts a receive loop on c that hands batches to handle.
 func (r *role) newPump(name string, c conn.Conn, stats *Stats, handle func([]*ring.Packet, []conn.Message)) *pump {
-	return newPump(name, c, r.pool, r.opts.BatchSize, stats, r.log, handle)
+	p := newPump(name, c, r.pool, r.opts.BatchSize, stats, r.log, handle)
+	p.keep = r.keepBufs
+	return p
 }
 
 // shutdown ends a role's Run: it closes every destination's sockets with
