@@ -109,7 +109,7 @@ func (b *bench) backendScenarios(bin, prefix, backend string, primary bool) erro
 		b.step(fmt.Sprintf("order at %d pkt/s, %s", p.OrderRate, pathsOf(e, d)), func() { b.order(e, d, tun, relayCommand(), dur) })
 	}
 	if p.has(scScaling) && primary {
-		b.step(fmt.Sprintf("scaling, engarde/%s with GOMAXPROCS=%d and the default", backend, p.ScalingProcs), func() {
+		b.step(fmt.Sprintf("scaling, engarde/%s with GOMAXPROCS=%d and the daemons' own", backend, p.scalingProcs()), func() {
 			b.scaling(bin, prefix+"p1-", backend, e)
 		})
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/engarde-project/engarde/bench/loadgen"
@@ -12,21 +14,23 @@ import (
 
 // ScalingRun is one throughput search of the scaling scenario.
 type ScalingRun struct {
-	// GOMAXPROCS is the daemons' setting: a number, or "" for the
-	// default (the variable unset: the Go runtime uses every CPU).
+	// GOMAXPROCS is the daemons' setting: a number, or "" for their own
+	// choice (the variable unset), which Procs says.
 	GOMAXPROCS string  `json:"gomaxprocs"`
+	Procs      int     `json:"procs"`
 	Search     *Search `json:"search"`
 }
 
 // ScalingResult is the scaling scenario: engarde's RFC 2544 throughput
-// with both daemons limited to fewer Go processors, against the default.
+// with both daemons set to another number of Go processors, against
+// their own choice.
 type ScalingResult struct {
 	Backend string `json:"backend"`
 	Size    int    `json:"size"`
 	// CPUs is the number of CPUs here: the default GOMAXPROCS.
 	CPUs int          `json:"cpus"`
 	Runs []ScalingRun `json:"runs"`
-	// Ratio is the limited search's rate over the default's.
+	// Ratio is the other setting's rate over the daemons' own.
 	Ratio report.Value `json:"ratio"`
 	Error string       `json:"error,omitempty"`
 }
@@ -34,9 +38,9 @@ type ScalingResult struct {
 // scaling runs the scaling scenario for backend: a search on a tunnel of
 // its own (namespaces named after prefix) whose daemons run with
 // GOMAXPROCS=ScalingProcs, then one on the main tunnel's engarde path (e),
-// whose daemons run with the variable unset.
+// whose daemons run with the variable unset and choose for themselves.
 func (b *bench) scaling(bin, prefix, backend string, e *path) {
-	size, procs := b.plan.Sizes[0], fmt.Sprint(b.plan.ScalingProcs)
+	size, procs := b.plan.Sizes[0], fmt.Sprint(b.plan.scalingProcs())
 	res := &ScalingResult{Backend: backend, Size: size, CPUs: numCPU(), Ratio: report.NA}
 	b.res.Scaling = res
 	tun, err := topo.StartTunnel(prefix, topo.TunnelConfig{Bin: bin, Backend: backend, Env: []string{"GOMAXPROCS=" + procs}})
@@ -65,7 +69,7 @@ func (b *bench) scaling(bin, prefix, backend string, e *path) {
 		return
 	}
 	def := b.searchPath(e, size, 0, false)
-	res.Runs = append(res.Runs, ScalingRun{Search: def})
+	res.Runs = append(res.Runs, ScalingRun{Search: def, Procs: ownProcs(e)})
 	res.Ratio = ratio(limited.PPS, def.PPS)
 	b.print(scalingTable(res))
 }
@@ -74,7 +78,7 @@ func (b *bench) scaling(bin, prefix, backend string, e *path) {
 func scalingTable(r *ScalingResult) *report.Table {
 	t := &report.Table{
 		Title:   fmt.Sprintf("Scaling: engarde/%s's RFC 2544 throughput by GOMAXPROCS, %d B", r.Backend, r.Size),
-		Columns: []string{"GOMAXPROCS (both daemons)", "pkt/s", "Gbit/s", "vs default", "CPU µs/pkt", "flat-out pkt/s"},
+		Columns: []string{"GOMAXPROCS (both daemons)", "pkt/s", "Gbit/s", "vs the daemons' own", "CPU µs/pkt", "flat-out pkt/s"},
 	}
 	if r.Error != "" {
 		t.Add("failed: " + r.Error)
@@ -82,15 +86,18 @@ func scalingTable(r *ScalingResult) *report.Table {
 	for _, run := range r.Runs {
 		name, vs := run.GOMAXPROCS, report.Pct(float64(r.Ratio))
 		if name == "" {
-			name, vs = fmt.Sprintf("default (%d)", r.CPUs), "100%"
+			name, vs = "the daemons' own", "100%"
+			if run.Procs > 0 {
+				name = fmt.Sprintf("the daemons' own (%d)", run.Procs)
+			}
 		}
 		s := run.Search
 		t.Add(name, report.F(float64(s.PPS), 0), report.F(float64(s.Gbps), 3), vs, report.F(float64(s.CPUPerPacket), 1),
 			report.F(s.FlatOut.metric(func(x *loadgen.Report) float64 { return x.DeliveredPPS }), 0))
 	}
-	note := "One search each, the limited one first (its daemons' GOMAXPROCS checked in /proc/PID/environ) on a tunnel of its own (stopped before the default one runs on the main tunnel). GOMAXPROCS is set in the environment of engarde-client and engarde-server only (the Go runtime reads it); the generator and the sink are unchanged. CPU is client plus server per round trip, as in the throughput table."
+	note := "One search each, the set one first (its daemons' GOMAXPROCS checked in /proc/PID/environ) on a tunnel of its own (stopped before the other runs on the main tunnel). GOMAXPROCS is set in the environment of engarde-client and engarde-server only (the Go runtime reads it); the generator and the sink are unchanged. Unset, the daemons choose: one on a host of two CPUs or fewer, the Go runtime's default (every CPU) otherwise; each logs its choice when it starts (gomaxprocs=), which the table reads. CPU is client plus server per round trip, as in the throughput table."
 	if v := os.Getenv("GOMAXPROCS"); v != "" {
-		note += fmt.Sprintf(" This run's own environment had GOMAXPROCS=%s, which the default tunnel's daemons inherited.", v)
+		note += fmt.Sprintf(" This run's own environment had GOMAXPROCS=%s, which the main tunnel's daemons inherited.", v)
 	}
 	t.Notes = append(t.Notes, note)
 	return t
@@ -110,4 +117,28 @@ func environ(p *topo.Proc, key string) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// scalingProcs is the scaling scenario's GOMAXPROCS: ScalingProcs, or
+// every CPU.
+func (p *Plan) scalingProcs() int {
+	if p.ScalingProcs > 0 {
+		return p.ScalingProcs
+	}
+	return numCPU()
+}
+
+// gomaxprocsRE finds the setting in a daemon's start-up line.
+var gomaxprocsRE = regexp.MustCompile(`gomaxprocs[=":]+(\d+)`)
+
+// ownProcs is the GOMAXPROCS e's daemons chose, as the client logged it
+// (0 when it did not say).
+func ownProcs(e *path) int {
+	for _, p := range e.cpu {
+		if m := gomaxprocsRE.FindStringSubmatch(p.Stderr.String()); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			return n
+		}
+	}
+	return 0
 }

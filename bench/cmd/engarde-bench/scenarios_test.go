@@ -204,7 +204,7 @@ func sampleResults() *Results {
 		newOrderResult("engarde/mmsg", "link B +5ms each way", 5*time.Millisecond, ot(50000, 200000, 300)),
 	}
 	r.Order[2].Relay = &topo.RelayStats{Sources: 1, Forward: 200000, Back: 199000, Dropped: 12}
-	r.Scaling = &ScalingResult{Backend: "mmsg", Size: 1400, CPUs: 2, Runs: []ScalingRun{{GOMAXPROCS: "1", Search: search(0, 36000)}, {Search: search(0, 40000)}}}
+	r.Scaling = &ScalingResult{Backend: "mmsg", Size: 1400, CPUs: 2, Runs: []ScalingRun{{GOMAXPROCS: "2", Search: search(0, 36000)}, {Search: search(0, 40000), Procs: 1}}}
 	r.Scaling.Ratio = ratio(r.Scaling.Runs[0].Search.PPS, r.Scaling.Runs[1].Search.PPS)
 	r.WireGuard = sampleWireGuard()
 	r.Targets = evaluate(r)
@@ -305,7 +305,7 @@ func TestWriteMarkdown(t *testing.T) {
 	for _, want := range []string{"# engarde benchmark", "### Targets", "### Throughput, 1400-byte payloads", "### Latency at fixed rates",
 		"](latency.svg)", "### Failover", "](failover.svg)", "### Slow link", "## Not measured", "- wireguard: wg is not installed", "## Method", "| engarde/mmsg |",
 		"### Order: first copies out of sequence order", "| engarde/mmsg | link B +5ms each way | 50000 | 200000 | 300 | 1500 |", "12 found its delay line full and 0 failed to send. Its CPU time was not measured.",
-		"### Scaling: engarde/mmsg's RFC 2544 throughput by GOMAXPROCS, 1400 B", "| 1 | 36000 |", "| default (2) | 40000 |", "| 90% |",
+		"### Scaling: engarde/mmsg's RFC 2544 throughput by GOMAXPROCS, 1400 B", "| 2 | 36000 |", "| the daemons' own (1) | 40000 |", "| 90% |",
 		"### Real WireGuard", "| median: over engarde, eth-b down |  | 2.100 | 1 |", "| both links / one link |  | 104.8% |",
 		"over the packets delivered back to the generator"} {
 		if !strings.Contains(md, want) {
@@ -330,5 +330,19 @@ func TestCharts(t *testing.T) {
 	}
 	if got := len(latencyChart(r.Latency).Panels); got != 2 {
 		t.Errorf("latency chart has %d panels, want one per rate (2)", got)
+	}
+}
+
+// TestGomaxprocsRE reads the daemons' choice from their start-up line, in
+// either log format.
+func TestGomaxprocsRE(t *testing.T) {
+	for line, want := range map[string]string{
+		`{"level":"info","version":"v0.0.0-dev","backend":"mmsg","gomaxprocs":1,"message":"engarde-client starting"}`: "1",
+		`12:00:00 INF engarde-client starting backend=mmsg gomaxprocs=16 version=v0.1.0`:                              "16",
+	} {
+		m := gomaxprocsRE.FindStringSubmatch(line)
+		if m == nil || m[1] != want {
+			t.Errorf("%s: got %v, want %s", line, m, want)
+		}
 	}
 }
