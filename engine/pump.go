@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/engarde-project/engarde/engine/conn"
@@ -27,10 +28,13 @@ type pump struct {
 	handle func(bufs []*ring.Packet, msgs []conn.Message)
 
 	// keep, on a conn.ReadWaiter, is how many buffers the loop holds on
-	// to while it waits (0: none). The client's few sockets keep theirs,
-	// so that a wake-up costs no trip to the shared pool; the server's,
-	// one or two per client, give theirs back.
-	keep int
+	// to while it waits (0: none), so that a wake-up costs no trip to the
+	// shared pool; budget, when set, is the role's allowance of such
+	// buffers (a server has a socket or two per client, and most are
+	// idle), and kept says that this loop holds keep of it.
+	keep   int
+	budget *atomic.Int64
+	kept   bool
 
 	bufs   []*ring.Packet
 	msgs   []conn.Message
@@ -82,7 +86,12 @@ func (p *pump) stop() {
 func (p *pump) run() {
 	have := 0 // p.bufs[:have] hold buffers
 	defer close(p.exited)
-	defer func() { p.release(0, have) }()
+	defer func() {
+		p.release(0, have)
+		if p.kept {
+			p.budget.Add(int64(p.keep))
+		}
+	}()
 	rw, lazy := p.conn.(conn.ReadWaiter)
 	want, last := len(p.bufs), len(p.bufs)
 	wait := lazy // wait for the socket to be readable before reading
@@ -158,9 +167,20 @@ func (p *pump) run() {
 }
 
 // idle returns the buffers of slots [keep, have) to the pool before a
-// wait, and how many slots still hold one.
+// wait, or all of them when the role's budget has no room for this loop's,
+// and how many slots still hold one.
 func (p *pump) idle(have int) int {
-	k := min(have, p.keep)
+	if p.budget != nil && !p.kept && p.keep > 0 {
+		if p.budget.Add(-int64(p.keep)) >= 0 {
+			p.kept = true
+		} else {
+			p.budget.Add(int64(p.keep)) // full: maybe next time
+		}
+	}
+	k := 0
+	if p.kept || p.budget == nil {
+		k = min(have, p.keep)
+	}
 	p.release(k, have)
 	return k
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -281,6 +282,38 @@ func TestPumpIdleHoldsNoBuffers(t *testing.T) {
 	r.send(2, 20, 20, 20, 20, 20, 20)
 	r.waitDelivered(ids(0, 8))
 	r.stop()
+}
+
+// TestPumpKeepBudget: a pump allowed to keep buffers holds them while it
+// waits, as long as the role's budget has room; another finds it full and
+// holds none; and the budget comes back when the first one stops.
+func TestPumpKeepBudget(t *testing.T) {
+	budget := new(atomic.Int64)
+	budget.Store(4)
+	a := newPumpRig(t, 64, 16, 4)
+	b := newPumpRig(t, 64, 16, 4)
+	for _, r := range []*pumpRig{a, b} {
+		r.p.keep, r.p.budget = 4, budget
+	}
+	held := func(r *pumpRig) int { return r.pool.Allocated() - r.pool.Available() }
+	a.p.start()
+	a.send(0, 20, 20)
+	a.waitDelivered(ids(0, 2))
+	waitFor(t, "the first pump to keep its buffers", func() bool { return budget.Load() == 0 && held(a) > 0 })
+	b.p.start()
+	b.send(0, 20, 20)
+	b.waitDelivered(ids(0, 2))
+	waitFor(t, "the second pump to give its buffers back", func() bool { return held(b) == 0 })
+	a.send(2, 20, 20)
+	a.waitDelivered(ids(0, 4)) // a kept pump still receives
+	a.stop()
+	if got := budget.Load(); got != 4 {
+		t.Errorf("budget %d after the keeping pump stopped, want 4", got)
+	}
+	if h := held(a); h != 0 {
+		t.Errorf("a stopped pump holds %d buffers", h)
+	}
+	b.stop()
 }
 
 // TestPumpConnClosed: closing the Conn ends the loop, and the loop gives

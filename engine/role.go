@@ -20,7 +20,10 @@ type role struct {
 	pool     *ring.Pool
 	started  time.Time
 	wtimeout atomic.Int64 // write timeout of every sender, ns (0: none); reloadable
-	keepBufs int          // buffers a receive loop keeps while it waits (pump.keep)
+	// keepBufs is how many buffers a receive loop keeps while it waits
+	// (pump.keep); keepBudget, when set, bounds them all together.
+	keepBufs   int
+	keepBudget *atomic.Int64
 
 	// Duplicates counts copies of WireGuard messages (the same message
 	// over another link) not handed to WireGuard.
@@ -77,7 +80,7 @@ func (r *role) newSender(c senderConfig) *sender {
 // newPump starts a receive loop on c that hands batches to handle.
 func (r *role) newPump(name string, c conn.Conn, stats *Stats, handle func([]*ring.Packet, []conn.Message)) *pump {
 	p := newPump(name, c, r.pool, r.opts.BatchSize, stats, r.log, handle)
-	p.keep = r.keepBufs
+	p.keep, p.budget = r.keepBufs, r.keepBudget
 	return p
 }
 

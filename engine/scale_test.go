@@ -226,9 +226,10 @@ func TestServerThousandSessions(t *testing.T) {
 		}
 	}
 
-	// Idle: the receive loops hold no buffers, nothing polls.
+	// Idle: the receive loops hold no buffers but the few that may keep
+	// some (serverKeepers), nothing polls.
 	time.Sleep(200 * time.Millisecond)
-	if held := srv.pool.Allocated() - srv.pool.Available(); held > 64 {
+	if held := srv.pool.Allocated() - srv.pool.Available(); held > 64+serverKeepers*srv.keepBufs {
 		t.Errorf("%d packet buffers held by %d idle sockets", held, sessions*(addrs+1)+2)
 	}
 	cpu0 := cpuTime()

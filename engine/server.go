@@ -116,6 +116,11 @@ type Server struct {
 	hl        serverHealth        // guarded by mu (health.go)
 }
 
+// serverKeepers is how many of a server's receive loops may keep buffers
+// while they wait (pump.keep): a session's socket to WireGuard and the
+// addresses of a client with a few links.
+const serverKeepers = 4
+
 // NewServer checks the configuration and opens the listen and WireGuard
 // sockets.
 func NewServer(cfg ServerConfig) (*Server, error) {
@@ -142,6 +147,12 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err := s.role.init(&s.cfg.Options, 4); err != nil {
 		return nil, err
 	}
+	// A few sockets keep a quarter batch of buffers while they wait (the
+	// first to go idle: with a client or two, every one of them): the
+	// thousands of idle client addresses a busy server has must not hold
+	// what the live ones need.
+	s.keepBufs, s.keepBudget = max(minLend, s.opts.BatchSize/4), new(atomic.Int64)
+	s.keepBudget.Store(int64(serverKeepers * s.keepBufs))
 	s.hsOut = newFanout(s.opts.Backend)
 	s.timeout.Store(int64(cfg.ClientTimeout))
 	s.members.Store(&map[netip.AddrPort]*member{})

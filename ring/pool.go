@@ -140,6 +140,9 @@ func (p *Pool) Size() int { return p.size }
 // Allocated returns how many buffers the pool has created so far.
 func (p *Pool) Allocated() int { return int(p.count.Load()) }
 
+// Limit returns the most buffers the pool may create.
+func (p *Pool) Limit() int { return p.max }
+
 // Available returns how many buffers are free at the moment.
 func (p *Pool) Available() int { return int(p.nfree.Load()) }
 
