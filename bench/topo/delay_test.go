@@ -12,28 +12,7 @@ import (
 // every datagram comes back, in order, no sooner than twice the delay.
 func TestRelayDelays(t *testing.T) {
 	const delay = 40 * time.Millisecond
-	echo, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
-	go func() {
-		b := make([]byte, 2048)
-		for {
-			n, src, err := echo.ReadFromUDPAddrPort(b)
-			if err != nil {
-				return
-			}
-			_, _ = echo.WriteToUDPAddrPort(b[:n], src)
-		}
-	}()
-	// A free port for the relay: taken and released.
-	probe, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := probe.LocalAddr().(*net.UDPAddr).AddrPort()
-	probe.Close()
+	echo, listen := echoAndPort(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
@@ -94,27 +73,7 @@ func TestRelayBatches(t *testing.T) {
 		delay = 3 * time.Millisecond
 		n     = 2000
 	)
-	echo, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
-	go func() {
-		b := make([]byte, 2048)
-		for {
-			k, src, err := echo.ReadFromUDPAddrPort(b)
-			if err != nil {
-				return
-			}
-			_, _ = echo.WriteToUDPAddrPort(b[:k], src)
-		}
-	}()
-	probe, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := probe.LocalAddr().(*net.UDPAddr).AddrPort()
-	probe.Close()
+	echo, listen := echoAndPort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ready := make(chan struct{})
@@ -175,4 +134,32 @@ func TestRelayBatches(t *testing.T) {
 	if st.Forward != n || st.Back != n || st.Errors != 0 || st.Dropped != 0 {
 		t.Errorf("stats %+v, want %d each way, no errors", st, n)
 	}
+}
+
+// echoAndPort starts a UDP echo on loopback, closed when the test ends,
+// and finds a free loopback port for the relay (taken and released).
+func echoAndPort(t *testing.T) (*net.UDPConn, netip.AddrPort) {
+	t.Helper()
+	echo, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { echo.Close() })
+	go func() {
+		b := make([]byte, 2048)
+		for {
+			n, src, err := echo.ReadFromUDPAddrPort(b)
+			if err != nil {
+				return
+			}
+			_, _ = echo.WriteToUDPAddrPort(b[:n], src)
+		}
+	}()
+	probe, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := probe.LocalAddr().(*net.UDPAddr).AddrPort()
+	probe.Close()
+	return echo, listen
 }

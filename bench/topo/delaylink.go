@@ -1,10 +1,15 @@
 package topo
 
 import (
+	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/netip"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -107,4 +112,35 @@ func (t *Tunnel) route(i int, via string) error {
 		return err
 	}
 	return t.Client.WaitLog(5*time.Second, n+1, subs...)
+}
+
+// RelayMain is a relay process: the relay subcommand of engarde-bench and
+// of engarde-faults, run in the server namespace. Its flags are -listen,
+// -upstream, -bind and -delay (defDelay when absent). It logs RelayReady
+// when it listens; when SIGTERM or an interrupt stops it, it logs
+// RelayDone and its counters in JSON.
+func RelayMain(args []string, defDelay time.Duration) error {
+	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
+	listen := fs.String("listen", "", "`address` clients send to")
+	upstream := fs.String("upstream", "", "`address` to relay to")
+	bind := fs.String("bind", "", "`address` to send to the upstream from")
+	delay := fs.Duration("delay", defDelay, "delay in each direction")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var ap [3]netip.AddrPort
+	for i, s := range []string{*listen, *upstream, *bind} {
+		var err error
+		if ap[i], err = netip.ParseAddrPort(s); err != nil {
+			return err
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	st, err := Relay(ctx, ap[0], ap[1], ap[2], *delay, func() {
+		fmt.Fprintf(os.Stderr, "%s on %v, to %v, %v each way\n", RelayReady, ap[0], ap[1], *delay)
+	})
+	b, _ := json.Marshal(st)
+	fmt.Fprintf(os.Stderr, "%s%s\n", RelayDone, b)
+	return err
 }

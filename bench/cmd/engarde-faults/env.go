@@ -264,7 +264,7 @@ func (e *env) startRelay(delay time.Duration) (string, error) {
 		return "", err
 	}
 	e.relay = p
-	return listen.String(), p.WaitLog(5*time.Second, 1, "relay: listening")
+	return listen.String(), p.WaitLog(5*time.Second, 1, topo.RelayReady)
 }
 
 // stopRelay stops the relay, if it runs.

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
@@ -83,29 +81,6 @@ func dnsMain(args []string) error {
 }
 
 // relayMain is the "relay" subcommand, run in the server namespace: the
-// delaying relay until SIGTERM, then its counters as JSON on standard
-// output.
-func relayMain(args []string) error {
-	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
-	listen := fs.String("listen", "", "`address` clients send to")
-	upstream := fs.String("upstream", "", "`address` to relay to")
-	bind := fs.String("bind", "", "`address` to send to the upstream from")
-	delay := fs.Duration("delay", 100*time.Millisecond, "delay in each direction")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	var ap [3]netip.AddrPort
-	for i, s := range []string{*listen, *upstream, *bind} {
-		var err error
-		if ap[i], err = netip.ParseAddrPort(s); err != nil {
-			return err
-		}
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	st, err := topo.Relay(ctx, ap[0], ap[1], ap[2], *delay, func() {
-		fmt.Fprintf(os.Stderr, "relay: listening on %v, to %v, %v each way\n", ap[0], ap[1], *delay)
-	})
-	_ = json.NewEncoder(os.Stdout).Encode(st)
-	return err
-}
+// delaying relay (topo.RelayMain), 100 ms each way unless -delay says
+// otherwise.
+func relayMain(args []string) error { return topo.RelayMain(args, 100*time.Millisecond) }
