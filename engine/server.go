@@ -147,11 +147,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err := s.role.init(&s.cfg.Options, 4); err != nil {
 		return nil, err
 	}
-	// A few sockets keep a quarter batch of buffers while they wait (the
-	// first to go idle: with a client or two, every one of them): the
-	// thousands of idle client addresses a busy server has must not hold
-	// what the live ones need.
-	s.keepBufs, s.keepBudget = max(minLend, s.opts.BatchSize/4), new(atomic.Int64)
+	// A few sockets keep a batch of buffers while they wait (the first to
+	// go idle: with a client or two, every one of them): the thousands of
+	// idle client addresses a busy server has must not hold what the live
+	// ones need.
+	s.keepBufs, s.keepBudget = s.opts.BatchSize, new(atomic.Int64)
 	s.keepBudget.Store(int64(serverKeepers * s.keepBufs))
 	s.hsOut = newFanout(s.opts.Backend)
 	s.timeout.Store(int64(cfg.ClientTimeout))
