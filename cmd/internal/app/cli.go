@@ -176,12 +176,12 @@ const smallHost = 2
 // There WireGuard and the applications need the other CPU, and a second
 // Go processor costs more than it gives: each datagram that wakes a
 // receive loop also wakes an idle processor to look for work, which finds
-// none. On this project's 2-CPU machine one processor carried as much or
-// more (RFC 2544 throughput 99-113% of two, in three runs of make bench's
-// scaling table) at 12-22% less CPU per packet, and at 2 000, 10 000 and
-// 50 000 packets/s 20-28% less CPU with a p50 latency 3-26% lower. Larger
-// hosts keep the Go default: one tunnel runs a loop per direction, and a
-// server one per client address.
+// none. On this project's 2-CPU machine one processor carried 96-113% of
+// what two did (RFC 2544, four runs of make bench's scaling table) with
+// 3-22% less CPU per packet, and at 2 000, 10 000 and 50 000 packets/s
+// used 20-26% less CPU with a p50 latency 3-26% lower. Larger hosts keep
+// the Go default: one tunnel runs a loop per direction, and a server one
+// per client address.
 func limitProcs() int {
 	if _, set := os.LookupEnv("GOMAXPROCS"); !set && runtime.GOMAXPROCS(0) <= smallHost {
 		runtime.GOMAXPROCS(1)
