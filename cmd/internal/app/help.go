@@ -104,6 +104,7 @@ func Help(role config.Role) Usage {
 			{"ENGARDE_GRO=off", "turn UDP receive offload off"},
 			{"ENGARDE_DEDUP=off", "turn the duplicate filter off"},
 			{"ENGARDE_LOG_FORMAT", "the log format (auto, text, json), overriding log.format"},
+			{"GOMAXPROCS", "the CPUs the Go code may use at once; when unset, one on a host of two CPUs or fewer, every CPU otherwise"},
 			{"STATE_DIRECTORY", "set by systemd (StateDirectory=): where the state file goes when stateFile is not set"},
 			{"RUNTIME_DIRECTORY", "set by systemd (RuntimeDirectory=): where the control socket goes when controlSocket is not set"},
 			{"NOTIFY_SOCKET, WATCHDOG_USEC", "set by systemd (Type=notify, WatchdogSec=): where readiness, reloads and watchdog pings are reported"},
