@@ -287,3 +287,29 @@ func TestMergeWiring(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeSkipsLockedWork: a member's initiation takes the server's
+// lock, so it does not go through the session's merge, where it would
+// hold up the other addresses' data: held, the merge does not stop it.
+func TestMergeSkipsLockedWork(t *testing.T) {
+	tu := startTunnel(t, fakeTestNet(conntest.NewNet()), Options{DisableGSO: true, DisableGRO: true})
+	tu.server.mu.Lock()
+	sess := tu.server.sessions[0]
+	tu.server.mu.Unlock()
+	for !sess.merge.busy.CompareAndSwap(false, true) {
+		runtime.Gosched()
+	}
+	defer sess.merge.leave()
+	before := tu.initiations.Load()
+	init := wgInitiation(testClientIndex, byte(tu.inits.Add(1)))
+	if _, err := tu.wgApp.WriteBatch([]conn.Message{{Buf: init, N: len(init), Addr: tu.client.ListenAddr()}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for tu.initiations.Load() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("a member's initiation waited for the session's merge")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

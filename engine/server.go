@@ -385,8 +385,27 @@ func (s *Server) fromMember(m *member) func([]*ring.Packet, []conn.Message) {
 		sendKept(m.sess().upTx, bufs[:k], msgs[:k])
 	}
 	return func(bufs []*ring.Packet, msgs []conn.Message) {
+		if !m.live.Load() || needsLock(m, msgs) {
+			// Outside the merge: the server's lock must not hold up the
+			// session's other addresses. A handshake or an address
+			// coming back is no stream whose order matters.
+			m.in.handle(bufs, msgs)
+			return
+		}
 		m.sess().merge.run(&m.in, bufs, msgs)
 	}
+}
+
+// needsLock reports whether handling msgs, from member m's socket, takes
+// the server's lock: an initiation, or a datagram of another address
+// queued before the socket was connected.
+func needsLock(m *member, msgs []conn.Message) bool {
+	for i := range msgs {
+		if msgs[i].Addr != m.addr || wgType(msgs[i].Buf[:msgs[i].N], msgs[i].Seg) == wgInitiationType {
+			return true
+		}
+	}
+	return false
 }
 
 // judge decides whether a member's datagram goes to WireGuard: it belongs
