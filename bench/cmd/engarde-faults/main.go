@@ -24,7 +24,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -187,6 +189,47 @@ type RowResult struct {
 	// Start is when the row began (Unix nanoseconds), after its stream
 	// was carried on every link.
 	Start int64 `json:"start_unix_ns"`
+	// Attempts is 2 when the row ran again (see stealRetry), 0 otherwise.
+	Attempts int `json:"attempts,omitempty"`
+}
+
+// stealRetry is how much CPU time the hypervisor may take from this VM
+// (steal time) during a row before a row that failed on latency alone runs
+// once more: then the host held the packets up, not the tunnel, and the
+// reference stream (fewer hops) may not show it. A row that lost packets
+// never runs again. Measured here: quiet rows see under 100 ms of steal,
+// and rows failed on latency by every build (this one's and the one
+// before) saw 1-2 s.
+const stealRetry = 200 * time.Millisecond
+
+// latencyOnly reports whether every reason a row failed is packets above
+// its RTT bound.
+func latencyOnly(why []string) bool {
+	for _, w := range why {
+		if !overBoundRE.MatchString(w) {
+			return false
+		}
+	}
+	return len(why) > 0
+}
+
+var overBoundRE = regexp.MustCompile(`^\d+ packets above `)
+
+// stolen returns the CPU time the hypervisor has taken from this VM since
+// it booted: the steal column of /proc/stat, in USER_HZ (1/100 s) ticks;
+// 0 where there is none.
+func stolen() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	n, _ := strconv.ParseInt(f[8], 10, 64)
+	return time.Duration(n) * 10 * time.Millisecond
 }
 
 // run measures the steady RTT, then runs each row on a stream of its own.
@@ -232,7 +275,16 @@ func run(ctx context.Context, e *env, o options, sel []row) (*Result, error) {
 		if ctx.Err() != nil {
 			break
 		}
+		s0 := stolen()
 		rr := runRow(ctx, e, o, r, res.Bound)
+		if st := stolen() - s0; !rr.Pass && latencyOnly(rr.Why) && st >= stealRetry && ctx.Err() == nil {
+			// The host held this VM's CPUs: run the row once more, and
+			// say so.
+			first := rr
+			rr = runRow(ctx, e, o, r, res.Bound)
+			rr.Notes = append(rr.Notes, fmt.Sprintf("second attempt: the first failed (%s) while the hypervisor took %s of this VM's CPU time (steal)", strings.Join(first.Why, "; "), st.Round(10*time.Millisecond)))
+			rr.Attempts = 2
+		}
 		if !rr.Pass {
 			res.Failed++
 		}
@@ -240,6 +292,9 @@ func run(ctx context.Context, e *env, o options, sel []row) (*Result, error) {
 		verdict := "PASS"
 		if !rr.Pass {
 			verdict = "FAIL: " + strings.Join(rr.Why, "; ")
+		}
+		if rr.Attempts > 1 {
+			verdict += " (second attempt: " + rr.Notes[len(rr.Notes)-1] + ")"
 		}
 		fmt.Printf("  %-20s %s\n", rr.Name, verdict)
 	}

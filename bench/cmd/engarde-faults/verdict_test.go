@@ -355,3 +355,35 @@ func TestSteadyP999(t *testing.T) {
 		t.Errorf("steady p99.9 %v, want 2ms (the median of 1 ms, 100 ms and 2 ms)", got)
 	}
 }
+
+// TestLatencyOnly: a row runs again under steal only when every reason it
+// failed is latency, in verdict's own words; a loss or a link that did
+// not come back never does.
+func TestLatencyOnly(t *testing.T) {
+	bound := Bound{Steady: time.Millisecond, Factor: 2, Share: 0.001}
+	for _, tc := range []struct {
+		name string
+		m    Measure
+		back []Back
+		want bool
+	}{
+		{"over the bound", Measure{Sent: 1000, Judged: 1000, Over: 50}, nil, true},
+		{"lost", Measure{Sent: 1000, Judged: 990, Lost: 10}, nil, false},
+		{"over and lost", Measure{Sent: 1000, Judged: 990, Lost: 10, Over: 50}, nil, false},
+		{"over and a link late", Measure{Sent: 1000, Judged: 1000, Over: 50}, []Back{{Link: "eth-a", Within: time.Second, After: -1}}, false},
+	} {
+		pass, why := verdict(tc.m, Spec{}, bound, tc.back, nil)
+		if pass {
+			t.Fatalf("%s: the verdict passed", tc.name)
+		}
+		if got := latencyOnly(why); got != tc.want {
+			t.Errorf("%s: latencyOnly(%q) = %v, want %v", tc.name, why, got, tc.want)
+		}
+	}
+	if latencyOnly(nil) {
+		t.Error("a row that failed for no reason given runs again")
+	}
+	if s := stolen(); s < 0 {
+		t.Errorf("stolen() = %v", s)
+	}
+}
