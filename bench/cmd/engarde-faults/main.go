@@ -197,9 +197,9 @@ type RowResult struct {
 // (steal time) during a row before a row that failed on latency alone runs
 // once more: then the host held the packets up, not the tunnel, and the
 // reference stream (fewer hops) may not show it. A row that lost packets
-// never runs again. Measured here: quiet rows see under 100 ms of steal,
-// and rows failed on latency by every build (this one's and the one
-// before) saw 1-2 s.
+// never runs again. Measured here: quiet rows see well under 100 ms of
+// steal; runs in which rows of this build and of the one before failed on
+// latency saw 1-2 s of steal over two or three rows.
 const stealRetry = 200 * time.Millisecond
 
 // latencyOnly reports whether every reason a row failed is packets above
