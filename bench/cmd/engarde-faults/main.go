@@ -294,7 +294,7 @@ func run(ctx context.Context, e *env, o options, sel []row) (*Result, error) {
 			verdict = "FAIL: " + strings.Join(rr.Why, "; ")
 		}
 		if rr.Attempts > 1 {
-			verdict += " (second attempt: " + rr.Notes[len(rr.Notes)-1] + ")"
+			verdict += " (" + rr.Notes[len(rr.Notes)-1] + ")"
 		}
 		fmt.Printf("  %-20s %s\n", rr.Name, verdict)
 	}
