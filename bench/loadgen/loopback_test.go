@@ -479,8 +479,11 @@ func TestHandshakeDefault(t *testing.T) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if n := len(c.inits); n < 18 || n > 20 || len(c.headers) != 0 {
-		t.Errorf("%d initiations and %d data datagrams, want 20 initiations and no data", n, len(c.headers))
+	// One every HandshakeRetry from 0: the one due at the deadline itself
+	// may go before the deadline is seen (21), and a loaded machine may
+	// miss a couple.
+	if n := len(c.inits); n < 18 || n > 21 || len(c.headers) != 0 {
+		t.Errorf("%d initiations and %d data datagrams, want 20 or 21 initiations and no data", n, len(c.headers))
 	}
 }
 
