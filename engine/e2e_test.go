@@ -352,6 +352,30 @@ func (tu *tunnel) handshake() {
 	}
 }
 
+// readCounters reads what reaches the client-side WireGuard stand-in,
+// handing each the counter of every transport message, until the socket
+// closes or, after a batch, stop (when not nil) says so.
+func (tu *tunnel) readCounters(each func(ctr uint64), stop func() bool) {
+	msgs := make([]conn.Message, 64)
+	for i := range msgs {
+		msgs[i].Buf = make([]byte, 2048)
+	}
+	for {
+		n, err := tu.wgApp.ReadBatch(msgs)
+		if err != nil {
+			return
+		}
+		for _, m := range msgs[:n] {
+			if m.N >= 16 && m.Buf[0] == wgTransportType {
+				each(binary.LittleEndian.Uint64(m.Buf[8:]))
+			}
+		}
+		if stop != nil && stop() {
+			return
+		}
+	}
+}
+
 // stream sends count datagrams of size bytes at rate per second from the
 // client-side WireGuard stand-in, and returns how many distinct sequence
 // numbers came back (the client passes duplicates on; they are counted
@@ -364,36 +388,22 @@ func (tu *tunnel) stream(count, size, rate int, during func()) (got, dups int) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		msgs := make([]conn.Message, 64)
-		for i := range msgs {
-			msgs[i].Buf = make([]byte, 2048)
-		}
-		for {
-			n, err := tu.wgApp.ReadBatch(msgs)
-			if err != nil {
-				return
-			}
+		tu.readCounters(func(ctr uint64) {
 			mu.Lock()
-			for _, m := range msgs[:n] {
-				if m.N < 16 || m.Buf[0] != wgTransportType {
-					continue
-				}
-				seq := binary.LittleEndian.Uint64(m.Buf[8:]) - base
-				if seq < uint64(count) {
-					if seen[seq] {
-						dups++
-					} else {
-						seen[seq] = true
-						got++
-					}
+			defer mu.Unlock()
+			if seq := ctr - base; seq < uint64(count) {
+				if seen[seq] {
+					dups++
+				} else {
+					seen[seq] = true
+					got++
 				}
 			}
-			full := got == count
-			mu.Unlock()
-			if full {
-				return
-			}
-		}
+		}, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return got == count
+		})
 	}()
 	if raceEnabled {
 		rate = min(rate, 3000)

@@ -216,25 +216,11 @@ func TestMergeWiring(t *testing.T) {
 
 	var mu sync.Mutex
 	var seqs []uint64
-	go func() {
-		msgs := make([]conn.Message, 64)
-		for i := range msgs {
-			msgs[i].Buf = make([]byte, 2048)
-		}
-		for {
-			n, err := tu.wgApp.ReadBatch(msgs)
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			for _, m := range msgs[:n] {
-				if m.N >= 16 && m.Buf[0] == wgTransportType {
-					seqs = append(seqs, binary.LittleEndian.Uint64(m.Buf[8:]))
-				}
-			}
-			mu.Unlock()
-		}
-	}()
+	go tu.readCounters(func(ctr uint64) {
+		mu.Lock()
+		seqs = append(seqs, ctr)
+		mu.Unlock()
+	}, nil)
 	got := func() []uint64 { mu.Lock(); defer mu.Unlock(); return slices.Clone(seqs) }
 	const n = 50
 	base := tu.base
