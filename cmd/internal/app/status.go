@@ -430,22 +430,22 @@ func probeCols(p *control.Probe) string {
 	if p == nil {
 		return "-\t-"
 	}
-	rtt := "-"
-	if p.RTTP50Ms != nil && p.RTTP99Ms != nil {
-		rtt = ms(*p.RTTP50Ms) + "/" + ms(*p.RTTP99Ms) + "ms"
+	return msPair(p.RTTP50Ms, p.RTTP99Ms) + "\t" + pct(p.Loss)
+}
+
+// msPair is a p50/p99 pair in milliseconds, "-" unless both were measured.
+func msPair(p50, p99 *float64) string {
+	if p50 == nil || p99 == nil {
+		return "-"
 	}
-	return rtt + "\t" + pct(p.Loss)
+	return ms(*p50) + "/" + ms(*p99) + "ms"
 }
 
 func qualityCols(q *control.Quality) string {
 	if q == nil {
 		return "-\t-\t-"
 	}
-	late := "-"
-	if q.LateP50Ms != nil && q.LateP99Ms != nil {
-		late = ms(*q.LateP50Ms) + "/" + ms(*q.LateP99Ms) + "ms"
-	}
-	return pct(q.FirstShare) + "\t" + pct(q.LossRate) + "\t" + late
+	return pct(q.FirstShare) + "\t" + pct(q.LossRate) + "\t" + msPair(q.LateP50Ms, q.LateP99Ms)
 }
 
 // pct formats a share from 0 to 1 as a percentage: 62%, 0.4%, 0%.
