@@ -89,7 +89,12 @@ func (o *Options) newPool(sockets int) (*ring.Pool, error) {
 	// 256 MiB of buffers (address space: a buffer's pages are touched only
 	// as far as data lands in it).
 	limit := max(4*initial, (256<<20)/o.BufferSize)
-	return ring.NewPool(o.BufferSize, min(initial, limit), limit)
+	size := o.BufferSize
+	if lp, ok := o.Backend.(conn.Looper); ok {
+		// Its loop receives into the buffers after a header of its own.
+		size += lp.Headroom()
+	}
+	return ring.NewPool(size, min(initial, limit), limit)
 }
 
 // fixedSettings collects the settings a reload asked to change that only a

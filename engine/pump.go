@@ -36,6 +36,11 @@ type pump struct {
 	budget *atomic.Int64
 	kept   bool
 
+	// looper, when set, is asked to run the loop instead (start): the
+	// uring backend receives on every socket of the role in one loop
+	// and calls served.
+	looper conn.Looper
+
 	bufs   []*ring.Packet
 	msgs   []conn.Message
 	errLog rateLimit
@@ -59,8 +64,17 @@ func newPump(name string, c conn.Conn, pool *ring.Pool, batch int, stats *Stats,
 	}
 }
 
-// start runs the loop on its own goroutine.
+// start runs the loop: the backend's, where it has one that takes the
+// Conn, else on a goroutine of its own.
 func (p *pump) start() *pump {
+	if p.looper != nil {
+		err := p.looper.Serve(p.conn, p.pool, p.served)
+		if err == nil {
+			close(p.exited) // Close ends the backend's
+			return p
+		}
+		p.log.debugf("%s: receiving on a goroutine of its own: %v", p.name, err)
+	}
 	go p.run()
 	return p
 }
@@ -214,28 +228,7 @@ func (p *pump) release(from, to int) {
 // buffers) to the handler, then takes the buffers back or replaces them. It
 // returns how many slots hold buffers afterwards, packed at the front.
 func (p *pump) deliver(n, have int) int {
-	now := nanotime()
-	k := 0
-	var pkts, bytes uint64
-	for i := range n {
-		m := &p.msgs[i]
-		if m.Truncated {
-			p.stats.Oversize.Add(1)
-			continue
-		}
-		b := p.bufs[i]
-		b.N, b.Seg, b.Stamp = m.N, m.Seg, now
-		pkts += uint64(m.Count())
-		bytes += uint64(m.N)
-		if i != k {
-			p.bufs[i], p.bufs[k] = p.bufs[k], p.bufs[i]
-			p.msgs[i], p.msgs[k] = p.msgs[k], p.msgs[i]
-		}
-		k++
-	}
-	p.stats.RxPackets.Add(pkts)
-	p.stats.RxBytes.Add(bytes)
-	p.stats.LastRx.Store(wallFromMono(now))
+	k := p.account(p.bufs[:n], p.msgs[:n])
 	if k == 0 {
 		return have
 	}
@@ -267,4 +260,41 @@ func (p *pump) deliver(n, have int) int {
 	}
 	clear(p.bufs[j:have])
 	return j
+}
+
+// account counts a batch received into bufs, stamps the buffers, and moves
+// the messages to hand on (all but truncated ones) to the front, returning
+// how many there are.
+func (p *pump) account(bufs []*ring.Packet, msgs []conn.Message) int {
+	now := nanotime()
+	k := 0
+	var pkts, bytes uint64
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Truncated {
+			p.stats.Oversize.Add(1)
+			continue
+		}
+		b := bufs[i]
+		b.N, b.Seg, b.Stamp = m.N, m.Seg, now
+		pkts += uint64(m.Count())
+		bytes += uint64(m.N)
+		if i != k {
+			bufs[i], bufs[k] = bufs[k], bufs[i]
+			msgs[i], msgs[k] = msgs[k], msgs[i]
+		}
+		k++
+	}
+	p.stats.RxPackets.Add(pkts)
+	p.stats.RxBytes.Add(bytes)
+	p.stats.LastRx.Store(wallFromMono(now))
+	return k
+}
+
+// served is the handler of a backend's loop (conn.Looper): the batch is
+// counted and handed on as deliver does; the loop takes the buffers back.
+func (p *pump) served(bufs []*ring.Packet, msgs []conn.Message) {
+	if k := p.account(bufs, msgs); k > 0 {
+		p.handle(bufs[:k], msgs[:k])
+	}
 }

@@ -81,6 +81,7 @@ func (r *role) newSender(c senderConfig) *sender {
 func (r *role) newPump(name string, c conn.Conn, stats *Stats, handle func([]*ring.Packet, []conn.Message)) *pump {
 	p := newPump(name, c, r.pool, r.opts.BatchSize, stats, r.log, handle)
 	p.keep, p.budget = r.keepBufs, r.keepBudget
+	p.looper, _ = r.opts.Backend.(conn.Looper)
 	return p
 }
 

@@ -29,6 +29,7 @@ type Packet struct {
 	Stamp int64
 
 	data []byte // the whole buffer, len == cap == pool size
+	head int    // where the payload starts in data (SetHead); 0 from the pool
 	refs atomic.Int32
 	pool *Pool
 	idx  uint32        // position in the pool's table
@@ -36,11 +37,22 @@ type Packet struct {
 	free atomic.Bool   // in the free stack: catches a buffer put back twice
 }
 
-// Data returns the whole buffer, for receiving into.
-func (b *Packet) Data() []byte { return b.data }
+// Data returns the buffer from where the payload starts: for receiving
+// into, the whole buffer unless SetHead moved the start.
+func (b *Packet) Data() []byte { return b.data[b.head:] }
 
 // Bytes returns the payload, Data()[:N].
-func (b *Packet) Bytes() []byte { return b.data[:b.N] }
+func (b *Packet) Bytes() []byte { return b.data[b.head : b.head+b.N] }
+
+// Whole returns the whole buffer, whatever its head, for a receiver that
+// lends it to the kernel: io_uring writes a header, the source address
+// and control messages before the payload.
+func (b *Packet) Whole() []byte { return b.data }
+
+// SetHead says that the payload starts head bytes into the buffer (what
+// such a receiver found); Data and Bytes start there until the buffer
+// returns to the pool, or SetHead(0).
+func (b *Packet) SetHead(head int) { b.head = head }
 
 // Ref adds n references, one for each new holder.
 func (b *Packet) Ref(n int) {
@@ -154,7 +166,7 @@ func (p *Pool) Misses() uint64 { return p.misses.Load() }
 func (p *Pool) Get() *Packet {
 	for {
 		if b := p.pop(); b != nil {
-			b.N, b.Seg, b.Stamp = 0, 0, 0
+			b.N, b.Seg, b.Stamp, b.head = 0, 0, 0, 0
 			b.refs.Store(1)
 			return b
 		}

@@ -30,15 +30,6 @@ func BenchmarkConnLoopback(b *testing.B) {
 	var vs []variant
 	for _, be := range benchBackends(b) {
 		vs = append(vs, variant{be, be.Name()})
-		if be.Name() == "uring" {
-			// The reader blocked in io_uring_enter on its thread, instead
-			// of in the netpoller on the ring's eventfd.
-			w, err := conn.NewURing(conn.URingOptions{WaitInEnter: true})
-			if err != nil {
-				b.Fatal(err)
-			}
-			vs = append(vs, variant{w, "uring-waitenter"})
-		}
 	}
 	for _, v := range vs {
 		be := v.be

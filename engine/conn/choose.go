@@ -32,8 +32,4 @@ func Open(name string, warn Logf) (Backend, error) {
 type URingOptions struct {
 	// Log receives the backend's rare warnings; nil discards them.
 	Log Logf
-	// WaitInEnter makes readers wait blocked in io_uring_enter on their
-	// locked thread (woken by the kernel directly) instead of in the
-	// netpoller on the ring's eventfd. make bench-micro compares the two.
-	WaitInEnter bool
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/netip"
 	"time"
+
+	"github.com/engarde-project/engarde/ring"
 )
 
 // Message is one datagram, or a train of equal-sized datagrams, moving
@@ -86,6 +88,27 @@ type ReadWaiter interface {
 	// (an error satisfying errors.Is(err, net.ErrClosed)). It may return
 	// early: a TryReadBatch after it can still find nothing.
 	WaitRead() error
+}
+
+// Looper is implemented by a Backend that runs the receive loops of its
+// Conns itself: the uring backend receives on every socket of a role in one
+// loop, on one thread, straight into the role's pool buffers, and calls
+// each socket's handler there.
+type Looper interface {
+	// Headroom is how many bytes each pool buffer needs before the
+	// payload: a pool for Serve has buffers of the largest payload plus
+	// this.
+	Headroom() int
+	// Serve hands c's receives to the loop of pool's role, which calls h
+	// with each batch received: bufs[i], a pool buffer holding one
+	// reference (Data starts at the payload), holds msgs[i] (N, Seg, Addr,
+	// Local and Truncated set). h may overwrite msgs as scratch space, must
+	// add a reference (Ref) for every holder it hands a buffer to, and runs
+	// on the loop's thread: it must not block. The loop takes the buffers
+	// back when h returns. Once Serve returned nil, reading c is the
+	// loop's; Close ends it, and after Close returns h is not called
+	// again. An error leaves c as it was (its ReadBatch works).
+	Serve(c Conn, pool *ring.Pool, h func(bufs []*ring.Packet, msgs []Message)) error
 }
 
 // Refuser is implemented by a Conn that counts what the kernel reports of

@@ -5,50 +5,63 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/engarde-project/engarde/engine/internal/sys"
 	"github.com/engarde-project/engarde/engine/internal/uring"
 	"github.com/engarde-project/engarde/ring"
 )
 
-// uringBackend moves batches through io_uring.
+// uringBackend runs the receive side of a role, and the sends its receive
+// handlers make, in one io_uring loop: one ring per role, on one locked OS
+// thread, holding every socket of the role.
 //
-// Sends: each call takes an idle send ring from a pool the backend's Conns
-// share, lays the batch out with the same GSO grouping as the mmsg backend
-// (sendPlan), queues one IORING_OP_SENDMSG per datagram or GSO train with
-// MSG_DONTWAIT, linked so that a failure stops the rest, and submits and
-// reaps them in one io_uring_enter: the sends run during the call, so no
-// reference to a buffer outlives it, as the Conn contract wants.
-// TryWriteBatches puts the sends of several Conns (every link of a fan-out)
-// into one io_uring_enter.
+// Receives: each socket the engine hands to Serve gets a multishot
+// IORING_OP_RECVMSG that takes buffers from one provided-buffer ring, whose
+// buffers are the role's pool buffers: the kernel writes each datagram (a
+// GRO train whole) straight into the buffer the engine then hands on, after
+// a fixed header (Headroom) that Packet.SetHead skips. Nothing is copied.
+// A buffer goes back to the buffer ring when every holder has released it
+// (Reclaim), or a fresh one from the pool takes its place. The ring is set
+// up with IORING_SETUP_SINGLE_ISSUER and IORING_SETUP_DEFER_TASKRUN: the
+// kernel does receive work only inside the loop's io_uring_enter, so
+// nothing writes into a lent buffer while the loop is elsewhere, and the
+// kernel wakes exactly the loop's thread.
 //
-// Receives: a multishot IORING_OP_RECVMSG per socket fills buffers of a
-// provided-buffer ring, the socket's own slab outside the Go heap; ReadBatch
-// copies each datagram into the caller's buffer and hands the slab buffer
-// straight back to the kernel. The ring is set up on the reading
-// goroutine's thread, which is locked to it, with IORING_SETUP_SINGLE_ISSUER
-// and IORING_SETUP_DEFER_TASKRUN where the kernel has them: receive work
-// then runs only when the reader asks, in batches. The reader waits for
-// work through an eventfd registered with the ring, in Go's netpoller, so
-// that no thread sits blocked in io_uring_enter holding a scheduler slot.
+// The loop calls the engine's handler for each socket's batch on its own
+// thread. The sends that handler makes with a batch whose messages are the
+// loop's own (the messages it handed to the handler, which the engine fills
+// in for its senders), on sockets of the loop, are queued as SENDMSG SQEs
+// on the loop's ring with MSG_DONTWAIT, linked per socket, one per datagram
+// or GSO train, and submitted and reaped in one io_uring_enter: the fan-out
+// of a batch to every link costs one system call, and a full socket comes
+// back as -EAGAIN for that socket alone, never blocking the loop.
+//
+// Everything else goes through the mmsg backend's code on the same socket:
+// sends from other goroutines (a sender's backlog, probes, timers) and
+// reads of a socket nobody serves. Those are the slow paths, and they are
+// safe from any thread.
 type uringBackend struct {
 	opener
-	log       Logf
-	feat      *uring.Features
-	waitEnter bool // URingOptions.WaitInEnter
-	// idle holds send rings between calls; a call that finds none makes
-	// one, and one returned to a full pool is closed.
-	idle *ring.MPMC[*sendRing]
+	log  Logf
+	feat *uring.Features
+	mmsg *mmsgBackend
+
+	mu    sync.Mutex           // guards loops
+	loops map[*ring.Pool]*loop // one per role (its pool)
 }
 
 var (
 	_ Backend     = (*uringBackend)(nil)
 	_ BatchWriter = (*uringBackend)(nil)
+	_ Looper      = (*uringBackend)(nil)
 	_ Conn        = (*uringConn)(nil)
 )
 
@@ -59,175 +72,632 @@ func NewURing(o URingOptions) (Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &uringBackend{log: o.Log, feat: f, waitEnter: o.WaitInEnter, idle: ring.NewMPMC[*sendRing](16)}
+	b := &uringBackend{log: o.Log, feat: f, loops: map[*ring.Pool]*loop{}}
+	b.mmsg = NewMmsg(o.Log).(*mmsgBackend)
 	b.opener = b.open
-	// The idle send rings hold a descriptor each: once nothing uses the
-	// backend (every Conn holds it), they are closed. The rings must not
-	// point back at the backend, or it would never become unreachable.
-	runtime.AddCleanup(b, closeIdle, b.idle)
 	return b, nil
-}
-
-// closeIdle closes the send rings of a backend no longer in use.
-func closeIdle(idle *ring.MPMC[*sendRing]) {
-	for {
-		sr, ok := idle.Pop()
-		if !ok {
-			return
-		}
-		sr.r.Close()
-	}
 }
 
 func (b *uringBackend) Name() string { return "uring" }
 
 func (b *uringBackend) open(laddr, raddr netip.AddrPort, o SocketOptions) (Conn, error) {
-	s, err := openSocket(laddr, raddr, o, b.log)
+	mc, err := b.mmsg.open(laddr, raddr, o)
 	if err != nil {
 		return nil, err
 	}
-	efd, err := uring.NewEventfd()
-	if err != nil {
-		s.uc.Close()
-		return nil, err
-	}
-	c := &uringConn{b: b, socket: s}
-	_ = s.rc.Control(func(fd uintptr) { c.fd = int(fd) })
-	c.rx.init(c, efd, o.PacketInfo || o.GRO)
+	c := &uringConn{mmsgConn: mc.(*mmsgConn), b: b}
+	_ = c.rc.Control(func(fd uintptr) { c.fd = int(fd) })
 	return c, nil
 }
 
+// uringConn is a socket of the uring backend: an mmsg socket that a loop
+// may serve.
 type uringConn struct {
-	*socket
+	*mmsgConn
 	b  *uringBackend
-	fd int // the socket's descriptor; valid while inflight > 0 or closed is false
+	fd int
 
-	// closed is set first thing in Close; inflight counts sends that
-	// passed the closed check, which Close waits out before it closes the
-	// socket, so that no SQE names a descriptor that is closed or reused.
-	closed   atomic.Bool
-	inflight atomic.Int32
+	// lp is the loop serving the socket, nil when none does. Only the
+	// loop sets it to nil (when it lets the socket go), so a send that
+	// finds it set on the loop's thread may use the descriptor.
+	lp     atomic.Pointer[loop]
+	closed atomic.Bool
 
-	rx uringReceiver
+	// The loop's, on its thread.
+	slot   int
+	handle func([]*ring.Packet, []Message)
+	armed  bool          // a multishot recvmsg is in flight
+	leave  bool          // Close asked the loop to let go
+	gone   chan struct{} // closed once the loop let go
 }
 
-// Close stops the receiver (tearing its ring down once the reader has let
-// go of it), waits out sends in progress, and closes the socket.
+// Headroom is what each pool buffer needs before the payload: the header,
+// the source address and the control messages a multishot recvmsg writes
+// first.
+func (b *uringBackend) Headroom() int { return loopHeadroom }
+
+var loopHeadroom = uring.SizeofRecvmsgOut + sys.SizeofSockaddr + sys.SizeofRecvCmsg
+
+// Serve makes c's receives the role loop's (the loop of pool's role),
+// starting the loop if need be.
+func (b *uringBackend) Serve(cn Conn, pool *ring.Pool, h func([]*ring.Packet, []Message)) error {
+	c, ok := cn.(*uringConn)
+	if !ok || c.b != b {
+		return errors.New("uring: not a socket of this backend")
+	}
+	if c.closed.Load() {
+		return net.ErrClosed
+	}
+	if pool.Size() < loopHeadroom+64 {
+		return fmt.Errorf("uring: buffers of %d bytes leave no room for the receive header (%d bytes)", pool.Size(), loopHeadroom)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	l := b.loops[pool]
+	if l == nil {
+		var err error
+		if l, err = b.startLoop(pool, c.batch); err != nil {
+			return err
+		}
+		b.loops[pool] = l
+	}
+	c.handle = h
+	c.gone = make(chan struct{})
+	c.lp.Store(l)
+	l.post(loopCmd{c: c})
+	return nil
+}
+
+// Close lets the loop go of the socket (waiting until it has, unless
+// called on the loop's own thread), then closes it.
 func (c *uringConn) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	c.rx.close()
-	for c.inflight.Load() != 0 {
-		runtime.Gosched() // a send in progress finishes within its io_uring_enter
-	}
-	return c.uc.Close()
-}
-
-// acquire pins the socket's descriptor for a send; release lets it go.
-func (c *uringConn) acquire() bool {
-	c.inflight.Add(1)
-	if c.closed.Load() {
-		c.inflight.Add(-1)
-		return false
-	}
-	return true
-}
-
-func (c *uringConn) release() { c.inflight.Add(-1) }
-
-func (c *uringConn) WriteBatch(msgs []Message) (int, error) { return c.write(msgs, true) }
-
-func (c *uringConn) TryWriteBatch(msgs []Message) (int, error) { return c.write(msgs, false) }
-
-func (c *uringConn) write(msgs []Message, wait bool) (int, error) {
-	if len(msgs) == 0 {
-		return 0, nil
-	}
-	sr, err := c.b.getRing()
-	if err != nil {
-		return 0, err
-	}
-	j := &sr.one[0]
-	j.reset(c, msgs)
-	if wait {
-		// The netpoller waits for room (sr.fn returns false on
-		// EAGAIN) until the write deadline.
-		err = c.rc.Write(sr.fn)
-	} else {
-		sr.send(sr.one[:])
-	}
-	n := j.pos
-	if err == nil {
-		err = j.err
-	}
-	j.reset(nil, nil)
-	c.b.putRing(sr)
-	return n, err
-}
-
-// TryWriteBatches submits the sends of every Conn in ws with one
-// io_uring_enter (more when they do not fit in one ring).
-func (b *uringBackend) TryWriteBatches(ws []BatchWrite) {
-	sr, err := b.getRing()
-	if err != nil {
-		for i := range ws {
-			ws[i].N, ws[i].Err = 0, err
+	if l := c.lp.Load(); l != nil {
+		if l.onLoop() {
+			l.drop(c)
+		} else {
+			l.post(loopCmd{c: c, leave: true})
+			<-c.gone
 		}
-		return
 	}
-	defer b.putRing(sr)
+	return c.mmsgConn.Close()
+}
+
+func (c *uringConn) TryWriteBatch(msgs []Message) (int, error) {
+	if l := c.lp.Load(); l != nil && l.owns(msgs) {
+		return l.write(c, msgs)
+	}
+	return c.mmsgConn.TryWriteBatch(msgs)
+}
+
+// TryWriteBatches sends the batches of a loop's handler to the loop's
+// sockets with one io_uring_enter (more when they do not fit in the
+// ring); any other goes through its Conn's TryWriteBatch.
+func (b *uringBackend) TryWriteBatches(ws []BatchWrite) {
 	for len(ws) > 0 {
+		l := b.loopOf(ws[0])
 		k := 0
-		for k < len(ws) && k < len(sr.jobs) {
-			w := &ws[k]
-			c, ok := w.Conn.(*uringConn)
-			if !ok {
-				break
-			}
-			sr.jobs[k].reset(c, w.Msgs)
+		for l != nil && k < len(ws) && k < loopJobs && b.loopOf(ws[k]) == l {
 			k++
 		}
 		if k == 0 {
-			// Not ours: the Conn's own call.
 			ws[0].N, ws[0].Err = ws[0].Conn.TryWriteBatch(ws[0].Msgs)
 			ws = ws[1:]
 			continue
 		}
-		sr.send(sr.jobs[:k])
-		for i := range k {
-			j := &sr.jobs[i]
-			ws[i].N, ws[i].Err = j.pos, j.err
-			j.reset(nil, nil)
+		jobs := l.jobs[:k]
+		for i := range jobs {
+			jobs[i].reset(ws[i].Conn.(*uringConn), ws[i].Msgs)
+		}
+		l.send(jobs)
+		for i := range jobs {
+			ws[i].N, ws[i].Err = jobs[i].pos, jobs[i].err
+			jobs[i].reset(nil, nil)
 		}
 		ws = ws[k:]
 	}
 }
 
-// sendRing is a ring for sends with the scratch space to lay batches out.
-// It is used by one goroutine at a time (taken from and returned to the
-// backend's pool), and from any thread: it is set up without
-// IORING_SETUP_SINGLE_ISSUER.
-type sendRing struct {
+// loopOf returns the loop that may send w through its ring: the one
+// serving w's Conn, when w's messages are that loop's own; nil otherwise.
+func (b *uringBackend) loopOf(w BatchWrite) *loop {
+	c, ok := w.Conn.(*uringConn)
+	if !ok || c.b != b {
+		return nil
+	}
+	if l := c.lp.Load(); l != nil && l.owns(w.Msgs) {
+		return l
+	}
+	return nil
+}
+
+// loopCmd is a request to the loop: take c (Serve), or let it go.
+type loopCmd struct {
+	c     *uringConn
+	leave bool
+}
+
+// loop is one role's ring and the thread that owns it.
+type loop struct {
+	b    *uringBackend
+	pool *ring.Pool
 	r    *uring.Ring
+	br   *uring.BufRing
+	tid  int // the loop's OS thread (it is locked to it)
+
+	// Receive buffers, by buffer id: lent[bid] is the pool buffer the
+	// kernel may fill as bid, nil when the pool had none (missing).
+	lent    []*ring.Packet
+	missing []uint16
+	hdr     sys.Mmsghdr // the recvmsg template: sizes of the name and control areas
+
+	conns []*uringConn // by slot; nil where free
+	free  []int
+	gen   []uint32 // by slot: bumped when the slot is reused
+	count int      // sockets served
+	rearm []*uringConn
+	acks  []chan struct{} // of sockets let go, for ack
+
+	// Requests from other goroutines, and the eventfd that wakes the
+	// loop for them.
+	mu   sync.Mutex
+	cmds []loopCmd
+	efd  int
+	wake bool // the multishot poll on efd is armed
+
+	// q holds completions taken from the ring and not yet handled: those
+	// of receives, and those a send's reap met on the way.
+	q []uring.CQE
+
+	// The batch being gathered for one socket, handed to its handler.
+	// owns tells a send of these messages from any other.
+	bc   *uringConn
+	pkts []*ring.Packet
+	bids []uint16
+	msgs []Message
+	lo   uintptr // msgs' address range
+	hi   uintptr
+
+	// Sends.
 	plan sendPlan
 	res  []int32 // res[h]: header h's completion result
 	jobs []sendJob
-	one  [1]sendJob // a single Conn's call
-	fn   func(fd uintptr) bool
-	// broken is set when io_uring_enter failed: completions may still
-	// be due, so the ring is closed rather than reused.
-	broken bool
+	one  [1]sendJob
+
+	exited chan struct{}
 }
 
-// sendJob is one Conn's batch within a send.
+// User data of the loop's SQEs: the kind in the top byte; for a receive,
+// the slot's generation and the slot; for a send, the header.
+const (
+	kindSend = iota
+	kindRecv
+	kindWake
+	kindCancel
+	kindShift = 56
+)
+
+func recvTag(slot int, gen uint32) uint64 {
+	return kindRecv<<kindShift | uint64(gen&0xffffff)<<32 | uint64(uint32(slot))
+}
+
+const (
+	loopSQ      = 512  // SQEs: a batch of 64 to several links, datagram by datagram
+	loopCQ      = 4096 // completions: every lent buffer's and the sends'
+	loopBuffers = 256  // buffers lent to the kernel (a power of two)
+	loopJobs    = 16   // sockets per io_uring_enter of a fan-out
+	loopBatch   = 64   // the most datagrams handed to a handler at once
+)
+
+// startLoop starts the loop for pool's role on a thread of its own and
+// waits until its ring is set up.
+func (b *uringBackend) startLoop(pool *ring.Pool, batch int) (*loop, error) {
+	batch = max(1, min(batch, loopBatch))
+	l := &loop{
+		b:      b,
+		pool:   pool,
+		lent:   make([]*ring.Packet, loopBuffers),
+		q:      make([]uring.CQE, 0, loopCQ),
+		pkts:   make([]*ring.Packet, batch),
+		bids:   make([]uint16, 0, batch),
+		msgs:   make([]Message, batch),
+		plan:   newSendPlan(loopSQ / 2),
+		res:    make([]int32, loopSQ/2),
+		jobs:   make([]sendJob, loopJobs),
+		exited: make(chan struct{}),
+	}
+	l.lo = uintptr(unsafe.Pointer(&l.msgs[0]))
+	l.hi = l.lo + uintptr(len(l.msgs))*unsafe.Sizeof(Message{})
+	uring.SetRecvmsgSizes(&l.hdr, sys.SizeofSockaddr, sys.SizeofRecvCmsg)
+	ready := make(chan error, 1)
+	go l.run(ready)
+	if err := <-ready; err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// owns reports whether msgs are the loop's own messages: only a handler
+// the loop is running has them, so the caller is on the loop's thread.
+func (l *loop) owns(msgs []Message) bool {
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(msgs)))
+	return p >= l.lo && p < l.hi
+}
+
+// onLoop reports whether the caller is the loop (it alone runs on the
+// loop's locked thread). A system call: for the control path only.
+func (l *loop) onLoop() bool { return unix.Gettid() == l.tid }
+
+// post hands a request to the loop and wakes it.
+func (l *loop) post(c loopCmd) {
+	l.mu.Lock()
+	l.cmds = append(l.cmds, c)
+	l.mu.Unlock()
+	uring.SignalEventfd(uintptr(l.efd))
+}
+
+// setup makes the ring, the buffer ring and the eventfd, on the loop's
+// thread.
+func (l *loop) setup() error {
+	f := l.b.feat
+	flags := uring.SetupSingleIssuer | uring.SetupDeferTaskrun | f.Flags&(uring.SetupCoopTaskrun|uring.SetupTaskrunFlag|uring.SetupSubmitAll)
+	r, err := uring.NewRing(loopSQ, loopCQ, flags)
+	if err != nil {
+		return fmt.Errorf("io_uring ring: %w", err)
+	}
+	br, err := r.RegisterBufRing(loopBuffers, 0)
+	if err != nil {
+		r.Close()
+		return fmt.Errorf("io_uring buffer ring: %w", err)
+	}
+	efd, err := uring.NewEventfd()
+	if err != nil {
+		r.Close()
+		br.Free()
+		return err
+	}
+	l.r, l.br, l.efd = r, br, efd
+	for bid := range l.lent {
+		l.lend(uint16(bid))
+	}
+	l.br.Advance()
+	return nil
+}
+
+// lend puts a pool buffer into the buffer ring as bid, or notes bid as
+// missing when the pool has none.
+func (l *loop) lend(bid uint16) {
+	p := l.pool.Get()
+	l.lent[bid] = p
+	if p == nil {
+		l.missing = append(l.missing, bid)
+		return
+	}
+	l.br.Add(p.Whole(), bid)
+}
+
+// run is the loop: it submits what is queued and waits for completions
+// in one io_uring_enter, then hands each socket's datagrams to its handler.
+func (l *loop) run(ready chan<- error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer close(l.exited)
+	l.tid = unix.Gettid()
+	if err := l.setup(); err != nil {
+		ready <- err
+		return
+	}
+	ready <- nil
+	for {
+		if !l.wake {
+			l.r.GetSQE().PrepPollMultishot(l.efd, uring.PollIn, kindWake<<kindShift)
+			l.wake = true
+		}
+		l.refill()
+		for _, c := range l.rearm {
+			l.arm(c)
+		}
+		clear(l.rearm)
+		l.rearm = l.rearm[:0]
+		wait := time.Second // housekeeping only: requests wake the loop
+		if len(l.missing) > 0 {
+			wait = time.Millisecond // the pool ran out: ask it again soon
+		}
+		if _, err := l.r.SubmitAndWaitTimeout(1, wait); err != nil && !errors.Is(err, unix.ETIME) && !errors.Is(err, unix.EINTR) {
+			l.b.log.printf("io_uring loop: %v", err)
+			time.Sleep(time.Millisecond)
+		}
+		l.take()
+		l.handle()
+		if l.count == 0 && l.quit() {
+			l.ack()
+			return
+		}
+		l.ack()
+	}
+}
+
+// take moves every posted completion to q.
+func (l *loop) take() {
+	for n := l.r.CQReady(); n > 0; n = l.r.CQReady() {
+		for i := range n {
+			l.q = append(l.q, *l.r.CQEAt(i))
+		}
+		l.r.CQAdvance(n)
+	}
+}
+
+// handle works through q: receives gathered into batches per socket for
+// their handlers, the wake-up and its requests, and cancellations.
+func (l *loop) handle() {
+	// A handler's sends may append to q (the last flush's too); the index
+	// loop sees those as well.
+	for i := 0; ; i++ {
+		if i == len(l.q) {
+			if l.flush(); i == len(l.q) {
+				break
+			}
+		}
+		cqe := l.q[i]
+		switch cqe.UserData >> kindShift {
+		case kindRecv:
+			l.received(&cqe)
+		case kindWake:
+			l.flush()
+			uring.DrainEventfd(uintptr(l.efd))
+			l.wake = l.wake && cqe.More()
+			l.requests()
+		}
+		// kindCancel: the receive's own completion says it ended.
+	}
+	l.q = l.q[:0]
+}
+
+// received adds one receive completion to the batch, or ends a socket's
+// multishot receive.
+func (l *loop) received(cqe *uring.CQE) {
+	slot := int(uint32(cqe.UserData))
+	c := l.conns[slot]
+	if c != nil && uint32(cqe.UserData>>32)&0xffffff != l.gen[slot]&0xffffff {
+		c = nil // a socket that left; its slot serves another now
+	}
+	bid, hasBuf := cqe.Buffer()
+	if c != nil && !cqe.More() {
+		c.armed = false
+		if c.leave {
+			l.flush()
+			l.release(c)
+			c = nil
+		} else {
+			l.rearm = append(l.rearm, c)
+		}
+	}
+	if cqe.Res < 0 {
+		if c != nil && syscall.Errno(-cqe.Res) == unix.ECONNREFUSED {
+			// An ICMP error for an earlier send on a connected socket:
+			// counted (Refuser); nothing is lost.
+			c.refused.Add(1)
+		}
+		// ENOBUFS: every lent buffer was full; the datagrams wait in the
+		// socket until the receive is armed again.
+	}
+	if !hasBuf {
+		return
+	}
+	p := l.lent[bid]
+	if c == nil || c.leave || cqe.Res < 0 {
+		l.br.Add(p.Whole(), bid) // nobody to hand it to
+		l.br.Advance()
+		return
+	}
+	if l.bc != c || len(l.bids) == cap(l.bids) {
+		l.flush()
+		l.bc = c
+	}
+	buf := p.Whole()
+	name, ctl, payload, trunc, ok := uring.ParseRecvmsgOut(buf, int(cqe.Res), sys.SizeofSockaddr, sys.SizeofRecvCmsg)
+	if !ok {
+		l.br.Add(buf, bid)
+		l.br.Advance()
+		return
+	}
+	k := len(l.bids)
+	l.bids = append(l.bids, bid)
+	p.SetHead(loopHeadroom)
+	m := &l.msgs[k]
+	*m = Message{Buf: p.Data(), N: len(payload), Truncated: trunc}
+	if name != nil {
+		m.Addr = sys.ParseSockaddr(name)
+	}
+	if len(ctl) > 0 {
+		seg, local := sys.ParseRecvCmsg(ctl)
+		m.Seg, m.Local = trainSeg(seg, m.N), local
+	}
+	l.pkts[k] = p
+}
+
+// flush hands the gathered batch to its socket's handler, then lends the
+// buffers to the kernel again, or fresh ones in place of those still held.
+func (l *loop) flush() {
+	n := len(l.bids)
+	if n == 0 {
+		return
+	}
+	c := l.bc
+	l.bc = nil
+	if !c.leave {
+		c.handle(l.pkts[:n], l.msgs[:n])
+	}
+	for _, bid := range l.bids {
+		p := l.lent[bid]
+		if p.Reclaim() {
+			p.SetHead(0)
+			l.br.Add(p.Whole(), bid)
+		} else {
+			l.lend(bid)
+		}
+	}
+	l.br.Advance()
+	clear(l.pkts[:n])
+	clear(l.msgs[:n])
+	l.bids = l.bids[:0]
+}
+
+// refill lends buffers to the ids the pool had none for.
+func (l *loop) refill() {
+	if len(l.missing) == 0 {
+		return
+	}
+	ids := l.missing
+	l.missing = nil
+	for _, bid := range ids {
+		l.lend(bid)
+	}
+	l.br.Advance()
+	if len(l.missing) < len(ids) {
+		// Receives that ran out of buffers end; arm them again.
+		for _, c := range l.conns {
+			if c != nil && !c.armed && !c.leave {
+				l.rearm = append(l.rearm, c)
+			}
+		}
+	}
+}
+
+// requests takes the sockets Serve handed over and lets go of those Close
+// asked about.
+func (l *loop) requests() {
+	l.mu.Lock()
+	cmds := l.cmds
+	l.cmds = nil
+	l.mu.Unlock()
+	for _, cmd := range cmds {
+		c := cmd.c
+		if cmd.leave {
+			l.drop(c)
+			continue
+		}
+		if c.leave {
+			continue // closed before the loop took it
+		}
+		c.slot = l.take1(c)
+		l.arm(c)
+	}
+}
+
+// take1 gives c a slot.
+func (l *loop) take1(c *uringConn) int {
+	l.count++
+	if n := len(l.free); n > 0 {
+		s := l.free[n-1]
+		l.free = l.free[:n-1]
+		l.conns[s] = c
+		l.gen[s]++
+		return s
+	}
+	l.conns = append(l.conns, c)
+	l.gen = append(l.gen, 0)
+	return len(l.conns) - 1
+}
+
+// arm queues c's multishot receive for the next io_uring_enter.
+func (l *loop) arm(c *uringConn) {
+	if c.armed || c.leave || l.conns[c.slot] != c {
+		return
+	}
+	sqe := l.r.GetSQE()
+	if sqe == nil {
+		l.r.Submit()
+		sqe = l.r.GetSQE()
+	}
+	sqe.PrepRecvmsgMultishot(c.fd, &l.hdr, 0, 0, recvTag(c.slot, l.gen[c.slot]))
+	c.armed = true
+}
+
+// drop starts letting go of c: its receive is cancelled, and once its last
+// completion is in, release frees the slot and tells Close.
+func (l *loop) drop(c *uringConn) {
+	if c.leave {
+		return
+	}
+	c.leave = true
+	c.lp.Store(nil) // no more sends through the ring with its descriptor
+	if l.bc == c {
+		// Its gathered datagrams go to nobody; flush lends them again.
+		l.flush()
+	}
+	if c.slot < len(l.conns) && l.conns[c.slot] == c && c.armed {
+		sqe := l.r.GetSQE()
+		if sqe == nil {
+			l.r.Submit()
+			sqe = l.r.GetSQE()
+		}
+		sqe.PrepCancel(recvTag(c.slot, l.gen[c.slot]), true, kindCancel<<kindShift)
+		return
+	}
+	l.release(c)
+}
+
+// release frees c's slot and tells Close that the loop is done with it.
+func (l *loop) release(c *uringConn) {
+	if c.slot < len(l.conns) && l.conns[c.slot] == c {
+		l.conns[c.slot] = nil
+		l.free = append(l.free, c.slot)
+		l.count--
+	}
+	c.armed = false
+	l.acks = append(l.acks, c.gone)
+}
+
+// ack tells the Close calls waiting for the sockets the loop let go of
+// that it is done with them; when it serves none any more, only once it
+// has given its buffers back to the pool.
+func (l *loop) ack() {
+	for _, ch := range l.acks {
+		close(ch)
+	}
+	clear(l.acks)
+	l.acks = l.acks[:0]
+}
+
+// quit ends the loop once it serves no socket and none is on its way:
+// the buffers go back to the pool (which the role closes next), the ring
+// closes. It reports whether the loop ended.
+func (l *loop) quit() bool {
+	l.b.mu.Lock()
+	defer l.b.mu.Unlock()
+	l.mu.Lock()
+	pending := len(l.cmds)
+	l.mu.Unlock()
+	if pending > 0 {
+		return false
+	}
+	delete(l.b.loops, l.pool)
+	// Closing the ring unregisters the buffer ring; with
+	// IORING_SETUP_DEFER_TASKRUN no receive work runs outside our
+	// io_uring_enter, and every receive has ended, so no lent buffer is
+	// written after this.
+	l.r.Close()
+	l.br.Free()
+	unix.Close(l.efd)
+	for bid, p := range l.lent {
+		if p != nil {
+			p.Release()
+			l.lent[bid] = nil
+		}
+	}
+	return true
+}
+
+// sendJob is one socket's batch within a send.
 type sendJob struct {
 	c        *uringConn
 	msgs     []Message
 	pos, off int // progress: messages sent, and bytes of msgs[pos] sent
 	h0, h1   int // headers of the current round
 	done     bool
-	held     bool // the Conn's descriptor is pinned (acquire)
 	err      error
 }
 
@@ -235,85 +705,45 @@ func (j *sendJob) reset(c *uringConn, msgs []Message) {
 	*j = sendJob{c: c, msgs: msgs, done: len(msgs) == 0}
 }
 
-const (
-	sendRingEntries = 256 // SQEs: a batch of 64 to 4 links, datagram by datagram
-	sendRingJobs    = 16  // Conns per io_uring_enter
-)
-
-// getRing takes an idle send ring, or makes one. The probe set up rings
-// of this kind, so an error means the process is out of memory or
-// descriptors.
-func (b *uringBackend) getRing() (*sendRing, error) {
-	if sr, ok := b.idle.Pop(); ok {
-		return sr, nil
+// write sends one socket's batch through the ring.
+func (l *loop) write(c *uringConn, msgs []Message) (int, error) {
+	if len(msgs) == 0 {
+		return 0, nil
 	}
-	sr, err := b.newSendRing()
-	if err != nil {
-		return nil, fmt.Errorf("io_uring send ring: %w", err)
-	}
-	return sr, nil
-}
-
-func (b *uringBackend) putRing(sr *sendRing) {
-	if sr.broken || !b.idle.Push(sr) {
-		sr.r.Close()
-	}
-}
-
-func (b *uringBackend) newSendRing() (*sendRing, error) {
-	// Completions are posted inline during io_uring_enter (or as task work
-	// of the submitting thread for linked SQEs, run before the call
-	// returns), so there is nothing to interrupt a thread for.
-	flags := b.feat.Flags & (uring.SetupCoopTaskrun | uring.SetupSubmitAll)
-	r, err := uring.NewRing(sendRingEntries, 2*sendRingEntries, flags)
-	if err != nil {
-		return nil, err
-	}
-	sr := &sendRing{
-		r:    r,
-		plan: newSendPlan(sendRingEntries),
-		res:  make([]int32, sendRingEntries),
-		jobs: make([]sendJob, sendRingJobs),
-	}
-	sr.fn = func(uintptr) bool {
-		sr.send(sr.one[:])
-		j := &sr.one[0]
-		if errors.Is(j.err, ErrWouldBlock) {
-			j.done, j.err = false, nil
-			return false // park until writable, then go on from pos
-		}
-		return true
-	}
-	return sr, nil
+	j := &l.one[0]
+	j.reset(c, msgs)
+	l.send(l.one[:])
+	n, err := j.pos, j.err
+	j.reset(nil, nil)
+	return n, err
 }
 
 // send runs rounds until every job is done: each round lays out as many
 // headers of each unfinished job as fit, links each job's headers into one
-// chain, submits them all and reaps their completions in one
-// io_uring_enter.
-func (sr *sendRing) send(jobs []sendJob) {
-	for i := range jobs {
-		j := &jobs[i]
-		if j.done {
-			continue
-		}
-		if j.held = j.c.acquire(); !j.held {
-			j.done, j.err = true, net.ErrClosed
-		}
+// chain, and submits them, with whatever else is queued, and reaps their
+// completions in one io_uring_enter.
+func (l *loop) send(jobs []sendJob) {
+	if l.r.SQSpace() < len(l.plan.hdrs) {
+		l.r.Submit() // receives queued for arming: make room
 	}
 	for {
 		h, iv := 0, 0
+		hmax := min(len(l.plan.hdrs), l.r.SQSpace())
 		for i := range jobs {
 			j := &jobs[i]
 			j.h0, j.h1 = h, h
-			if j.done || h >= len(sr.plan.hdrs) {
+			if j.done || h >= hmax {
 				continue
 			}
 			c := j.c
-			j.h1, iv = sr.plan.build(j.msgs, j.pos, j.off, h, iv, len(sr.plan.hdrs), c.gso.Load(), c.connected, c.v6)
+			if c.lp.Load() != l {
+				j.done, j.err = true, net.ErrClosed
+				continue
+			}
+			j.h1, iv = l.plan.build(j.msgs, j.pos, j.off, h, iv, hmax, c.gso.Load(), c.connected, c.v6)
 			for k := j.h0; k < j.h1; k++ {
-				sqe := sr.r.GetSQE()
-				sqe.PrepSendmsg(c.fd, &sr.plan.hdrs[k], uring.MsgDontwait, uint64(k))
+				sqe := l.r.GetSQE()
+				sqe.PrepSendmsg(c.fd, &l.plan.hdrs[k], uring.MsgDontwait, kindSend<<kindShift|uint64(k))
 				if k+1 < j.h1 {
 					sqe.Flags |= uring.SQELink
 				}
@@ -321,64 +751,61 @@ func (sr *sendRing) send(jobs []sendJob) {
 			h = j.h1
 		}
 		if h == 0 {
-			break
+			return
 		}
-		if err := sr.reap(h); err != nil {
+		if err := l.reap(h); err != nil {
 			for i := range jobs {
 				if j := &jobs[i]; j.h1 > j.h0 {
 					j.done, j.err = true, err
 				}
 			}
-			break
+			return
 		}
 		more := false
 		for i := range jobs {
 			j := &jobs[i]
 			if j.h1 > j.h0 {
-				sr.settle(j)
+				l.settle(j)
 			}
 			more = more || !j.done
 		}
 		if !more {
-			break
-		}
-	}
-	for i := range jobs {
-		if j := &jobs[i]; j.held {
-			j.held = false
-			j.c.release()
+			return
 		}
 	}
 }
 
-// reap submits n SQEs and collects their n results.
-func (sr *sendRing) reap(n int) error {
+// reap submits the queued SQEs and collects the results of the n sends
+// among them; other completions it meets go to q.
+func (l *loop) reap(n int) error {
 	got := 0
 	for got < n {
 		// MSG_DONTWAIT sends complete while io_uring_enter submits them
-		// (linked ones as the submitting thread's task work, which the
-		// same call runs before it returns): the call never sleeps, so
-		// it is made as a raw system call, like sendmmsg in the mmsg
-		// backend.
-		if _, err := sr.r.SubmitAndReap(uint32(n - got)); err != nil && !errors.Is(err, uring.EINTR) {
-			sr.broken = true
+		// (linked ones as task work the same call runs before it
+		// returns): the call never sleeps, so it is made as a raw system
+		// call, like sendmmsg in the mmsg backend.
+		if _, err := l.r.SubmitAndReap(uint32(n - got)); err != nil && !errors.Is(err, uring.EINTR) {
 			return err
 		}
-		for k := sr.r.CQReady(); k > 0; k-- {
-			c := sr.r.PeekCQE()
-			sr.res[c.UserData] = c.Res
-			sr.r.CQAdvance(1)
-			got++
+		for k := l.r.CQReady(); k > 0; k-- {
+			c := l.r.PeekCQE()
+			if c.UserData>>kindShift == kindSend {
+				l.res[uint32(c.UserData)] = c.Res
+				got++
+			} else {
+				l.q = append(l.q, *c)
+			}
+			l.r.CQAdvance(1)
 		}
 	}
 	return nil
 }
 
 // settle applies the results of job j's headers of this round.
-func (sr *sendRing) settle(j *sendJob) {
-	p := &sr.plan
+func (l *loop) settle(j *sendJob) {
+	p := &l.plan
 	for k := j.h0; k < j.h1; k++ {
-		res := sr.res[k]
+		res := l.res[k]
 		if res >= 0 {
 			j.pos, j.off = p.ends[k], p.offs[k]
 			continue
@@ -402,352 +829,5 @@ func (sr *sendRing) settle(j *sendJob) {
 	}
 	if j.pos == len(j.msgs) {
 		j.done = true
-	}
-}
-
-// uringReceiver is a Conn's receive side: a ring owned by the reading
-// thread, a provided-buffer ring over a slab of the Conn's own, and the
-// multishot recvmsg that fills it.
-type uringReceiver struct {
-	c       *uringConn
-	recvCm  bool
-	efile   *os.File // the eventfd the ring signals; closing it wakes the reader
-	erc     syscall.RawConn
-	fn      func(fd uintptr) bool
-	closing atomic.Bool
-
-	mu        sync.Mutex // held by ReadBatch and by Close's teardown; guards the rest
-	r         *uring.Ring
-	br        *uring.BufRing
-	slab      []byte // entries buffers of size bytes, outside the Go heap
-	size      int
-	ctlLen    int
-	hdr       sys.Mmsghdr // the multishot template; the kernel reads it at submission
-	armed     bool        // a multishot recvmsg is in flight
-	arming    bool        // SQEs wait for the next io_uring_enter (a recvmsg among them unless armed)
-	locked    bool        // we locked the reading goroutine to its thread
-	taskFl    bool        // the ring flags pending work (IORING_SETUP_TASKRUN_FLAG)
-	waitEnter bool        // this ring's reader waits in io_uring_enter (URingOptions.WaitInEnter)
-	wakeArmed bool        // with waitEnter: the poll on the eventfd is armed
-	efd       int         // the eventfd's descriptor, while efile is open
-
-	// The current ReadBatch's.
-	msgs    []Message
-	n       int
-	err     error
-	rebuild bool // the ring belongs to another thread (EEXIST)
-}
-
-// User data of the receive ring's SQEs.
-const (
-	tagRecv = 1 + iota // the multishot recvmsg
-	tagWake            // the poll on the eventfd, when waiting in io_uring_enter
-)
-
-func (rx *uringReceiver) init(c *uringConn, efd int, recvCmsg bool) {
-	rx.c = c
-	rx.recvCm = recvCmsg
-	rx.efile = os.NewFile(uintptr(efd), "io_uring eventfd")
-	rx.erc, _ = rx.efile.SyscallConn()
-	rx.fn = rx.run
-}
-
-// close wakes a reader waiting in the netpoller and tears the ring down
-// once it has left.
-func (rx *uringReceiver) close() {
-	rx.closing.Store(true)
-	// Signal the eventfd: a reader in the netpoller wakes on it, one
-	// blocked in io_uring_enter on its poll; closing it wakes the former
-	// too.
-	_ = rx.erc.Control(func(fd uintptr) { uring.SignalEventfd(fd) })
-	rx.efile.Close()
-	rx.mu.Lock()
-	rx.teardownLocked()
-	rx.mu.Unlock()
-}
-
-func (c *uringConn) ReadBatch(msgs []Message) (int, error) {
-	rx := &c.rx
-	rx.mu.Lock()
-	defer rx.mu.Unlock()
-	if len(msgs) == 0 {
-		return 0, nil
-	}
-	for {
-		if rx.closing.Load() {
-			rx.teardownLocked()
-			if rx.locked {
-				rx.locked = false
-				runtime.UnlockOSThread()
-			}
-			return 0, net.ErrClosed
-		}
-		if rx.r == nil {
-			if err := rx.setupLocked(cap(msgs[0].Buf)); err != nil {
-				return 0, err
-			}
-		}
-		rx.msgs, rx.n, rx.err, rx.rebuild = msgs, 0, nil, false
-		var err error
-		if rx.waitEnter {
-			err = rx.waitInEnter()
-		} else {
-			err = rx.erc.Read(rx.fn)
-		}
-		rx.msgs = nil
-		if rx.rebuild {
-			// Another goroutine read before us, on another thread.
-			// What it left posted is ours now; the rest of its ring
-			// goes, and we make our own.
-			rx.reap(msgs)
-			rx.teardownLocked()
-			if rx.n > 0 {
-				return rx.n, nil
-			}
-			continue
-		}
-		if err != nil && rx.closing.Load() {
-			continue
-		}
-		switch {
-		case err != nil:
-			return 0, err
-		case rx.n > 0:
-			return rx.n, nil
-		case rx.err != nil:
-			return 0, rx.err
-		}
-		// Woken with nothing to deliver (Close, or a spurious wake-up).
-	}
-}
-
-// setupLocked makes the ring on the calling thread, sized for payloads of
-// up to payload bytes.
-func (rx *uringReceiver) setupLocked(payload int) error {
-	c := rx.c
-	f := c.b.feat
-	rx.ctlLen = 0
-	if rx.recvCm {
-		rx.ctlLen = sys.SizeofRecvCmsg
-	}
-	rx.size = (uring.SizeofRecvmsgOut + sys.SizeofSockaddr + rx.ctlLen + payload + 63) &^ 63
-	entries := 8
-	want := c.batch
-	if rx.size <= 4096 {
-		want *= 2 // small buffers: room for a batch in flight and one arriving
-	}
-	for entries < want && entries < 1<<12 {
-		entries <<= 1
-	}
-	flags := f.Flags & (uring.SetupCoopTaskrun | uring.SetupTaskrunFlag)
-	if f.Flags&uring.SetupDeferTaskrun != 0 {
-		// Receive work runs only when this thread enters the ring: the
-		// reader takes it in batches, and nothing writes into our
-		// buffers while it is elsewhere.
-		flags = uring.SetupSingleIssuer | uring.SetupDeferTaskrun | f.Flags&uring.SetupTaskrunFlag
-	}
-	runtime.LockOSThread()
-	rx.locked = true
-	r, err := uring.NewRing(4, uint32(2*entries), flags)
-	if err != nil {
-		return fmt.Errorf("io_uring receive ring: %w", err)
-	}
-	rx.taskFl = flags&uring.SetupTaskrunFlag != 0
-	br, err := r.RegisterBufRing(entries, 0)
-	if err != nil {
-		r.Close()
-		return fmt.Errorf("io_uring buffer ring: %w", err)
-	}
-	slab, err := uring.MapAnon(entries * rx.size)
-	if err != nil {
-		r.Close()
-		br.Free()
-		return err
-	}
-	var efd int
-	_ = rx.erc.Control(func(fd uintptr) { efd = int(fd) })
-	rx.efd = efd
-	rx.waitEnter = c.b.waitEnter
-	if !rx.waitEnter {
-		if err := r.RegisterEventfd(efd); err != nil {
-			r.Close()
-			br.Free()
-			uring.Unmap(slab)
-			return err
-		}
-	}
-	for i := range entries {
-		br.Add(slab[i*rx.size:(i+1)*rx.size], uint16(i))
-	}
-	br.Advance()
-	uring.SetRecvmsgSizes(&rx.hdr, sys.SizeofSockaddr, rx.ctlLen)
-	rx.r, rx.br, rx.slab = r, br, slab
-	rx.armed, rx.arming, rx.wakeArmed = false, false, false
-	rx.arm()
-	return nil
-}
-
-// arm queues a multishot recvmsg, and with waitEnter the poll on the
-// eventfd, for whichever is not in flight; the next io_uring_enter submits
-// them.
-func (rx *uringReceiver) arm() {
-	if !rx.armed && !rx.arming {
-		rx.r.GetSQE().PrepRecvmsgMultishot(rx.c.fd, &rx.hdr, 0, 0, tagRecv)
-		rx.arming = true
-	}
-	if rx.waitEnter && !rx.wakeArmed {
-		// Close signals the eventfd; this poll turns that into a
-		// completion, which ends a wait in io_uring_enter.
-		rx.r.GetSQE().PrepPollMultishot(rx.efd, uring.PollIn, tagWake)
-		rx.wakeArmed, rx.arming = true, true
-	}
-}
-
-// teardownLocked closes the ring. The kernel cancels the multishot
-// receive; with IORING_SETUP_DEFER_TASKRUN its work ran only inside our
-// io_uring_enter calls, and none is running (we hold mu), so nothing
-// writes into the slab once the ring is closed and it can be unmapped.
-func (rx *uringReceiver) teardownLocked() {
-	if rx.r == nil {
-		return
-	}
-	rx.r.Close()
-	rx.br.Free()
-	uring.Unmap(rx.slab)
-	rx.r, rx.br, rx.slab = nil, nil, nil
-	rx.armed, rx.arming = false, false
-}
-
-// run is the netpoller callback of ReadBatch: it lets the kernel post what
-// is due, takes it, and, when there is nothing, clears the eventfd and
-// looks once more before asking to wait.
-func (rx *uringReceiver) run(efd uintptr) bool {
-	for try := 0; ; try++ {
-		if rx.arming || !rx.taskFl || rx.r.TaskrunPending() {
-			if err := rx.r.GetEvents(); err != nil {
-				switch {
-				case uring.IsExist(err):
-					rx.rebuild = true
-					return true
-				case errors.Is(err, uring.EINTR):
-					continue
-				}
-				rx.err = err
-				return true
-			}
-			if rx.arming {
-				rx.arming, rx.armed = false, true
-			}
-		}
-		rx.reap(rx.msgs)
-		if rx.n > 0 || rx.err != nil || rx.closing.Load() {
-			return true
-		}
-		if try > 0 {
-			return false
-		}
-		uring.DrainEventfd(efd)
-	}
-}
-
-// waitInEnter is run's counterpart for URingOptions.WaitInEnter: it waits in
-// io_uring_enter, on the ring's thread, until a completion is posted.
-func (rx *uringReceiver) waitInEnter() error {
-	for {
-		if rx.arming || rx.r.TaskrunPending() {
-			if err := rx.r.GetEvents(); err != nil {
-				return rx.enterErr(err)
-			}
-			rx.arming, rx.armed = false, rx.armed || rx.arming
-		}
-		rx.reap(rx.msgs)
-		if rx.n > 0 || rx.err != nil || rx.closing.Load() {
-			return nil
-		}
-		if _, err := rx.r.SubmitAndWait(1); err != nil {
-			if err := rx.enterErr(err); err != nil || rx.rebuild {
-				return err
-			}
-		}
-		rx.arming, rx.armed = false, rx.armed || rx.arming
-	}
-}
-
-func (rx *uringReceiver) enterErr(err error) error {
-	switch {
-	case uring.IsExist(err):
-		rx.rebuild = true
-		return nil
-	case errors.Is(err, uring.EINTR):
-		return nil
-	}
-	return err
-}
-
-// reap takes posted completions into msgs[rx.n:], copying each datagram
-// out of its slab buffer and handing the buffer back to the kernel.
-func (rx *uringReceiver) reap(msgs []Message) {
-	r := rx.r
-	recycled := false
-	for rx.n < len(msgs) && r.CQReady() > 0 {
-		cqe := r.PeekCQE()
-		if cqe.UserData == tagWake {
-			// Close woke us; or the poll ended, to be armed again.
-			rx.wakeArmed = rx.wakeArmed && cqe.More()
-			r.CQAdvance(1)
-			continue
-		}
-		res := cqe.Res
-		if !cqe.More() {
-			rx.armed = false
-		}
-		bid, hasBuf := cqe.Buffer()
-		if res < 0 {
-			switch err := syscall.Errno(-res); err {
-			case uring.ECONNREFUSED:
-				// An ICMP error for an earlier send on a connected
-				// socket: counted (Refuser), nothing is lost.
-				rx.c.refused.Add(1)
-			case uring.ENOBUFS, uring.ECANCELED, uring.EINTR:
-				// ENOBUFS: every buffer was full; the datagrams wait
-				// in the socket until we re-arm.
-			default:
-				if rx.n == 0 {
-					rx.err = err
-				}
-			}
-		} else if hasBuf {
-			b := rx.slab[int(bid)*rx.size : (int(bid)+1)*rx.size]
-			name, ctl, payload, trunc, ok := uring.ParseRecvmsgOut(b, int(res), sys.SizeofSockaddr, rx.ctlLen)
-			if ok {
-				m := &msgs[rx.n]
-				m.N = copy(m.Buf[:cap(m.Buf)], payload)
-				m.Truncated = trunc || len(payload) > cap(m.Buf)
-				m.Addr = netip.AddrPort{}
-				if name != nil {
-					m.Addr = sys.ParseSockaddr(name)
-				} else if rx.c.connected {
-					m.Addr = rx.c.uc.RemoteAddr().(*net.UDPAddr).AddrPort()
-				}
-				m.Seg, m.Local = 0, netip.Addr{}
-				if len(ctl) > 0 {
-					seg, local := sys.ParseRecvCmsg(ctl)
-					m.Seg = trainSeg(seg, m.N)
-					m.Local = local
-				}
-				rx.n++
-			}
-		}
-		if hasBuf {
-			rx.br.Add(rx.slab[int(bid)*rx.size:(int(bid)+1)*rx.size], bid)
-			recycled = true
-		}
-		r.CQAdvance(1)
-	}
-	if recycled {
-		rx.br.Advance()
-	}
-	if (!rx.armed || rx.waitEnter && !rx.wakeArmed) && !rx.closing.Load() && rx.r != nil {
-		rx.arm()
 	}
 }

@@ -5,65 +5,10 @@ import (
 	"net"
 	"net/netip"
 	"testing"
-	"time"
 
 	"github.com/engarde-project/engarde/engine/conn"
 	"github.com/engarde-project/engarde/engine/conn/conntest"
 )
-
-// TestURingReaderHandover reads one socket from two goroutines in turn.
-// The receive ring belongs to the first reader's thread; the second must
-// get every datagram the first did not take, including those its ring had
-// already received.
-func TestURingReaderHandover(t *testing.T) {
-	testReaderHandover(t, conntest.URing(t, conn.URingOptions{}))
-}
-
-func testReaderHandover(t *testing.T, be conn.Backend) {
-	rx, tx := conntest.Pair(t, be, conn.SocketOptions{BatchSize: 16}, conn.SocketOptions{BatchSize: 16})
-	const total = 10
-	send := func(from, to int) {
-		for i := from; i < to; i++ {
-			if _, err := tx.WriteBatch([]conn.Message{{Buf: []byte{byte(i)}, N: 1}}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	send(0, 4)
-	var seen []byte
-	read := func(max int) {
-		msgs := make([]conn.Message, max)
-		for i := range msgs {
-			msgs[i].Buf = make([]byte, 2048)
-		}
-		n, err := rx.ReadBatch(msgs)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		for _, m := range msgs[:n] {
-			seen = append(seen, m.Buf[0])
-		}
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); read(1) }() // its ring takes all four; it hands over one
-	<-done
-	send(4, total)
-	deadline := time.Now().Add(2 * time.Second)
-	for len(seen) < total && time.Now().Before(deadline) {
-		done := make(chan struct{})
-		go func() { defer close(done); read(3) }()
-		<-done
-	}
-	if len(seen) != total {
-		t.Fatalf("received %v, want 0..%d", seen, total-1)
-	}
-	for i, b := range seen {
-		if int(b) != i {
-			t.Fatalf("received %v, want 0..%d in order", seen, total-1)
-		}
-	}
-}
 
 // TestTryWriteBatches sends to several Conns with one call: each gets its
 // own batch, a closed one fails alone, and a conn.Conn of another backend is
@@ -130,12 +75,4 @@ func TestTryWriteBatches(t *testing.T) {
 			}
 		}
 	}
-}
-
-// TestURingWaitInEnter runs the conn.Conn tests with readers that wait blocked
-// in io_uring_enter instead of in the netpoller.
-func TestURingWaitInEnter(t *testing.T) {
-	be := conntest.URing(t, conn.URingOptions{WaitInEnter: true})
-	conntest.Run(t, be)
-	t.Run("handover", func(t *testing.T) { testReaderHandover(t, be) })
 }

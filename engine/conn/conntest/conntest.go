@@ -72,12 +72,23 @@ func Pair(tb testing.TB, be conn.Backend, rxo, txo conn.SocketOptions) (rx, tx c
 // NoDevice wraps be so that its sockets ignore SocketOptions.Device: a
 // test can then run several client links over loopback addresses, which
 // SO_BINDTODEVICE to interfaces that do not exist would refuse.
-// A BatchWriter stays one, so the engine's fan-out takes the same path.
+// A BatchWriter or a Looper stays one, so the engine takes the same paths.
 func NoDevice(be conn.Backend) conn.Backend {
-	if bw, ok := be.(conn.BatchWriter); ok {
+	bw, batch := be.(conn.BatchWriter)
+	lp, loop := be.(conn.Looper)
+	switch {
+	case batch && loop:
+		return noDeviceLoop{noDevice{be}, bw, lp}
+	case batch:
 		return noDeviceBatch{noDevice{be}, bw}
 	}
 	return noDevice{be}
+}
+
+type noDeviceLoop struct {
+	noDevice
+	conn.BatchWriter
+	conn.Looper
 }
 
 type noDevice struct{ conn.Backend }
