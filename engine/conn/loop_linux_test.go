@@ -109,7 +109,8 @@ func TestLoopServeFromHandler(t *testing.T) {
 	}
 	defer tx.Close()
 	echo := make(chan int, 16)
-	var second conn.Conn
+	var second conn.Conn // the loop's
+	made := make(chan conn.Conn, 1)
 	if err := lp.Serve(rx, pool, func(bufs []*ring.Packet, msgs []conn.Message) {
 		if second == nil {
 			c, err := be.Dial(netip.AddrPort{}, tx.LocalAddr(), o)
@@ -121,6 +122,7 @@ func TestLoopServeFromHandler(t *testing.T) {
 				t.Error(err)
 			}
 			second = c
+			made <- c
 		}
 		// Echo through the new socket, from the loop.
 		if n, err := second.TryWriteBatch(msgs[:1]); n != 1 || err != nil {
@@ -138,7 +140,8 @@ func TestLoopServeFromHandler(t *testing.T) {
 		t.Fatalf("echo: %d, %v, %q", n, err, in[0].Buf[:in[0].N])
 	}
 	// And back into the second socket's own handler.
-	if _, err := tx.WriteBatch([]conn.Message{{Buf: []byte("pong"), N: 4, Addr: second.LocalAddr()}}); err == nil {
+	their := <-made
+	if _, err := tx.WriteBatch([]conn.Message{{Buf: []byte("pong"), N: 4, Addr: their.LocalAddr()}}); err == nil {
 		select {
 		case <-echo:
 		case <-time.After(2 * time.Second):
@@ -146,7 +149,7 @@ func TestLoopServeFromHandler(t *testing.T) {
 		}
 	}
 	rx.Close()
-	second.Close()
+	their.Close()
 	if a, n := pool.Available(), pool.Allocated(); a != n {
 		t.Errorf("%d of %d buffers back in the pool after Close", a, n)
 	}
