@@ -59,21 +59,19 @@ const (
 )
 
 const (
-	recvMultishot   = 1 << 1     // IORING_RECV_MULTISHOT, in sqe->ioprio
-	pollAddMulti    = 1 << 0     // IORING_POLL_ADD_MULTI, in sqe->len
-	asyncCancelAll  = 1 << 0     // IORING_ASYNC_CANCEL_ALL
-	enterGetEvents  = 1 << 0     // IORING_ENTER_GETEVENTS
-	enterExtArg     = 1 << 3     // IORING_ENTER_EXT_ARG
-	sqCQOverflow    = 1 << 1     // IORING_SQ_CQ_OVERFLOW
-	sqTaskrun       = 1 << 2     // IORING_SQ_TASKRUN
-	offSQRing       = 0          // IORING_OFF_SQ_RING
-	offCQRing       = 0x8000000  // IORING_OFF_CQ_RING
-	offSQEs         = 0x10000000 // IORING_OFF_SQES
-	registerEventfd = 4          // IORING_REGISTER_EVENTFD
-	registerProbe   = 8          // IORING_REGISTER_PROBE
-	registerPbuf    = 22         // IORING_REGISTER_PBUF_RING
-	unregisterPbuf  = 23         // IORING_UNREGISTER_PBUF_RING
-	opSupported     = 1 << 0     // IO_URING_OP_SUPPORTED
+	recvMultishot  = 1 << 1     // IORING_RECV_MULTISHOT, in sqe->ioprio
+	pollAddMulti   = 1 << 0     // IORING_POLL_ADD_MULTI, in sqe->len
+	asyncCancelAll = 1 << 0     // IORING_ASYNC_CANCEL_ALL
+	enterGetEvents = 1 << 0     // IORING_ENTER_GETEVENTS
+	enterExtArg    = 1 << 3     // IORING_ENTER_EXT_ARG
+	sqCQOverflow   = 1 << 1     // IORING_SQ_CQ_OVERFLOW
+	offSQRing      = 0          // IORING_OFF_SQ_RING
+	offCQRing      = 0x8000000  // IORING_OFF_CQ_RING
+	offSQEs        = 0x10000000 // IORING_OFF_SQES
+	registerProbe  = 8          // IORING_REGISTER_PROBE
+	registerPbuf   = 22         // IORING_REGISTER_PBUF_RING
+	unregisterPbuf = 23         // IORING_UNREGISTER_PBUF_RING
+	opSupported    = 1 << 0     // IO_URING_OP_SUPPORTED
 )
 
 // SQE is struct io_uring_sqe, a submission queue entry.
@@ -409,25 +407,12 @@ func (r *Ring) CQOverflow() bool { return atomic.LoadUint32(r.sqFlags)&sqCQOverf
 // room (without FeatNoDrop, or when it ran out of memory).
 func (r *Ring) CQDropped() uint32 { return atomic.LoadUint32(r.cqOverflow) }
 
-// TaskrunPending reports whether the kernel holds completion work for
-// this ring that GetEvents would run (IORING_SQ_TASKRUN, set with
-// SetupTaskrunFlag; liburing checks it in io_uring_peek_cqe).
-func (r *Ring) TaskrunPending() bool { return atomic.LoadUint32(r.sqFlags)&sqTaskrun != 0 }
-
 func (r *Ring) register(op uint32, arg unsafe.Pointer, n uint32) error {
 	_, _, e := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), uintptr(op), uintptr(arg), uintptr(n), 0, 0)
 	if e != 0 {
 		return os.NewSyscallError("io_uring_register", e)
 	}
 	return nil
-}
-
-// RegisterEventfd makes the kernel signal the eventfd fd whenever it posts
-// completions, or with SetupDeferTaskrun has completion work to run
-// (liburing's io_uring_register_eventfd).
-func (r *Ring) RegisterEventfd(fd int) error {
-	v := int32(fd)
-	return r.register(registerEventfd, unsafe.Pointer(&v), 1)
 }
 
 // probeOps is the number of opcodes a probe asks about.
@@ -674,8 +659,9 @@ var probed struct {
 // io_uring the way the engine does: a ring can be set up (not switched off
 // by the kernel.io_uring_disabled sysctl, nor refused by seccomp or an LSM,
 // nor missing from an old kernel), the kernel supports the opcodes (sendmsg,
-// recvmsg, poll, cancel), provided-buffer rings, and a multishot recvmsg
-// on a loopback socket pair delivers. The error wraps ErrUnsupported
+// recvmsg, poll, cancel), deferred task work for a single issuer,
+// provided-buffer rings, and a multishot recvmsg on a loopback socket pair
+// delivers. The error wraps ErrUnsupported
 // and says why.
 func Probe() (*Features, error) {
 	probed.once.Do(func() { probed.f, probed.err = probeKernel() })
@@ -711,6 +697,12 @@ func probeKernel() (*Features, error) {
 			f.Flags |= fl
 			r.Close()
 		}
+	}
+	if need := uint32(SetupSingleIssuer | SetupDeferTaskrun); f.Flags&need != need {
+		// The loop relies on it: receive work runs only inside its own
+		// io_uring_enter, so nothing writes into a lent buffer while it
+		// is elsewhere (Linux 6.1).
+		return nil, fmt.Errorf("%w: kernel %s lacks IORING_SETUP_DEFER_TASKRUN with SINGLE_ISSUER, Linux 6.1 needed", ErrUnsupported, kernelRelease())
 	}
 	if err := probeMultishot(f); err != nil {
 		return nil, fmt.Errorf("%w: multishot recvmsg with a buffer ring failed on loopback (%v); kernel %s, Linux 6.0 needed", ErrUnsupported, err, kernelRelease())
@@ -824,7 +816,8 @@ func kernelRelease() string {
 	return unix.ByteSliceToString(u.Release[:])
 }
 
-// NewEventfd returns a non-blocking eventfd(2), for RegisterEventfd.
+// NewEventfd returns a non-blocking eventfd(2), for a poll that wakes a
+// ring's loop.
 func NewEventfd() (int, error) {
 	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	return fd, os.NewSyscallError("eventfd", err)
@@ -869,16 +862,9 @@ func MapAnon(n int) ([]byte, error) {
 // Unmap releases memory from MapAnon.
 func Unmap(b []byte) error { return os.NewSyscallError("munmap", unix.Munmap(b)) }
 
-// IsExist reports whether err is EEXIST, which io_uring_enter returns when
-// a ring set up with SetupSingleIssuer is used from another thread.
-func IsExist(err error) bool { return errors.Is(err, unix.EEXIST) }
-
 // Errnos the io_uring backend tells apart in completions.
 var (
-	ENOBUFS      = unix.ENOBUFS
-	ECANCELED    = unix.ECANCELED
-	ECONNREFUSED = unix.ECONNREFUSED
-	EINTR        = unix.EINTR
-	EBADF        = unix.EBADF
-	MsgDontwait  = uint32(unix.MSG_DONTWAIT)
+	EINTR       = unix.EINTR
+	EBADF       = unix.EBADF
+	MsgDontwait = uint32(unix.MSG_DONTWAIT)
 )

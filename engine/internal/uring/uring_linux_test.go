@@ -372,61 +372,6 @@ func TestCQOverflow(t *testing.T) {
 	})
 }
 
-// TestDeferTaskrunEventfd pins what the engine's receiver relies on: with
-// IORING_SETUP_DEFER_TASKRUN, a datagram's arrival signals the registered
-// eventfd before anyone enters the ring, the completion is posted only by
-// io_uring_enter on the ring's thread, and another thread is refused with
-// EEXIST.
-func TestDeferTaskrunEventfd(t *testing.T) {
-	f := needURing(t)
-	fl := uint32(SetupSingleIssuer | SetupDeferTaskrun | SetupTaskrunFlag)
-	if f.Flags&fl != fl {
-		t.Skipf("skipping: kernel refuses setup flags %#x", fl)
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	r := newTestRing(t, 4, 16, fl)
-	efd, err := NewEventfd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(efd)
-	if err := r.RegisterEventfd(efd); err != nil {
-		t.Fatal(err)
-	}
-	rg := newRecvRig(t, r, 4)
-	DrainEventfd(uintptr(efd))
-	rg.send(1, 0)
-	deadline := time.Now().Add(time.Second)
-	for !DrainEventfd(uintptr(efd)) {
-		if time.Now().After(deadline) {
-			t.Fatal("eventfd not signalled for a datagram")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if r.CQReady() != 0 {
-		t.Fatal("completion posted before io_uring_enter")
-	}
-	if !r.TaskrunPending() {
-		t.Error("IORING_SQ_TASKRUN not set with work pending")
-	}
-	errc := make(chan error)
-	go func() {
-		runtime.LockOSThread() // surely another thread
-		defer runtime.UnlockOSThread()
-		errc <- r.GetEvents()
-	}()
-	if err := <-errc; !IsExist(err) {
-		t.Errorf("io_uring_enter from another thread: %v, want EEXIST", err)
-	}
-	if err := r.GetEvents(); err != nil {
-		t.Fatal(err)
-	}
-	if p, _, more, err := rg.take(); p != "dgram-0" || !more || err != nil {
-		t.Fatalf("got %q more %v err %v", p, more, err)
-	}
-}
-
 func TestProbeFindsFlags(t *testing.T) {
 	f := needURing(t)
 	t.Logf("setup flags %#x, features %#x, send_zc %v", f.Flags, f.Features, f.SendZC)
