@@ -3,6 +3,7 @@ package conn_test
 import (
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,4 +154,88 @@ func TestLoopServeFromHandler(t *testing.T) {
 	if a, n := pool.Available(), pool.Allocated(); a != n {
 		t.Errorf("%d of %d buffers back in the pool after Close", a, n)
 	}
+}
+
+// TestLoopDeadSocketAlone fans a handler's batches out to two sockets
+// through the loop's ring: one to a receiver that keeps up, one to a port
+// nothing listens on (its sends fail with the ICMP errors that come back).
+// The dead one fails for itself, and the other receives every datagram.
+func TestLoopDeadSocketAlone(t *testing.T) {
+	be := conntest.URing(t, conn.URingOptions{})
+	lp, bw := be.(conn.Looper), be.(conn.BatchWriter)
+	pool := loopPool(t, lp, 2048)
+	o := conn.SocketOptions{BatchSize: 64}
+	in, src := conntest.Pair(t, be, o, o)
+	okRx, okTx := conntest.Pair(t, be, o, o)
+	gone, err := be.Listen(netip.MustParseAddrPort("127.0.0.1:0"), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadTx, err := be.Dial(netip.AddrPort{}, gone.LocalAddr(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer deadTx.Close()
+	gone.Close()
+	var failed, sentOK int
+	var mu sync.Mutex
+	ws := make([]conn.BatchWrite, 2)
+	if err := lp.Serve(in, pool, func(bufs []*ring.Packet, msgs []conn.Message) {
+		ws[0] = conn.BatchWrite{Conn: deadTx, Msgs: msgs}
+		ws[1] = conn.BatchWrite{Conn: okTx, Msgs: msgs}
+		bw.TryWriteBatches(ws)
+		mu.Lock()
+		defer mu.Unlock()
+		if ws[0].Err != nil {
+			failed++
+		}
+		if ws[1].Err != nil || ws[1].N != len(msgs) {
+			t.Errorf("the other socket: %d of %d, %v", ws[1].N, len(msgs), ws[1].Err)
+		}
+		sentOK += ws[1].N
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var got atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rd := make([]conn.Message, 64)
+		for i := range rd {
+			rd[i].Buf = make([]byte, 2048)
+		}
+		for {
+			n, err := okRx.ReadBatch(rd)
+			if err != nil {
+				return
+			}
+			got.Add(int64(n))
+		}
+	}()
+	const total = 2000
+	payload := make([]byte, 1000)
+	deadline := time.Now().Add(5 * time.Second)
+	for k := 0; k < total; k++ {
+		if _, err := src.WriteBatch([]conn.Message{{Buf: payload, N: len(payload)}}); err != nil {
+			t.Fatal(err)
+		}
+		for got.Load() < int64(k-256) && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Microsecond) // keep pace with the receiver
+		}
+	}
+	for got.Load() < total && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	in.Close()
+	okRx.Close()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if n := got.Load(); n != total || sentOK != total {
+		t.Errorf("the socket that keeps up: sent %d, received %d of %d", sentOK, n, total)
+	}
+	if failed == 0 {
+		t.Error("the dead socket's sends never failed")
+	}
+	t.Logf("dead socket: sends failed in %d batches", failed)
 }
