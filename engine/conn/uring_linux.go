@@ -12,8 +12,6 @@ import (
 	"time"
 	"unsafe"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/engarde-project/engarde/engine/internal/sys"
 	"github.com/engarde-project/engarde/engine/internal/uring"
 	"github.com/engarde-project/engarde/ring"
@@ -328,7 +326,7 @@ func (l *loop) owns(msgs []Message) bool {
 
 // onLoop reports whether the caller is the loop (it alone runs on the
 // loop's locked thread). A system call: for the control path only.
-func (l *loop) onLoop() bool { return unix.Gettid() == l.tid }
+func (l *loop) onLoop() bool { return uring.Gettid() == l.tid }
 
 // post hands a request to the loop and wakes it.
 func (l *loop) post(c loopCmd) {
@@ -384,7 +382,7 @@ func (l *loop) run(ready chan<- error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	defer close(l.exited)
-	l.tid = unix.Gettid()
+	l.tid = uring.Gettid()
 	if err := l.setup(); err != nil {
 		ready <- err
 		return
@@ -405,7 +403,7 @@ func (l *loop) run(ready chan<- error) {
 		if len(l.missing) > 0 {
 			wait = time.Millisecond // the pool ran out: ask it again soon
 		}
-		if _, err := l.r.SubmitAndWaitTimeout(1, wait); err != nil && !errors.Is(err, unix.ETIME) && !errors.Is(err, unix.EINTR) {
+		if _, err := l.r.SubmitAndWaitTimeout(1, wait); err != nil && !errors.Is(err, uring.ETIME) && !errors.Is(err, uring.EINTR) {
 			l.b.log.printf("io_uring loop: %v", err)
 			time.Sleep(time.Millisecond)
 		}
@@ -475,7 +473,7 @@ func (l *loop) received(cqe *uring.CQE) {
 		}
 	}
 	if cqe.Res < 0 {
-		if c != nil && syscall.Errno(-cqe.Res) == unix.ECONNREFUSED {
+		if c != nil && syscall.Errno(-cqe.Res) == syscall.ECONNREFUSED {
 			// An ICMP error for an earlier send on a connected socket:
 			// counted (Refuser); nothing is lost.
 			c.refused.Add(1)
@@ -681,7 +679,7 @@ func (l *loop) quit() bool {
 	// written after this.
 	l.r.Close()
 	l.br.Free()
-	unix.Close(l.efd)
+	uring.CloseFd(l.efd)
 	for bid, p := range l.lent {
 		if p != nil {
 			p.Release()

@@ -862,8 +862,15 @@ func MapAnon(n int) ([]byte, error) {
 // Unmap releases memory from MapAnon.
 func Unmap(b []byte) error { return os.NewSyscallError("munmap", unix.Munmap(b)) }
 
+// Gettid returns the calling thread's id (gettid(2)).
+func Gettid() int { return unix.Gettid() }
+
+// CloseFd closes a descriptor from NewEventfd.
+func CloseFd(fd int) error { return unix.Close(fd) }
+
 // Errnos the io_uring backend tells apart in completions.
 var (
+	ETIME       = unix.ETIME
 	EINTR       = unix.EINTR
 	EBADF       = unix.EBADF
 	MsgDontwait = uint32(unix.MSG_DONTWAIT)
