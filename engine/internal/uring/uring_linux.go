@@ -677,7 +677,7 @@ func probeKernel() (*Features, error) {
 	pr, err := r.RegisterProbe()
 	r.Close()
 	if err != nil {
-		return nil, fmt.Errorf("%w: no opcode probe (%v); kernel %s too old, Linux 6.0 needed", ErrUnsupported, err, kernelRelease())
+		return nil, fmt.Errorf("%w: no opcode probe (%v); kernel %s too old, Linux 6.1 needed", ErrUnsupported, err, kernelRelease())
 	}
 	for _, op := range []struct {
 		op   uint8
@@ -689,7 +689,7 @@ func probeKernel() (*Features, error) {
 	}
 	f.SendZC = pr.Supports(OpSendZC)
 	if f.Features&FeatExtArg == 0 {
-		return nil, fmt.Errorf("%w: kernel %s too old (no IORING_FEAT_EXT_ARG), Linux 6.0 needed", ErrUnsupported, kernelRelease())
+		return nil, fmt.Errorf("%w: kernel %s too old (no IORING_FEAT_EXT_ARG), Linux 6.1 needed", ErrUnsupported, kernelRelease())
 	}
 	// Each optional flag on its own, then the pair that needs the other.
 	for _, fl := range []uint32{SetupCoopTaskrun, SetupTaskrunFlag | SetupCoopTaskrun, SetupSubmitAll, SetupSingleIssuer, SetupSingleIssuer | SetupDeferTaskrun} {
@@ -705,7 +705,7 @@ func probeKernel() (*Features, error) {
 		return nil, fmt.Errorf("%w: kernel %s lacks IORING_SETUP_DEFER_TASKRUN with SINGLE_ISSUER, Linux 6.1 needed", ErrUnsupported, kernelRelease())
 	}
 	if err := probeMultishot(f); err != nil {
-		return nil, fmt.Errorf("%w: multishot recvmsg with a buffer ring failed on loopback (%v); kernel %s, Linux 6.0 needed", ErrUnsupported, err, kernelRelease())
+		return nil, fmt.Errorf("%w: multishot recvmsg with a buffer ring failed on loopback (%v); kernel %s, Linux 6.1 needed", ErrUnsupported, err, kernelRelease())
 	}
 	return f, nil
 }
