@@ -281,6 +281,16 @@ func recvTag(slot int, gen uint32) uint64 {
 	return kindRecv<<kindShift | uint64(gen&0xffffff)<<32 | uint64(uint32(slot))
 }
 
+// The loop waits in io_uring_enter holding its Go processor (woken by the
+// kernel directly, without handing the processor to another thread and
+// back), for at most loopHold; it lets the role's other goroutines run at
+// least every loopYield. With one Go processor (a host of two CPUs) they
+// run only then, so timers and the control plane may wait that long.
+const (
+	loopHold  = 2 * time.Millisecond
+	loopYield = time.Millisecond
+)
+
 const (
 	loopSQ      = 512  // SQEs: a batch of 64 to several links, datagram by datagram
 	loopCQ      = 4096 // completions: every lent buffer's and the sends'
@@ -388,6 +398,7 @@ func (l *loop) run(ready chan<- error) {
 		return
 	}
 	ready <- nil
+	yielded := time.Now()
 	for {
 		if !l.wake {
 			l.r.GetSQE().PrepPollMultishot(l.efd, uring.PollIn, kindWake<<kindShift)
@@ -399,16 +410,22 @@ func (l *loop) run(ready chan<- error) {
 		}
 		clear(l.rearm)
 		l.rearm = l.rearm[:0]
-		wait := time.Second // housekeeping only: requests wake the loop
+		wait := loopHold
 		if len(l.missing) > 0 {
 			wait = time.Millisecond // the pool ran out: ask it again soon
 		}
-		if _, err := l.r.SubmitAndWaitTimeout(1, wait); err != nil && !errors.Is(err, uring.ETIME) && !errors.Is(err, uring.EINTR) {
+		if _, err := l.r.SubmitAndWaitHeld(1, wait); err != nil && !errors.Is(err, uring.ETIME) && !errors.Is(err, uring.EINTR) {
 			l.b.log.printf("io_uring loop: %v", err)
 			time.Sleep(time.Millisecond)
 		}
 		l.take()
 		l.handle()
+		if now := time.Now(); now.Sub(yielded) >= loopYield {
+			// Let the role's other goroutines (timers, the control
+			// plane, a full socket's backlog) have the processor.
+			runtime.Gosched()
+			yielded = now
+		}
 		if l.count == 0 && l.quit() {
 			l.ack()
 			return

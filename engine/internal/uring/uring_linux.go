@@ -339,6 +339,21 @@ func (r *Ring) SubmitAndWaitTimeout(wait uint32, d time.Duration) (int, error) {
 	return n, err
 }
 
+// SubmitAndWaitHeld is SubmitAndWaitTimeout made as a raw system call: the
+// calling goroutine keeps its Go processor while the thread waits in the
+// kernel, so that a completion wakes this thread alone, with no hand-over
+// of the processor to another thread and back. Nothing else runs on that
+// processor meanwhile, and the runtime cannot preempt a goroutine inside a
+// system call, so the caller bounds d to what it may hold the processor
+// for, and yields between waits.
+func (r *Ring) SubmitAndWaitHeld(wait uint32, d time.Duration) (int, error) {
+	ts := unix.NsecToTimespec(int64(d))
+	arg := getEventsArg{ts: uint64(uintptr(unsafe.Pointer(&ts)))}
+	n, err := r.enter(r.flushSQ(), wait, enterGetEvents|enterExtArg, &arg, true)
+	runtime.KeepAlive(&ts)
+	return n, err
+}
+
 // GetEvents runs the completion work the kernel has pending for this ring
 // and posts its completions, without waiting for more (io_uring_enter with
 // IORING_ENTER_GETEVENTS and no minimum, as liburing's io_uring_get_events).
