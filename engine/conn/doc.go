@@ -3,8 +3,10 @@
 //
 //   - mmsg: recvmmsg/sendmmsg through syscall.RawConn inside Go's
 //     netpoller, with UDP GSO trains on send and UDP GRO on receive.
-//   - uring: io_uring, with multishot receives into a provided-buffer ring
-//     and every link's sends in one io_uring_enter (BatchWriter).
+//   - uring: io_uring, one loop and one ring per role (Looper): multishot
+//     receives straight into the role's pool buffers through a
+//     provided-buffer ring, and every link's sends in one io_uring_enter
+//     (BatchWriter).
 //   - std: plain net.UDPConn, one system call per datagram; the portable
 //     fallback and the benchmarks' baseline.
 //
