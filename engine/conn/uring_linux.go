@@ -264,7 +264,6 @@ type loop struct {
 	jobs []sendJob
 	one  [1]sendJob
 
-	exited chan struct{}
 }
 
 // User data of the loop's SQEs: the kind in the top byte; for a receive,
@@ -314,7 +313,6 @@ func (b *uringBackend) startLoop(pool *ring.Pool, batch int) (*loop, error) {
 		plan:   newSendPlan(loopSQ / 2),
 		res:    make([]int32, loopSQ/2),
 		jobs:   make([]sendJob, loopJobs),
-		exited: make(chan struct{}),
 	}
 	l.lo = uintptr(unsafe.Pointer(&l.msgs[0]))
 	l.hi = l.lo + uintptr(len(l.msgs))*unsafe.Sizeof(Message{})
@@ -391,7 +389,6 @@ func (l *loop) lend(bid uint16) {
 func (l *loop) run(ready chan<- error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	defer close(l.exited)
 	l.tid = uring.Gettid()
 	if err := l.setup(); err != nil {
 		ready <- err
@@ -503,8 +500,7 @@ func (l *loop) received(cqe *uring.CQE) {
 	}
 	p := l.lent[bid]
 	if c == nil || c.leave || cqe.Res < 0 {
-		l.br.Add(p.Whole(), bid) // nobody to hand it to
-		l.br.Advance()
+		l.giveBack(p, bid) // nobody to hand it to
 		return
 	}
 	if l.bc != c || len(l.bids) == cap(l.bids) {
@@ -514,8 +510,7 @@ func (l *loop) received(cqe *uring.CQE) {
 	buf := p.Whole()
 	name, ctl, payload, trunc, ok := uring.ParseRecvmsgOut(buf, int(cqe.Res), sys.SizeofSockaddr, sys.SizeofRecvCmsg)
 	if !ok {
-		l.br.Add(buf, bid)
-		l.br.Advance()
+		l.giveBack(p, bid)
 		return
 	}
 	k := len(l.bids)
@@ -531,6 +526,12 @@ func (l *loop) received(cqe *uring.CQE) {
 		m.Seg, m.Local = trainSeg(seg, m.N), local
 	}
 	l.pkts[k] = p
+}
+
+// giveBack lends the kernel the buffer it filled as bid again, untouched.
+func (l *loop) giveBack(p *ring.Packet, bid uint16) {
+	l.br.Add(p.Whole(), bid)
+	l.br.Advance()
 }
 
 // flush hands the gathered batch to its socket's handler, then lends the
