@@ -263,7 +263,6 @@ type loop struct {
 	res  []int32 // res[h]: header h's completion result
 	jobs []sendJob
 	one  [1]sendJob
-
 }
 
 // User data of the loop's SQEs: the kind in the top byte; for a receive,
@@ -303,16 +302,16 @@ const (
 func (b *uringBackend) startLoop(pool *ring.Pool, batch int) (*loop, error) {
 	batch = max(1, min(batch, loopBatch))
 	l := &loop{
-		b:      b,
-		pool:   pool,
-		lent:   make([]*ring.Packet, loopBuffers),
-		q:      make([]uring.CQE, 0, loopCQ),
-		pkts:   make([]*ring.Packet, batch),
-		bids:   make([]uint16, 0, batch),
-		msgs:   make([]Message, batch),
-		plan:   newSendPlan(loopSQ / 2),
-		res:    make([]int32, loopSQ/2),
-		jobs:   make([]sendJob, loopJobs),
+		b:    b,
+		pool: pool,
+		lent: make([]*ring.Packet, loopBuffers),
+		q:    make([]uring.CQE, 0, loopCQ),
+		pkts: make([]*ring.Packet, batch),
+		bids: make([]uint16, 0, batch),
+		msgs: make([]Message, batch),
+		plan: newSendPlan(loopSQ / 2),
+		res:  make([]int32, loopSQ/2),
+		jobs: make([]sendJob, loopJobs),
 	}
 	l.lo = uintptr(unsafe.Pointer(&l.msgs[0]))
 	l.hi = l.lo + uintptr(len(l.msgs))*unsafe.Sizeof(Message{})
